@@ -1,0 +1,78 @@
+"""boto3 sessions and clients built from Settings, the caller's identity, and secrets.
+
+AWS_ENDPOINT_URL (the sandbox's emulator) is passed explicitly so that a Settings object built from
+another environment still reaches the right endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+
+from devops.config import Settings
+from devops.console import register_secret
+from devops.errors import DevopsError
+
+# Short connect timeout and few retries: a wrong endpoint or a dead emulator must fail in seconds.
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+
+
+def session(settings: Settings) -> boto3.Session:
+    try:
+        return boto3.Session(profile_name=settings.aws_profile or None, region_name=settings.region)
+    except ProfileNotFound:
+        raise DevopsError(
+            f"AWS profile {settings.aws_profile!r} not found: check AWS_PROFILE or run `aws configure`"
+        ) from None
+
+
+def client(settings: Settings, service: str, boto_session: boto3.Session | None = None) -> Any:
+    return (boto_session or session(settings)).client(
+        service, endpoint_url=settings.aws_endpoint_url or None, config=CLIENT_CONFIG
+    )
+
+
+def identity(settings: Settings) -> dict[str, str]:
+    """The caller's account and ARN; one clear error when there are no usable credentials."""
+    try:
+        reply = client(settings, "sts").get_caller_identity()
+    except NoCredentialsError:
+        raise DevopsError("no AWS credentials found: set AWS_PROFILE or run `aws configure` (or `aws sso login`)") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise DevopsError(f"AWS credentials rejected or AWS unreachable: {describe(exc)}") from None
+    return {"account": reply["Account"], "arn": reply["Arn"]}
+
+
+def target_label(settings: Settings, account: str | None = None) -> str:
+    """What a task acts on, for its banner: the sandbox's emulator or a real AWS account."""
+    if settings.uses_emulator:
+        return f"sandbox (AWS emulator at {settings.aws_endpoint_url}, {settings.region})"
+    return f"AWS account {account or 'unknown'} ({settings.region})"
+
+
+def read_secret_json(
+    settings: Settings, secret_arn: str, boto_session: boto3.Session | None = None
+) -> dict[str, Any]:
+    """A JSON secret from Secrets Manager; its password is registered so output never shows it."""
+    try:
+        raw = client(settings, "secretsmanager", boto_session).get_secret_value(SecretId=secret_arn)["SecretString"]
+    except (ClientError, BotoCoreError) as exc:
+        raise DevopsError(f"cannot read secret {secret_arn}: {describe(exc)}") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise DevopsError(f"secret {secret_arn} is not JSON: expected {{\"username\", \"password\"}}") from None
+    register_secret(value.get("password"))
+    return value
+
+
+def describe(exc: Exception) -> str:
+    """A one-line description of a boto error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip().rstrip(":")
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,142 @@
+"""One Settings object for every task.
+
+Project settings come from Invoke's configuration (``invoke.yaml``, ``INVOKE_DEVOPS_*`` variables) under
+the ``devops`` key; AWS and the Neon connection come from the standard environment. Every resource name
+the tasks use is derived here, so no name is spelled out anywhere else in the Python code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from devops.errors import DevopsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Invoke configuration defaults, under the "devops" key. Each one is overridable in invoke.yaml or as
+# INVOKE_DEVOPS_<KEY> (e.g. INVOKE_DEVOPS_PROJECT_NAME=acme).
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "project_name": "davidshaevel",
+    # Empty means: AWS_REGION, then AWS_DEFAULT_REGION, then DEFAULT_REGION.
+    "region": "",
+    # host[:port] to reach RDS at instead of its endpoint: an SSH/SSM tunnel to a private instance,
+    # or the sandbox's stand-in.
+    "rds_address": "",
+    "terraform_dir": "terraform/environments/dev",
+    "sandbox_dir": ".sandbox",
+    # Directory holding initdb/pg_ctl/postgres for the sandbox; empty means search the usual places.
+    "sandbox_pg_bin": "",
+}
+DEFAULT_REGION = "us-east-1"
+ENVIRONMENT = "dev"
+ECR_REPOSITORIES = ("backend", "frontend", "grafana")
+ECS_SERVICES = ("backend", "frontend", "prometheus", "grafana")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_name: str = CONFIG_DEFAULTS["project_name"]
+    region: str = DEFAULT_REGION
+    terraform_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["terraform_dir"]
+    sandbox_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["sandbox_dir"]
+    sandbox_pg_bin: str = ""
+    rds_address: str = ""
+    aws_profile: str = ""
+    aws_endpoint_url: str = ""
+    # A secret: kept out of repr so it never lands in a log or a traceback.
+    neon_database_url: str = field(default="", repr=False)
+
+    @classmethod
+    def load(
+        cls, config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> "Settings":
+        """Build settings from Invoke's ``devops`` config section (or a plain dict) and the environment."""
+        env = os.environ if environ is None else environ
+        values = dict(CONFIG_DEFAULTS)
+        values.update({k: v for k, v in dict(config or {}).items() if v is not None})
+        unknown = set(values) - set(CONFIG_DEFAULTS)
+        if unknown:
+            raise DevopsError(
+                f"unknown devops setting(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(CONFIG_DEFAULTS)}"
+            )
+        project = str(values["project_name"]).strip()
+        if not project or not all(ch.isalnum() or ch == "-" for ch in project) or project != project.lower():
+            raise DevopsError(
+                f"invalid project_name {project!r}: use lower-case letters, digits and dashes "
+                "(it names the S3 bucket and the RDS instance)"
+            )
+        region = (
+            str(values["region"] or "")
+            or env.get("AWS_REGION", "")
+            or env.get("AWS_DEFAULT_REGION", "")
+            or DEFAULT_REGION
+        )
+        return cls(
+            project_name=project,
+            region=region,
+            terraform_dir=_repo_path(values["terraform_dir"]),
+            sandbox_dir=_repo_path(values["sandbox_dir"]),
+            sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
+            rds_address=str(values["rds_address"] or ""),
+            aws_profile=env.get("AWS_PROFILE", ""),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),
+            neon_database_url=env.get("NEON_DATABASE_URL", ""),
+        )
+
+    @classmethod
+    def from_context(cls, ctx: Any) -> "Settings":
+        """Settings from an Invoke Context (its merged config)."""
+        return cls.load(ctx.config.get("devops", {}))
+
+    # Names, derived in one place. Terraform derives the same ones from var.project_name, which the
+    # tasks pass as TF_VAR_project_name (see terraform_variables), so the two cannot drift apart.
+    @property
+    def name_prefix(self) -> str:
+        return f"{self.project_name}-{ENVIRONMENT}"
+
+    @property
+    def bucket_name(self) -> str:
+        return f"{self.name_prefix}-db-backups"
+
+    @property
+    def rds_instance_id(self) -> str:
+        return f"{self.name_prefix}-db"
+
+    @property
+    def ecr_repository_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.project_name}/{name}" for name in ECR_REPOSITORIES)
+
+    @property
+    def service_discovery_namespace(self) -> str:
+        return f"{self.project_name}.local"
+
+    @property
+    def uses_emulator(self) -> bool:
+        return bool(self.aws_endpoint_url)
+
+    def rds_address_override(self) -> tuple[str, int | None] | None:
+        """The configured RDS address as (host, port or None), or None when not set."""
+        if not self.rds_address:
+            return None
+        host, sep, port = self.rds_address.rpartition(":")
+        if not sep:
+            return self.rds_address, None
+        if not host or not port.isdigit():
+            raise DevopsError(
+                f"invalid rds_address {self.rds_address!r}: expected host or host:port "
+                "(INVOKE_DEVOPS_RDS_ADDRESS)"
+            )
+        return host, int(port)
+
+    def terraform_variables(self) -> dict[str, str]:
+        """Environment that gives Terraform the same names and region as the tasks."""
+        return {"TF_VAR_project_name": self.project_name, "TF_VAR_aws_region": self.region}
+
+
+def _repo_path(value: Any) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path

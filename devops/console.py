@@ -1,0 +1,119 @@
+"""What the tasks print: the seeds' [INFO]/[PASS]/[WARN]/[FAIL] lines, banners and tables.
+
+Every line goes through ``mask`` first, so a connection string or a password that slips into a message
+is hidden before it reaches a terminal, a log or a report. Colour only on a terminal and never when
+NO_COLOR is set. In JSON mode, human lines go to stderr and ``emit`` writes one JSON object to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any, Iterable, Sequence, TextIO
+
+from tabulate import tabulate
+
+RULE = "=" * 40
+
+# Known secret values (passwords read from Secrets Manager or a URL), hidden wherever they appear.
+_SECRETS: set[str] = set()
+
+# scheme://user:password@host -> scheme://****:****@host (also user-only forms).
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s'\"]+)@")
+# password=... in keyword/value DSNs and query strings.
+_PASSWORD_PARAM = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*(?:'[^']*'|\"[^\"]*\"|[^\s&;'\"]+)")
+
+_COLOURS = {"PASS": "32", "INFO": "0", "WARN": "33", "FAIL": "31", "ERROR": "31"}
+
+
+def register_secret(value: str | None) -> None:
+    """Hide this exact value in all further output (too-short values would mask ordinary words)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def mask(text: Any) -> str:
+    """The text with credentials in URLs, password parameters and registered secrets replaced."""
+    out = str(text)
+    # Longest first, so a secret containing another is hidden whole.
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        out = out.replace(secret, "****")
+    out = _URL_USERINFO.sub(lambda m: m.group("scheme") + _mask_userinfo(m.group("userinfo")) + "@", out)
+    return _PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}=****", out)
+
+
+def _mask_userinfo(userinfo: str) -> str:
+    return "****:****" if ":" in userinfo else "****"
+
+
+def use_colour(stream: TextIO, environ: dict[str, str] | os._Environ = os.environ) -> bool:
+    if environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Console:
+    """Output for one task run. ``json_mode`` sends human lines to stderr, keeping stdout for ``emit``."""
+
+    def __init__(self, json_mode: bool = False, out: TextIO | None = None, err: TextIO | None = None):
+        self.json_mode = json_mode
+        self._stdout = out or sys.stdout
+        self._human = (err or sys.stderr) if json_mode else self._stdout
+        self._colour = use_colour(self._human)
+
+    def _write(self, text: str = "") -> None:
+        self._human.write(mask(text) + "\n")
+        self._human.flush()
+
+    def _status(self, tag: str, message: str) -> None:
+        label = f"[{tag}]"
+        if self._colour and _COLOURS[tag] != "0":
+            label = f"\033[{_COLOURS[tag]}m{label}\033[0m"
+        self._write(f"{label} {message}")
+
+    def info(self, message: str) -> None:
+        self._status("INFO", message)
+
+    def passed(self, message: str) -> None:
+        self._status("PASS", message)
+
+    def warn(self, message: str) -> None:
+        self._status("WARN", message)
+
+    def fail(self, message: str) -> None:
+        self._status("FAIL", message)
+
+    def error(self, message: str) -> None:
+        self._status("ERROR", message)
+
+    def line(self, text: str = "") -> None:
+        self._write(text)
+
+    def banner(self, title: str, *lines: str) -> None:
+        """The seeds' banner: a rule, the title and its lines indented by two, a rule."""
+        self._write()
+        self._write(RULE)
+        for text in (title, *lines):
+            self._write(f"  {text}")
+        self._write(RULE)
+        self._write()
+
+    def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        """Aligned ``  Name:  value`` lines, as in the seeds' plan and summary blocks."""
+        pairs = list(pairs)
+        width = max((len(name) for name, _ in pairs), default=0) + 1
+        for name, value in pairs:
+            self._write(f"  {name + ':':<{width}} {value}")
+
+    def table(self, rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+        text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        for row in text.splitlines():
+            self._write(f"  {row}")
+
+    def emit(self, payload: dict[str, Any]) -> None:
+        """The JSON report: one object on stdout (masked like every other output)."""
+        self._stdout.write(mask(json.dumps(payload, indent=2, sort_keys=True, default=str)) + "\n")
+        self._stdout.flush()

@@ -1,0 +1,559 @@
+"""The sandbox: local stand-ins for everything the tasks talk to, so nobody needs AWS or Neon to try them.
+
+- two real PostgreSQL servers on 127.0.0.1, one playing Neon and one playing RDS;
+- a moto server on 127.0.0.1 playing AWS;
+- the real terraform/environments/dev applied against it by environment alone (AWS_ENDPOINT_URL, test
+  credentials, TF_DATA_DIR, and the S3 backend pointed at a state bucket in the emulator);
+- the RDS stand-in's master role given the password the emulated RDS put in Secrets Manager, and the
+  emulated RDS endpoint mapped onto the stand-in through the RDS address override (devops.rds_address).
+
+Everything lives in one git-ignored folder (devops.sandbox_dir); ``down`` stops it all and removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import quote
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import psycopg2
+from psycopg2 import sql
+
+from devops import aws
+from devops.config import Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.terraform import Terraform
+
+HOST = "127.0.0.1"
+STATE_FILE = "state.json"
+SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
+# The emulator accepts any credentials; these are the conventional ones.
+EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+NEON_ROLE = "neondb_owner"
+NEON_DATABASE = "neondb"
+STATE_KEY = "dev/terraform.tfstate"
+# Throwaway data: no crash safety needed, and restores run several times faster without fsync.
+SERVER_SETTINGS = {
+    "listen_addresses": HOST,
+    "unix_socket_directories": "",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "50",
+}
+PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
+                "/usr/local/opt/postgresql@*/bin")
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL server binaries and one stand-in server
+
+
+def find_pg_bin(configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS, path: str | None = None) -> Path:
+    """The directory of the newest PostgreSQL server binaries on the machine."""
+    if configured:
+        candidate = Path(configured)
+        if not (candidate / "initdb").exists():
+            raise DevopsError(f"no initdb in {candidate} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory")
+        return candidate
+    found = [Path(p) for pattern in search for p in _glob(pattern) if (Path(p) / "initdb").exists()]
+    if found:
+        return max(found, key=lambda p: _version_key(p))
+    initdb = shutil.which("initdb", path=path)
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise DevopsError(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: install them "
+        "(Debian/Ubuntu: apt-get install postgresql-17; macOS: brew install postgresql@17) "
+        "or set INVOKE_DEVOPS_SANDBOX_PG_BIN to their directory"
+    )
+
+
+def _glob(pattern: str) -> list[str]:
+    import glob
+
+    return glob.glob(pattern)
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    digits = "".join(ch if ch.isdigit() else " " for ch in str(path)).split()
+    return tuple(int(d) for d in digits)
+
+
+@dataclasses.dataclass
+class Server:
+    """One PostgreSQL stand-in and the application role/database it serves."""
+
+    name: str
+    port: int
+    superuser_password: str
+    user: str = ""
+    password: str = ""
+    database: str = ""
+
+    def url(self) -> str:
+        user, password = quote(self.user, safe=""), quote(self.password, safe="")
+        return f"postgresql://{user}:{password}@{HOST}:{self.port}/{self.database}"
+
+    def connect(self, as_superuser: bool = False, database: str | None = None) -> Any:
+        user, password = ("postgres", self.superuser_password) if as_superuser else (self.user, self.password)
+        return psycopg2.connect(
+            host=HOST, port=self.port, user=user, password=password,
+            dbname=database or ("postgres" if as_superuser else self.database), connect_timeout=5,
+        )
+
+
+class PostgresCluster:
+    """initdb / pg_ctl for one data directory, run as an unprivileged user (initdb refuses root)."""
+
+    def __init__(self, bin_dir: Path, root: Path, run_as: str | None):
+        self.bin_dir = bin_dir
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "server.log"
+        self.run_as = run_as
+
+    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin_dir / tool), *args]
+        if self.run_as:
+            command = ["runuser", "-u", self.run_as, "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+    def init(self, server: Server) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(server.superuser_password + "\n")
+        pwfile.chmod(0o600)
+        if self.run_as:
+            shutil.chown(self.root, self.run_as)
+            shutil.chown(pwfile, self.run_as)
+        try:
+            # The password goes through a file, never argv.
+            result = self._run("initdb", "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}",
+                               "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C")
+        finally:
+            pwfile.unlink()
+        if result.returncode != 0:
+            raise DevopsError(f"initdb for the {server.name} stand-in failed: {_last_line(result.stderr)}")
+        settings = {**SERVER_SETTINGS, "port": str(server.port)}
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("\n# sandbox\n" + "".join(f"{k} = '{v}'\n" for k, v in settings.items()))
+
+    def start(self) -> None:
+        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        if result.returncode != 0:
+            raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
+                              f" (see {self.log})")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def version(self) -> str:
+        # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
+        found = re.search(r"\) (\d+(?:\.\d+)?)", self._run("postgres", "--version").stdout)
+        return found.group(1) if found else "unknown"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def _unprivileged_user() -> str | None:
+    """None when we are not root; otherwise the system user to run PostgreSQL as."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise DevopsError("PostgreSQL refuses to run as root and there is no 'postgres' user: "
+                          "run the sandbox as a regular user (or in the toolbox)") from None
+    return "postgres"
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers for processes and ports
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+        return True
+    return False
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise DevopsError(f"{what} did not come up within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sandbox
+
+
+class Sandbox:
+    def __init__(self, settings: Settings, console: Console | None = None):
+        self.settings = settings
+        self.console = console or Console()
+        self.dir = settings.sandbox_dir
+        self.state_path = self.dir / STATE_FILE
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def load_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        # The state holds the stand-ins' throwaway passwords: readable by its owner only.
+        tmp.touch(mode=0o600)
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_path)
+
+    def _server(self, state: dict[str, Any], name: str) -> Server:
+        return Server(**state[name])
+
+    def emulator_url(self, state: dict[str, Any]) -> str:
+        return f"http://{HOST}:{state['emulator']['port']}"
+
+    def aws_environment(self, state: dict[str, Any]) -> dict[str, str | None]:
+        """The AWS side of the environment that points a task at the sandbox (None = unset)."""
+        return {
+            "AWS_ENDPOINT_URL": self.emulator_url(state),
+            "AWS_REGION": self.settings.region,
+            **EMULATOR_CREDENTIALS,
+            "AWS_PROFILE": None,
+            "AWS_SESSION_TOKEN": None,
+            "TF_DATA_DIR": str(self.dir / "terraform"),
+        }
+
+    def _boto_session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id=EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.settings.region,
+        )
+
+    def emulator_settings(self, state: dict[str, Any]) -> Settings:
+        return dataclasses.replace(self.settings, aws_endpoint_url=self.emulator_url(state), aws_profile="")
+
+    def terraform(self, state: dict[str, Any] | None = None) -> Terraform:
+        """Terraform pointed at the sandbox's emulator and its own data dir."""
+        state = state or self.load_state()
+        return Terraform(self.settings, env=self.aws_environment(state), log=self.dir / "terraform.log")
+
+    # ---- status ------------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per component: name, address, running, detail."""
+        state = self.load_state()
+        if not state:
+            return []
+        rows = []
+        for name, role in (("neon", "Neon stand-in"), ("rds", "RDS stand-in")):
+            if name in state:
+                server = self._server(state, name)
+                rows.append({"component": name, "address": f"{HOST}:{server.port}",
+                             "running": port_open(server.port),
+                             "detail": f"{role}, PostgreSQL {state.get('pg_version', '?')}, "
+                                       f"database {server.database or '-'}"})
+        if "emulator" in state:
+            emulator = state["emulator"]
+            rows.append({"component": "emulator", "address": self.emulator_url(state),
+                         "running": pid_alive(emulator.get("pid")) and port_open(emulator["port"]),
+                         "detail": "moto server (AWS)"})
+        if "terraform" in state:
+            rows.append({"component": "terraform", "address": str(self.settings.terraform_dir),
+                         "running": bool(state["terraform"].get("applied")),
+                         "detail": f"state s3://{state['terraform']['state_bucket']}/{STATE_KEY}"})
+        return rows
+
+    def is_up(self) -> bool:
+        rows = self.status()
+        return len(rows) == 4 and all(row["running"] for row in rows)
+
+    # ---- up ----------------------------------------------------------------------------------
+
+    def up(self) -> dict[str, Any]:
+        """Start everything (idempotent): returns the state."""
+        if self.is_up():
+            self.console.info(f"Sandbox already up in {self.dir}")
+            return self.load_state()
+        if self.dir.exists():
+            self.console.warn(f"Sandbox in {self.dir} is incomplete or stopped: recreating it")
+            self.down(quiet=True)
+        started = time.monotonic()
+        try:
+            state = self._start()
+        except BaseException:
+            # Never leave half a sandbox running: a failed or interrupted up cleans after itself.
+            self.console.error("Sandbox start failed: stopping what was started")
+            self.down(quiet=True)
+            raise
+        self.console.passed(f"Sandbox up in {time.monotonic() - started:.0f}s")
+        return state
+
+    def _start(self) -> dict[str, Any]:
+        bin_dir = find_pg_bin(self.settings.sandbox_pg_bin)
+        run_as = _unprivileged_user()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o755)  # the PostgreSQL user must reach its data folders
+        state: dict[str, Any] = {"project_name": self.settings.project_name, "pg_bin": str(bin_dir),
+                                 "run_as": run_as}
+        state["emulator"] = self._start_emulator()
+        self._save_state(state)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Terraform (a minute and a half of provider waits against the emulator) runs while the
+            # PostgreSQL servers are created and loaded.
+            applied = pool.submit(self._apply_terraform, state)
+            for name in ("neon", "rds"):
+                state[name] = dataclasses.asdict(self._start_server(name, bin_dir, run_as))
+                self._save_state(state)
+            state["pg_version"] = PostgresCluster(bin_dir, self.dir / "neon", run_as).version()
+            neon = self._server(state, "neon")
+            self._create_app_database(neon, NEON_ROLE, secrets.token_urlsafe(18), NEON_DATABASE)
+            state["neon"] = dataclasses.asdict(neon)
+            self._save_state(state)
+            self._load_sample_data(neon)
+            self.console.info(f"Neon stand-in loaded with sample data ({HOST}:{neon.port}/{neon.database})")
+            outputs = applied.result()
+        state["terraform"] = {"applied": True, "state_bucket": self._state_bucket()}
+        rds = self._server(state, "rds")
+        secret = aws.read_secret_json(self.emulator_settings(state), outputs["database_secret_arn"],
+                                      boto_session=self._boto_session())
+        self._create_app_database(rds, secret["username"], secret["password"], outputs["database_name"])
+        state["rds"] = dataclasses.asdict(rds)
+        state["rds_endpoint"] = outputs["database_endpoint"]
+        self._save_state(state)
+        self.console.info(f"RDS stand-in: role {rds.user} has the password from {outputs['database_secret_arn']}")
+        return state
+
+    def _start_emulator(self) -> dict[str, Any]:
+        try:
+            import moto.server  # noqa: F401  (only to fail early with a clear message)
+        except ImportError:
+            raise DevopsError("the AWS emulator (moto server) is not installed: pip install -r requirements-dev.txt") from None
+        port = free_port()
+        log = (self.dir / "emulator.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        log.close()
+        url = f"http://{HOST}:{port}/moto-api/"
+        wait_for(lambda: process.poll() is None and _http_ok(url), 30, "the AWS emulator")
+        self.console.info(f"AWS emulator (moto) on http://{HOST}:{port}")
+        return {"port": port, "pid": process.pid}
+
+    def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:
+        server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18))
+        cluster = PostgresCluster(bin_dir, self.dir / name, run_as)
+        cluster.init(server)
+        cluster.start()
+        self.console.info(f"PostgreSQL for the {name} stand-in on {HOST}:{server.port}")
+        return server
+
+    @staticmethod
+    def _create_app_database(server: Server, user: str, password: str, database: str) -> None:
+        """A login role and a database it owns (like a Neon owner or an RDS master user, not a superuser)."""
+        conn = server.connect(as_superuser=True)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD %s").format(
+                    sql.Identifier(user)), (password,))
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if not cur.fetchone():
+                    cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(database), sql.Identifier(user)))
+        finally:
+            conn.close()
+        server.user, server.password, server.database = user, password, database
+
+    @staticmethod
+    def _load_sample_data(server: Server) -> None:
+        conn = server.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(SAMPLE_DATA.read_text())
+        finally:
+            conn.close()
+
+    def _state_bucket(self) -> str:
+        return f"{self.settings.name_prefix}-sandbox-tfstate"
+
+    def _apply_terraform(self, state: dict[str, Any]) -> dict[str, Any]:
+        s3 = aws.client(self.emulator_settings(state), "s3", self._boto_session())
+        s3.create_bucket(Bucket=self._state_bucket())
+        terraform = self.terraform(state)
+        started = time.monotonic()
+        terraform.init(backend_config={
+            "bucket": self._state_bucket(), "key": STATE_KEY, "region": self.settings.region,
+            # The emulator serves buckets by path, not by virtual host name.
+            "use_path_style": "true",
+        })
+        self.console.info("Terraform: applying the dev environment in pilot light against the emulator "
+                          "(about 90s of provider waits)...")
+        terraform.apply(variables={"dev_activated": False})
+        outputs = terraform.outputs()
+        self.console.info(f"Terraform applied in {time.monotonic() - started:.0f}s "
+                          f"(log: {self.dir / 'terraform.log'})")
+        return outputs
+
+    # ---- down --------------------------------------------------------------------------------
+
+    def down(self, quiet: bool = False) -> None:
+        """Stop everything the sandbox started and remove its folder."""
+        state = self.load_state()
+        if not self.dir.exists():
+            if not quiet:
+                self.console.info(f"No sandbox in {self.dir}: nothing to stop")
+            return
+        emulator_pid = state.get("emulator", {}).get("pid")
+        if pid_alive(emulator_pid):
+            _terminate_group(emulator_pid)
+        bin_dir = Path(state["pg_bin"]) if state.get("pg_bin") else None
+        for name in ("neon", "rds"):
+            root = self.dir / name
+            if (root / "data" / "postmaster.pid").exists():
+                cluster = PostgresCluster(bin_dir or find_pg_bin(self.settings.sandbox_pg_bin), root,
+                                          state.get("run_as", _unprivileged_user()))
+                cluster.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if not quiet:
+            self.console.passed(f"Sandbox stopped and {self.dir} removed")
+
+    # ---- env ---------------------------------------------------------------------------------
+
+    def env_lines(self) -> list[str]:
+        """POSIX shell lines that point every task (and psql) at the sandbox."""
+        state = self.load_state()
+        if not state.get("terraform", {}).get("applied"):
+            raise DevopsError(f"no sandbox running in {self.dir}: start it with `inv sandbox.up`")
+        neon, rds = self._server(state, "neon"), self._server(state, "rds")
+        values: dict[str, str | None] = {
+            "NEON_DATABASE_URL": neon.url(),
+            **self.aws_environment(state),
+            "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds.port}",
+            "SANDBOX_RDS_URL": rds.url(),
+        }
+        if self.settings.sandbox_dir != Settings().sandbox_dir:
+            values["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.dir)
+        return [f"unset {k}" if v is None else f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def _terminate_group(pid: int, timeout: float = 10) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task bodies
+
+
+def _banner(console: Console, title: str, settings: Settings) -> None:
+    console.banner(title, f"Target: sandbox (local stand-ins in {settings.sandbox_dir})")
+
+
+def run_up(settings: Settings, console: Console) -> None:
+    _banner(console, "SANDBOX UP", settings)
+    sandbox = Sandbox(settings, console)
+    sandbox.up()
+    _show_status(sandbox, console)
+    console.line()
+    console.info('Point your shell at it:  eval "$(inv sandbox.env)"')
+    console.info('Then, for example:       psql "$SANDBOX_RDS_URL" -c "select 1"')
+
+
+def run_down(settings: Settings, console: Console) -> None:
+    _banner(console, "SANDBOX DOWN", settings)
+    Sandbox(settings, console).down()
+
+
+def run_status(settings: Settings, console: Console) -> bool:
+    """Print the status; True when every component runs."""
+    sandbox = Sandbox(settings, console)
+    rows = sandbox.status()
+    up = sandbox.is_up()
+    if console.json_mode:
+        console.emit({"sandbox_dir": str(settings.sandbox_dir), "up": up, "components": rows})
+        return up
+    _banner(console, "SANDBOX STATUS", settings)
+    if not rows:
+        console.warn(f"No sandbox in {settings.sandbox_dir}: start it with `inv sandbox.up`")
+        return False
+    _show_status(sandbox, console)
+    return up
+
+
+def _show_status(sandbox: Sandbox, console: Console) -> None:
+    rows = sandbox.status()
+    console.table([[r["component"], r["address"], "up" if r["running"] else "DOWN", r["detail"]] for r in rows],
+                  headers=["component", "address", "state", "detail"])
+    state = sandbox.load_state()
+    if state.get("rds_endpoint"):
+        console.line()
+        console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is served by the RDS stand-in "
+                     f"(devops.rds_address = {HOST}:{state['rds']['port']})")
