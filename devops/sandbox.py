@@ -282,6 +282,10 @@ class Sandbox:
     def emulator_settings(self, state: dict[str, Any]) -> Settings:
         return dataclasses.replace(self.settings, aws_endpoint_url=self.emulator_url(state), aws_profile="")
 
+    def client(self, service: str, state: dict[str, Any] | None = None) -> Any:
+        """A boto3 client for the sandbox's emulator."""
+        return aws.client(self.emulator_settings(state or self.load_state()), service, self._boto_session())
+
     def terraform(self, state: dict[str, Any] | None = None) -> Terraform:
         """Terraform pointed at the sandbox's emulator and its own data dir."""
         state = state or self.load_state()
@@ -430,8 +434,7 @@ class Sandbox:
         return f"{self.settings.name_prefix}-sandbox-tfstate"
 
     def _apply_terraform(self, state: dict[str, Any]) -> dict[str, Any]:
-        s3 = aws.client(self.emulator_settings(state), "s3", self._boto_session())
-        s3.create_bucket(Bucket=self._state_bucket())
+        self.client("s3", state).create_bucket(Bucket=self._state_bucket())
         terraform = self.terraform(state)
         started = time.monotonic()
         terraform.init(backend_config={

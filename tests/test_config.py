@@ -1,0 +1,69 @@
+import pytest
+
+from devops.config import REPO_ROOT, Settings
+from devops.errors import DevopsError
+
+
+def test_defaults_are_the_seeds():
+    settings = Settings.load({}, environ={})
+    assert settings.project_name == "davidshaevel"
+    assert settings.region == "us-east-1"
+    assert settings.bucket_name == "davidshaevel-dev-db-backups"
+    assert settings.rds_instance_id == "davidshaevel-dev-db"
+    assert settings.ecr_repository_names == ("davidshaevel/backend", "davidshaevel/frontend", "davidshaevel/grafana")
+    assert settings.service_discovery_namespace == "davidshaevel.local"
+    assert settings.terraform_dir == REPO_ROOT / "terraform/environments/dev"
+    assert not settings.uses_emulator
+
+
+def test_names_follow_the_project_name():
+    settings = Settings.load({"project_name": "acme"}, environ={})
+    assert settings.bucket_name == "acme-dev-db-backups"
+    assert settings.rds_instance_id == "acme-dev-db"
+    assert settings.terraform_variables() == {"TF_VAR_project_name": "acme", "TF_VAR_aws_region": "us-east-1"}
+
+
+def test_region_precedence_config_then_aws_region_then_default_region():
+    env = {"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"}
+    assert Settings.load({}, environ=env).region == "eu-west-1"
+    assert Settings.load({}, environ={"AWS_DEFAULT_REGION": "eu-central-1"}).region == "eu-central-1"
+    assert Settings.load({"region": "ap-south-1"}, environ=env).region == "ap-south-1"
+
+
+def test_standard_environment_is_read():
+    env = {"AWS_PROFILE": "dev", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+           "NEON_DATABASE_URL": "postgresql://u:secret@h/db"}
+    settings = Settings.load({}, environ=env)
+    assert settings.aws_profile == "dev"
+    assert settings.uses_emulator
+    assert settings.neon_database_url == env["NEON_DATABASE_URL"]
+    assert "secret" not in repr(settings)
+
+
+def test_relative_paths_are_from_the_repository_and_absolute_ones_kept(tmp_path):
+    settings = Settings.load({"sandbox_dir": "x/y", "terraform_dir": str(tmp_path)}, environ={})
+    assert settings.sandbox_dir == REPO_ROOT / "x/y"
+    assert settings.terraform_dir == tmp_path
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("", None), ("127.0.0.1:6543", ("127.0.0.1", 6543)), ("bastion.internal", ("bastion.internal", None)),
+])
+def test_rds_address_override(value, expected):
+    assert Settings.load({"rds_address": value}, environ={}).rds_address_override() == expected
+
+
+def test_bad_rds_address_is_one_clear_error():
+    with pytest.raises(DevopsError, match="expected host or host:port"):
+        Settings.load({"rds_address": "host:port"}, environ={}).rds_address_override()
+
+
+@pytest.mark.parametrize("name", ["", "Acme", "acme_co", "acme co"])
+def test_bad_project_name_is_refused(name):
+    with pytest.raises(DevopsError, match="invalid project_name"):
+        Settings.load({"project_name": name}, environ={})
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(DevopsError, match="unknown devops setting.*projct_name"):
+        Settings.load({"projct_name": "x"}, environ={})

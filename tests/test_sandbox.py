@@ -1,0 +1,161 @@
+"""The sandbox: real PostgreSQL stand-ins, the emulator, Terraform applied, and the shell environment."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+
+from devops.config import REPO_ROOT, Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open
+
+INV = [sys.executable, "-m", "invoke"]
+
+
+def test_status_shows_every_component_up(sandbox):
+    rows = {row["component"]: row for row in sandbox.status()}
+    assert set(rows) == {"neon", "rds", "emulator", "terraform"}
+    assert all(row["running"] for row in rows.values())
+    assert sandbox.is_up()
+
+
+def test_up_again_is_a_no_op(sandbox, sandbox_state, capsys):
+    state = sandbox.up()
+    assert state == sandbox_state
+    assert "already up" in capsys.readouterr().out
+
+
+def test_neon_stand_in_holds_the_sample_data(sandbox_env):
+    with psycopg2.connect(sandbox_env["NEON_DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM projects")
+        assert cur.fetchone()[0] == 5
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert cur.fetchone()[0] >= 3
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cur.fetchone()[0] is False
+
+
+def test_rds_stand_in_uses_the_password_rds_put_in_secrets_manager(sandbox, sandbox_env):
+    outputs = sandbox.terraform().outputs()
+    secret = sandbox.client("secretsmanager").get_secret_value(SecretId=outputs["database_secret_arn"])
+    import json
+
+    value = json.loads(secret["SecretString"])
+    host, port = sandbox_env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
+    conn = psycopg2.connect(host=host, port=int(port), user=value["username"], password=value["password"],
+                            dbname=outputs["database_name"], connect_timeout=5)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert cur.fetchone() == (value["username"], False)
+    conn.close()
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(host=host, port=int(port), user=value["username"], password="wrong",
+                         dbname=outputs["database_name"], connect_timeout=5)
+
+
+def test_env_lines_work_in_a_posix_shell_with_psql(sandbox, sandbox_settings):
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.fail("psql (postgresql-client) is needed for this test")
+    env = {**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)}
+    script = f'eval "$({" ".join(INV)} sandbox.env)" && psql "$SANDBOX_RDS_URL" -tAc "select 1" ' \
+             '&& psql "$NEON_DATABASE_URL" -tAc "select count(*) from projects" && echo "$AWS_ENDPOINT_URL"'
+    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert lines[:2] == ["1", "5"]
+    assert lines[2].startswith(f"http://{HOST}:")
+
+
+def test_env_names_everything_tasks_need(sandbox):
+    keys = {line.split()[1].split("=")[0] for line in sandbox.env_lines()}
+    assert {"NEON_DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "INVOKE_DEVOPS_RDS_ADDRESS", "SANDBOX_RDS_URL", "TF_DATA_DIR", "AWS_PROFILE"} <= keys
+
+
+def test_rds_address_override_maps_the_emulated_endpoint_onto_the_stand_in(sandbox, sandbox_env):
+    settings = Settings.load({"rds_address": sandbox_env["INVOKE_DEVOPS_RDS_ADDRESS"]}, environ={})
+    host, port = settings.rds_address_override()
+    assert (host, port) == (HOST, sandbox.load_state()["rds"]["port"])
+    assert sandbox.load_state()["rds_endpoint"].endswith(".rds.amazonaws.com")
+
+
+def test_status_task_as_json(sandbox_env):
+    import json
+
+    result = subprocess.run([*INV, "sandbox.status", "--json"], env=sandbox_env, capture_output=True, text=True,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["up"] is True and len(report["components"]) == 4
+
+
+def test_task_banner_names_the_sandbox(sandbox_env):
+    result = subprocess.run([*INV, "sandbox.status"], env=sandbox_env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0
+    assert "Target: sandbox (local stand-ins in" in result.stdout
+
+
+def test_find_pg_bin_names_what_to_install_when_there_is_none(tmp_path):
+    with pytest.raises(DevopsError, match="apt-get install postgresql-17"):
+        find_pg_bin(search=(str(tmp_path / "none*"),), path=str(tmp_path))
+
+
+def test_find_pg_bin_takes_the_newest_version(tmp_path):
+    for version in ("9.6", "15", "17"):
+        bin_dir = tmp_path / "postgresql" / version / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "initdb").touch()
+    assert find_pg_bin(search=(str(tmp_path / "postgresql/*/bin"),)) == tmp_path / "postgresql/17/bin"
+
+
+def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
+    env = {**os.environ, "INVOKE_DEVOPS_SANDBOX_PG_BIN": str(tmp_path / "missing"),
+           "INVOKE_DEVOPS_SANDBOX_DIR": str(tmp_path / "sandbox")}
+    result = subprocess.run([*INV, "sandbox.up"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"[ERROR] no initdb in {tmp_path / 'missing'} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory"
+    ]
+    assert not (tmp_path / "sandbox").exists()
+
+
+def test_env_without_a_sandbox_is_one_clear_error(tmp_path):
+    env = {**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(tmp_path / "nothing")}
+    result = subprocess.run([*INV, "sandbox.env"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "start it with `inv sandbox.up`" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_shows_every_task_with_help():
+    result = subprocess.run([*INV, "--list"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0
+    listed = {line.split()[0]: line for line in result.stdout.splitlines()[2:] if line.strip() and line.startswith("  ") and not line.startswith("   ")}
+    assert {"sandbox.up", "sandbox.down", "sandbox.status", "sandbox.env"} <= set(listed)
+    assert all(len(line.split()) > 1 for line in listed.values()), "a task without help"
+
+
+@pytest.mark.last
+def test_down_stops_everything_and_removes_the_folder(sandbox, sandbox_settings):
+    state = sandbox.load_state()
+    ports = [state["neon"]["port"], state["rds"]["port"], state["emulator"]["port"]]
+    result = subprocess.run([*INV, "sandbox.down"], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)})
+    assert result.returncode == 0, result.stderr
+    assert not any(port_open(port) for port in ports)
+    assert not pid_alive(state["emulator"]["pid"]) or _is_zombie(state["emulator"]["pid"])
+    assert not sandbox_settings.sandbox_dir.exists()
+    assert Sandbox(sandbox_settings, Console()).status() == []
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
