@@ -387,6 +387,8 @@ class Sandbox:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy) exist only when moto loads them.
+            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
         )
         log.close()
         url = f"http://{HOST}:{port}/moto-api/"

@@ -86,7 +86,11 @@ class Terraform:
             self.run("apply", "-input=false", "-no-color", "-auto-approve", *_var_args(variables))
 
     def outputs(self) -> dict[str, Any]:
-        """All outputs in one call, as name -> value (empty when nothing was applied yet)."""
+        """All outputs in one call, as name -> value (empty when nothing was applied yet).
+
+        Terraform does not keep null outputs in state, so the active-only outputs are absent in pilot
+        light: read them with ``.get(name)``, which gives None.
+        """
         result = self.run("output", "-json", "-no-color")
         try:
             raw = json.loads(result.stdout or "{}")

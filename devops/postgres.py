@@ -1,0 +1,180 @@
+"""PostgreSQL endpoints and what the tasks read from a database: version, tables, counts, checksums.
+
+An Endpoint never puts its password in a URL, an argv or a message: libpq tools get it through the
+environment of their own process (``libpq_env``), psycopg2 as a keyword argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import psycopg2
+from psycopg2 import sql
+
+from devops.console import register_secret
+from devops.errors import DevopsError
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+CONNECT_TIMEOUT = 10
+# libpq URL query parameters the tools understand, passed on as PG* variables.
+LIBPQ_PARAMS = {
+    "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "channel_binding": "PGCHANNELBINDING", "application_name": "PGAPPNAME", "options": "PGOPTIONS",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+# Fixed output settings, so that a row's text (and so its checksum) is the same on any server.
+CANONICAL_SESSION = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET bytea_output = 'hex'",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    label: str
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str = dataclasses.field(default="", repr=False)
+    params: tuple[tuple[str, str], ...] = ()
+
+    def masked(self) -> str:
+        return f"postgresql://****@{self.host}:{self.port}/{self.dbname}"
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port}/{self.dbname}"
+
+    def connect(self, timeout: int = CONNECT_TIMEOUT) -> Any:
+        """A psycopg2 connection, or one clear error naming the endpoint (never the password)."""
+        try:
+            return psycopg2.connect(
+                host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname,
+                connect_timeout=timeout, **dict(self.params),
+            )
+        except psycopg2.OperationalError as exc:
+            raise DevopsError(f"cannot connect to {self.label} at {self.where()}: {first_line(exc)}") from None
+
+    def libpq_env(self) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore/psql: the connection without any argv."""
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.dbname,
+               "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT)}
+        env.update({LIBPQ_PARAMS[key]: value for key, value in self.params if key in LIBPQ_PARAMS})
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+
+def parse_url(url: str, label: str, variable: str) -> tuple[Endpoint, list[str]]:
+    """An Endpoint from a postgresql:// URL, and notes about what was adjusted.
+
+    TLS is required for any non-local host unless the URL sets sslmode itself. A Neon pooler host
+    (ep-...-pooler.<region>.aws.neon.tech) is replaced by the direct one: pg_dump must not go through
+    PgBouncer in transaction mode.
+    """
+    if not url:
+        raise DevopsError(f"{variable} is not set: export it (postgresql://user:password@host/dbname)")
+    hint = f"{variable} is not a valid PostgreSQL URL"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or 5432
+    except ValueError:
+        raise DevopsError(f"{hint}: bad port; expected postgresql://user:password@host[:port]/dbname") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise DevopsError(f"{hint}: it must start with postgresql://")
+    host, dbname = parts.hostname or "", unquote(parts.path.lstrip("/"))
+    user = unquote(parts.username or "")
+    if not host or not dbname or not user:
+        missing = [name for name, value in (("user", user), ("host", host), ("database name", dbname)) if not value]
+        raise DevopsError(f"{hint}: no {', no '.join(missing)}; expected postgresql://user:password@host/dbname")
+    password = unquote(parts.password or "")
+    register_secret(password)
+    params = dict(parse_qsl(parts.query))
+    unknown = sorted(set(params) - set(LIBPQ_PARAMS) - {"connect_timeout"})
+    if unknown:
+        raise DevopsError(f"{hint}: unsupported parameter(s) {', '.join(unknown)}")
+    params.pop("connect_timeout", None)
+    notes = []
+    if host not in LOCAL_HOSTS and "sslmode" not in params:
+        params["sslmode"] = "require"
+    direct = re.sub(r"^(ep-[^.]+)-pooler\.", r"\1.", host) if host.endswith(".neon.tech") else host
+    if direct != host:
+        notes.append(f"{label}: using the direct host {direct} instead of the pooler {host} "
+                     "(pg_dump cannot run through PgBouncer)")
+        host = direct
+    return Endpoint(label, host, port, user, dbname, password, tuple(sorted(params.items()))), notes
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def server_version(conn: Any) -> int:
+    """server_version_num, e.g. 150018."""
+    return int(conn.server_version)
+
+
+def major(version_num: int) -> int:
+    return version_num // 10000
+
+
+@dataclasses.dataclass(frozen=True)
+class TableStats:
+    schema: str
+    table: str
+    rows: int
+    checksum: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def table_stats(conn: Any) -> dict[str, TableStats]:
+    """Every user table in every non-system schema: exact row count and an order-independent checksum.
+
+    The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
+    sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
+    rows give the same sum on any server.
+    """
+    with conn.cursor() as cur:
+        for statement in CANONICAL_SESSION:
+            cur.execute(statement)
+        cur.execute(
+            """
+            SELECT n.nspname, c.relname
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+            ORDER BY 1, 2
+            """
+        )
+        tables = cur.fetchall()
+        stats = {}
+        for schema, table in tables:
+            cur.execute(
+                sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) FROM {} AS t")
+                .format(sql.Identifier(schema, table))
+            )
+            rows, checksum = cur.fetchone()
+            stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), str(checksum))
+    conn.rollback()
+    return stats
+
+
+def sequence_values(conn: Any) -> dict[str, int | None]:
+    """Every sequence's last value (None when never used)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences ORDER BY 1")
+        values = {name: value for name, value in cur.fetchall()}
+    conn.rollback()
+    return values

@@ -1,0 +1,53 @@
+# Pilot light: the PostgreSQL instance. Always on, never replaced.
+#
+# The master password is generated and stored in Secrets Manager by RDS
+# (manage_master_user_password); its ARN is exported as database_secret_arn.
+
+resource "aws_db_subnet_group" "this" {
+  name        = "${local.name_prefix}-db-subnets"
+  description = "Private subnets of the dev database"
+  subnet_ids  = aws_subnet.private[*].id
+
+  tags = {
+    Name = "${local.name_prefix}-db-subnets"
+  }
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "aws_db_instance" "this" {
+  identifier     = "${var.project_name}-dev-db"
+  engine         = "postgres"
+  engine_version = var.db_engine_version
+  instance_class = var.db_instance_class
+
+  allocated_storage = var.db_allocated_storage
+  storage_type      = "gp3"
+  storage_encrypted = true
+
+  db_name                     = var.db_name
+  username                    = var.db_username
+  manage_master_user_password = true
+  port                        = 5432
+
+  db_subnet_group_name   = aws_db_subnet_group.this.name
+  vpc_security_group_ids = [aws_security_group.db.id]
+  publicly_accessible    = false
+  multi_az               = false
+
+  backup_retention_period = var.db_backup_retention_days
+  copy_tags_to_snapshot   = true
+  skip_final_snapshot     = true # dev: dumps go to the db-backups bucket instead
+  deletion_protection     = var.db_deletion_protection
+  apply_immediately       = true
+
+  tags = {
+    Name = "${var.project_name}-dev-db"
+  }
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
