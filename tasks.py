@@ -8,6 +8,7 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from devops import sandbox as sandbox_engine
+from devops.sync import engine as sync_engine
 from devops.cli import handled, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
@@ -43,11 +44,74 @@ def sandbox_env(c):
         print(line)
 
 
+SYNC_HELP = {
+    "dry-run": "Show the plan (endpoints, S3 keys, rows per table) and change nothing anywhere.",
+    "yes": "Do not ask before overwriting the target (required without a terminal).",
+    "json": "Print one JSON object (the report) on stdout; logs go to stderr.",
+    "break-lock": "Remove a sync lock left by a sync that died, then proceed.",
+}
+
+
+def _sync(c, direction, dry_run, yes, json, break_lock):
+    console = Console(json_mode=json)
+    report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
+                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock))
+    _report(console, report, json)
+
+
+def _report(console, report, json):
+    if json:
+        console.emit(report)
+    if report["status"] not in ("ok", "dry-run"):
+        raise Exit(code=1)
+
+
+@task(help=SYNC_HELP)
+@handled
+def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False):
+    """Replace RDS's data with Neon's (through S3, with a safety copy of RDS first)."""
+    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock)
+
+
+@task(help=SYNC_HELP)
+@handled
+def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False):
+    """Replace Neon's data with RDS's (through S3, with a safety copy of Neon first)."""
+    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock)
+
+
+@task(name="list", help={"json": SYNC_HELP["json"]})
+@handled
+def list_dumps(c, json=False):
+    """List the dumps in the bucket, newest first: size, age, source, reason, rows, checksum."""
+    console = Console(json_mode=json)
+    report = sync_engine.run_list(Settings.from_context(c), console)
+    if json:
+        console.emit(report)
+
+
+@task(help={"key": "The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
+            "to": "Where to restore it: neon or rds.", **SYNC_HELP})
+@handled
+def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False):
+    """Put an earlier dump back (rollback), after checking its checksum."""
+    console = Console(json_mode=json)
+    report = sync_engine.run_restore(Settings.from_context(c), console, key, to,
+                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock))
+    _report(console, report, json)
+
+
+sync = Collection("sync")
+sync.add_task(neon_to_rds)
+sync.add_task(rds_to_neon)
+sync.add_task(list_dumps, "list")
+sync.add_task(restore)
+
 sandbox = Collection("sandbox")
 sandbox.add_task(sandbox_up, "up")
 sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
-ns = Collection(sandbox)
+ns = Collection(sandbox, sync)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
+import psycopg2.extensions
 from psycopg2 import sql
 
 from devops.console import register_secret
@@ -101,14 +102,22 @@ def parse_url(url: str, label: str, variable: str) -> tuple[Endpoint, list[str]]
         raise DevopsError(f"{hint}: unsupported parameter(s) {', '.join(unknown)}")
     params.pop("connect_timeout", None)
     notes = []
-    if host not in LOCAL_HOSTS and "sslmode" not in params:
-        params["sslmode"] = "require"
     direct = re.sub(r"^(ep-[^.]+)-pooler\.", r"\1.", host) if host.endswith(".neon.tech") else host
     if direct != host:
         notes.append(f"{label}: using the direct host {direct} instead of the pooler {host} "
                      "(pg_dump cannot run through PgBouncer)")
         host = direct
-    return Endpoint(label, host, port, user, dbname, password, tuple(sorted(params.items()))), notes
+    return make_endpoint(label, host, port, user, password, dbname, params), notes
+
+
+def make_endpoint(label: str, host: str, port: int, user: str, password: str, dbname: str,
+                  params: dict[str, str] | None = None) -> Endpoint:
+    """An Endpoint that requires TLS for any non-local host unless ``params`` set sslmode."""
+    params = dict(params or {})
+    if host not in LOCAL_HOSTS and "sslmode" not in params:
+        params["sslmode"] = "require"
+    register_secret(password)
+    return Endpoint(label, host, int(port), user, dbname, password, tuple(sorted(params.items())))
 
 
 def first_line(exc: BaseException) -> str:
@@ -137,16 +146,21 @@ class TableStats:
         return f"{self.schema}.{self.table}"
 
 
-def table_stats(conn: Any) -> dict[str, TableStats]:
+def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None) -> dict[str, TableStats]:
     """Every user table in every non-system schema: exact row count and an order-independent checksum.
 
     The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
     sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
-    rows give the same sum on any server.
+    rows give the same sum on any server. With ``snapshot`` (from pg_export_snapshot), the counts are
+    those of exactly what a pg_dump with the same snapshot saw.
     """
+    if snapshot:
+        conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
     with conn.cursor() as cur:
+        if snapshot:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         for statement in CANONICAL_SESSION:
-            cur.execute(statement)
+            cur.execute(statement.replace("SET ", "SET LOCAL ", 1))
         cur.execute(
             """
             SELECT n.nspname, c.relname
@@ -158,17 +172,25 @@ def table_stats(conn: Any) -> dict[str, TableStats]:
             ORDER BY 1, 2
             """
         )
-        tables = cur.fetchall()
         stats = {}
-        for schema, table in tables:
-            cur.execute(
-                sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) FROM {} AS t")
-                .format(sql.Identifier(schema, table))
-            )
+        aggregate = "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)" if checksums else "NULL"
+        for schema, table in cur.fetchall():
+            cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
             rows, checksum = cur.fetchone()
-            stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), str(checksum))
+            stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), "" if checksum is None else str(checksum))
     conn.rollback()
     return stats
+
+
+def export_snapshot(conn: Any) -> str:
+    """Open a read-only repeatable-read transaction on ``conn`` and export its snapshot.
+
+    The snapshot stays usable (by pg_dump --snapshot and table_stats) while ``conn`` stays open.
+    """
+    conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_export_snapshot()")
+        return cur.fetchone()[0]
 
 
 def sequence_values(conn: Any) -> dict[str, int | None]:

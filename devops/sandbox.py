@@ -36,7 +36,7 @@ import psycopg2
 from psycopg2 import sql
 
 from devops import aws
-from devops.config import Settings
+from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.terraform import Terraform
@@ -385,15 +385,15 @@ class Sandbox:
         port = free_port()
         log = (self.dir / "emulator.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+            [sys.executable, "-m", "devops.emulator", "-H", HOST, "-p", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy) exist only when moto loads them.
-            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}, cwd=REPO_ROOT,
         )
         log.close()
         url = f"http://{HOST}:{port}/moto-api/"
         wait_for(lambda: process.poll() is None and _http_ok(url), 30, "the AWS emulator")
-        self.console.info(f"AWS emulator (moto) on http://{HOST}:{port}")
+        self.console.info(f"AWS emulator (moto, devops.emulator) on http://{HOST}:{port}")
         return {"port": port, "pid": process.pid}
 
     def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:

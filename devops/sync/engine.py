@@ -1,0 +1,524 @@
+"""The sync engine: one full-replace copy of a PostgreSQL database over another, through S3.
+
+One engine, two directions: a Direction is data (source side, target side), and ``sync.restore`` is the
+same machinery with an S3 object as the source. The flow:
+
+    preflight -> plan (--dry-run stops here) -> confirm -> lock
+      -> safety copy: the target dumped to S3, so every overwrite can be undone with sync.restore
+      -> the source dumped once (pg_dump --snapshot), streamed at the same time to S3 and into an atomic
+         restore of the target, while its per-table counts and checksums are taken in the same snapshot
+      -> verify every table (rows, checksum) and sequence -> manifest -> report
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+import psycopg2
+
+from devops import aws
+from devops.config import Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, make_endpoint, parse_url,
+                             sequence_values, table_stats)
+from devops.sync.pipeline import (Processes, Restore, ToolVersions, check_tools_match_servers,
+                                  compression_for, dump_args, pump, read_chunks, tool_versions)
+from devops.sync.store import DumpStore, dump_key, utcnow
+from devops.terraform import Terraform
+
+LABELS = {"neon": "Neon", "rds": "RDS"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    source: str
+    target: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-to-{self.target}"
+
+    @property
+    def arrow(self) -> str:
+        return f"{LABELS[self.source]} -> {LABELS[self.target]}"
+
+
+DIRECTIONS = {d.name: d for d in (Direction("neon", "rds"), Direction("rds", "neon"))}
+
+
+class Phases:
+    """Wall-clock seconds per phase, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._started = time.monotonic()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - start, 2)
+
+    def total(self) -> float:
+        return round(time.monotonic() - self._started, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Endpoints and preflight
+
+
+@dataclasses.dataclass
+class Environment:
+    """Everything a sync talks to, resolved once."""
+
+    settings: Settings
+    identity: dict[str, str]
+    outputs: dict[str, Any]
+    store: DumpStore
+    tools: ToolVersions
+    endpoints: dict[str, Endpoint]
+    versions: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def neon_endpoint(settings: Settings, console: Console) -> Endpoint:
+    endpoint, notes = parse_url(settings.neon_database_url, "Neon", "NEON_DATABASE_URL")
+    for note in notes:
+        console.info(note)
+    return endpoint
+
+
+def rds_endpoint(settings: Settings, outputs: dict[str, Any]) -> Endpoint:
+    """RDS from the Terraform outputs and the Secrets Manager secret, through the address override."""
+    missing = [name for name in ("database_endpoint", "database_secret_arn", "database_name",
+                                 "db_instance_identifier") if not outputs.get(name)]
+    if missing:
+        raise DevopsError(f"Terraform outputs lack {', '.join(missing)}: apply terraform/environments/dev first")
+    instance = outputs["db_instance_identifier"]
+    try:
+        status = aws.client(settings, "rds").describe_db_instances(
+            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+    except Exception as exc:  # noqa: BLE001 - boto errors of any kind become one line
+        raise DevopsError(f"cannot read RDS instance {instance}: {aws.describe(exc)}") from None
+    if status != "available":
+        raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
+                          f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")
+    secret = aws.read_secret_json(settings, outputs["database_secret_arn"])
+    host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
+    override = settings.rds_address_override()
+    if override:
+        host, port = override[0], override[1] or port
+    return make_endpoint("RDS", host, port, secret["username"], secret["password"], outputs["database_name"])
+
+
+def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Environment:
+    """Preflight: identity, Terraform outputs, endpoints, tools, reachability, bucket."""
+    identity = aws.identity(settings)
+    console.info(f"AWS identity: {identity['arn']}")
+    outputs = Terraform(settings).outputs()
+    endpoints = {}
+    for side in sides:
+        endpoints[side] = neon_endpoint(settings, console) if side == "neon" else rds_endpoint(settings, outputs)
+    tools = tool_versions()
+    bucket = outputs.get("db_backups_bucket_name") or settings.bucket_name
+    store = DumpStore(aws.client(settings, "s3"), bucket)
+    store.check_bucket()
+    env = Environment(settings, identity, outputs, store, tools, endpoints)
+    with ThreadPoolExecutor(max_workers=len(sides)) as pool:
+        for side, version in zip(sides, pool.map(lambda s: _server_version(endpoints[s]), sides)):
+            env.versions[side] = version
+    check_tools_match_servers(tools, {LABELS[side]: env.versions[side] for side in sides})
+    return env
+
+
+def _server_version(endpoint: Endpoint) -> int:
+    conn = endpoint.connect()
+    try:
+        return int(conn.server_version)
+    finally:
+        conn.close()
+
+
+def _version_text(version_num: int) -> str:
+    return f"{version_num // 10000}.{version_num % 10000}"
+
+
+def _stats(endpoint: Endpoint, checksums: bool = True, snapshot: str | None = None) -> dict[str, TableStats]:
+    conn = endpoint.connect()
+    try:
+        return table_stats(conn, checksums=checksums, snapshot=snapshot)
+    except psycopg2.Error as exc:
+        raise DevopsError(f"cannot read the tables of {endpoint.label}: {first_line(exc)}") from None
+    finally:
+        conn.close()
+
+
+def _sequences(endpoint: Endpoint) -> dict[str, int | None]:
+    conn = endpoint.connect()
+    try:
+        return sequence_values(conn)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Dump
+
+
+@dataclasses.dataclass
+class Dump:
+    key: str
+    sha256: str
+    size: int
+    tables: dict[str, TableStats]
+    sequences: dict[str, int | None]
+    seconds: float
+
+
+def dump(env: Environment, side: str, key: str, processes: Processes, extra_sinks: tuple[Any, ...] = ()) -> Dump:
+    """pg_dump of one side, streamed to S3 (and to ``extra_sinks``), with its stats from the same snapshot.
+
+    Returns once pg_dump succeeded and the upload is complete; any failure aborts the upload.
+    """
+    endpoint = env.endpoints[side]
+    started = time.monotonic()
+    holder = endpoint.connect()  # holds the exported snapshot open for pg_dump and the stats
+    try:
+        snapshot = export_snapshot(holder)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stats = pool.submit(_stats, endpoint, True, snapshot)
+            proc = processes.start("pg_dump", dump_args(compression_for(env.tools), snapshot), endpoint=endpoint)
+            with env.store.writer(key) as writer:
+                pump(read_chunks(proc.stdout), [writer, *extra_sinks])
+                if proc.wait() != 0:
+                    raise DevopsError(f"pg_dump of {endpoint.label} failed: {processes.error_of(proc)}")
+                sha256 = writer.close()
+            tables = stats.result()
+        sequences = _sequences(endpoint)
+    except psycopg2.Error as exc:
+        raise DevopsError(f"{endpoint.label} failed during the dump: {first_line(exc)}") from None
+    finally:
+        holder.close()
+    return Dump(key, sha256, writer.size, tables, sequences, round(time.monotonic() - started, 2))
+
+
+def manifest(env: Environment, side: str, result: Dump, direction: str, reason: str) -> dict[str, Any]:
+    endpoint = env.endpoints[side]
+    return {
+        "key": result.key,
+        "bucket": env.store.bucket,
+        "direction": direction,
+        "reason": reason,
+        "source": {"side": side, "url": endpoint.masked(), "server_version": _version_text(env.versions[side])},
+        "tools": env.tools.versions,
+        "format": "custom",
+        "compression": compression_for(env.tools),
+        "sha256": result.sha256,
+        "size": result.size,
+        "tables": {name: {"rows": s.rows, "checksum": s.checksum} for name, s in result.tables.items()},
+        "sequences": result.sequences,
+        "seconds": result.seconds,
+        "created": utcnow().isoformat(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Verify
+
+
+def compare(expected: dict[str, dict[str, Any]], actual: dict[str, TableStats]) -> list[dict[str, Any]]:
+    """One row per table on either side: rows and checksum expected vs found, and whether they match."""
+    rows = []
+    for name in sorted(set(expected) | set(actual)):
+        want, got = expected.get(name), actual.get(name)
+        rows.append({
+            "table": name,
+            "source_rows": want["rows"] if want else None,
+            "target_rows": got.rows if got else None,
+            "match": bool(want and got and want["rows"] == got.rows and want["checksum"] == got.checksum),
+        })
+    return rows
+
+
+def compare_sequences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    return [name for name in sorted(set(expected) | set(actual)) if expected.get(name) != actual.get(name)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Confirmation
+
+
+def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], yes: bool) -> None:
+    rows = sum(s.rows for s in counts.values())
+    what = f"{target.label} at {target.where()} ({len(counts)} tables, {rows} rows)"
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DevopsError(f"refusing to overwrite {what} without confirmation: no terminal to ask on; pass --yes")
+    console.warn(f"This replaces everything in {what}.")
+    console.line("Type 'yes' to continue: ")
+    answer = sys.stdin.readline().strip().lower()
+    if answer != "yes":
+        raise DevopsError("cancelled: nothing was changed")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sync
+
+
+@dataclasses.dataclass
+class Options:
+    dry_run: bool = False
+    yes: bool = False
+    break_lock: bool = False
+
+
+def run_sync(settings: Settings, console: Console, direction: Direction, options: Options) -> dict[str, Any]:
+    """A full-replace sync in one direction; returns the report (also printed). Raises on any failure."""
+    when = utcnow()
+    phases = Phases()
+    target_label = aws.target_label(settings)
+    console.banner(f"SYNC: {direction.arrow}", when.strftime("%Y-%m-%dT%H-%M-%S"), f"Target: {target_label}")
+    if options.dry_run:
+        console.banner("DRY RUN - No changes will be made")
+    with phases("preflight"):
+        console.info("Checking prerequisites...")
+        env = prepare(settings, console, (direction.source, direction.target))
+    source, target = env.endpoints[direction.source], env.endpoints[direction.target]
+    source_key, safety_key = dump_key(direction.source, when), dump_key(direction.target, when)
+    with phases("plan"), ThreadPoolExecutor(max_workers=2) as pool:
+        before = pool.submit(_stats, source, False)
+        target_before = _stats(target, False)
+        source_before = before.result()
+    _print_plan(console, env, direction, source_key, safety_key, source_before, target_before)
+    report: dict[str, Any] = {
+        "direction": direction.name, "dry_run": options.dry_run, "target": target_label,
+        "source": source.masked(), "destination": target.masked(),
+        "dump": env.store.url(source_key), "safety_copy": env.store.url(safety_key),
+        "plan": {name: {"source_rows": s.rows, "target_rows": target_before[name].rows if name in target_before else None}
+                 for name, s in source_before.items()},
+    }
+    if options.dry_run:
+        console.info("Dry run complete. Run without --dry-run to sync.")
+        report.update(status="dry-run", seconds=phases.seconds)
+        return report
+    confirm(console, target, target_before, options.yes)
+
+    with env.store.lock(f"sync {direction.name}", options.break_lock) as lock, \
+            tempfile.TemporaryDirectory(prefix="devops-sync-") as workdir:
+        if lock.broken:
+            console.warn(f"Removed the sync lock of {lock.broken.get('purpose')} on {lock.broken.get('host')} "
+                         f"(pid {lock.broken.get('pid')}, started {lock.broken.get('started')})")
+        processes = Processes()
+        try:
+            with phases("safety copy"):
+                console.info(f"Safety copy of {target.label} -> {env.store.url(safety_key)}")
+                safety = dump(env, direction.target, safety_key, processes)
+                env.store.put_manifest(safety_key, manifest(env, direction.target, safety, direction.name,
+                                                            f"safety copy of {target.label} before {direction.name}"))
+            with phases("dump + restore"):
+                console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
+                restore = Restore(target, processes, workdir)
+                source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore,))
+                # The dump is complete and valid whatever happens next: record it, then commit the restore.
+                env.store.put_manifest(source_key, manifest(env, direction.source, source_dump, direction.name,
+                                                            f"sync {direction.name}"))
+                restored = restore.commit()
+        finally:
+            processes.close()
+    with phases("verify"):
+        console.info("Verifying every table (rows and checksums) and sequence...")
+        target_after = _stats(target)
+        sequences_after = _sequences(target)
+    expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
+    return _finish(console, report, phases, target, expected, target_after,
+                   compare_sequences(source_dump.sequences, sequences_after), restored.left_out,
+                   {"dump": _dump_info(env, source_dump), "safety_copy": _dump_info(env, safety)})
+
+
+def _dump_info(env: Environment, result: Dump) -> dict[str, Any]:
+    return {"url": env.store.url(result.key), "size": result.size, "sha256": result.sha256}
+
+
+def _finish(console: Console, report: dict[str, Any], phases: Phases, target: Endpoint,
+            expected: dict[str, dict[str, Any]], target_after: dict[str, TableStats],
+            sequence_mismatches: list[str], left_out: list[str], dumps: dict[str, Any]) -> dict[str, Any]:
+    tables = compare(expected, target_after)
+    ok = all(row["match"] for row in tables) and not sequence_mismatches
+    report.update(status="ok" if ok else "mismatch", tables=tables, sequence_mismatches=sequence_mismatches,
+                  left_out=left_out, seconds={**phases.seconds, "total": phases.total()}, **dumps)
+    console.banner("SYNC COMPLETE" if ok else "SYNC FINISHED WITH DIFFERENCES")
+    console.fields([
+        ("Target", f"{target.label} ({target.where()})"),
+        ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
+        ("Rows", sum(r["target_rows"] or 0 for r in tables)),
+        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({_size(info['size'])})") for name, info in dumps.items()],
+    ])
+    console.line()
+    console.table([[r["table"], _n(r["source_rows"]), _n(r["target_rows"]), "yes" if r["match"] else "NO"]
+                   for r in tables], headers=["table", "source rows", "target rows", "match"])
+    console.line()
+    console.table([[name, f"{seconds:.1f}s"] for name, seconds in report["seconds"].items()],
+                  headers=["phase", "time"])
+    console.line()
+    for entry in left_out:
+        console.info(f"Left out on purpose (not allowed on a managed service): {entry}")
+    for name in sequence_mismatches:
+        console.fail(f"Sequence {name} differs between source and target")
+    if ok:
+        console.passed("Row counts and checksums match - sync successful!")
+    else:
+        console.fail(f"Verification failed: {sum(not r['match'] for r in tables)} table(s) and "
+                     f"{len(sequence_mismatches)} sequence(s) differ; the previous {target.label} data is in "
+                     f"{dumps['safety_copy']['url']}")
+    return report
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _print_plan(console: Console, env: Environment, direction: Direction, source_key: str, safety_key: str,
+                source: dict[str, TableStats], target: dict[str, TableStats]) -> None:
+    src, tgt = env.endpoints[direction.source], env.endpoints[direction.target]
+    console.banner("SYNC PLAN")
+    console.fields([
+        ("Source", f"{src.label} ({src.masked()}, PostgreSQL {_version_text(env.versions[direction.source])})"),
+        ("Target", f"{tgt.label} ({tgt.masked()}, PostgreSQL {_version_text(env.versions[direction.target])})"),
+        ("S3 Dump", env.store.url(source_key)),
+        ("Safety copy", env.store.url(safety_key)),
+        ("Tools", ", ".join(f"{tool} {version}" for tool, version in env.tools.versions.items())),
+    ])
+    console.line()
+    names = sorted(set(source) | set(target))
+    console.table([[n, _n(source[n].rows if n in source else None),
+                    _n(target[n].rows if n in target else None) + (" (will be replaced)" if n in target else "")]
+                   for n in names],
+                  headers=["table", f"{src.label} rows", f"{tgt.label} rows"])
+    console.line()
+    console.fields([(f"{src.label} rows", sum(s.rows for s in source.values())),
+                    (f"{tgt.label} rows", f"{sum(s.rows for s in target.values())} (will be replaced)")])
+    console.line(f"{'=' * 40}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Restore an earlier dump
+
+
+def run_restore(settings: Settings, console: Console, key: str, side: str, options: Options) -> dict[str, Any]:
+    """Put an earlier dump back into ``side`` after checking its checksum (a rollback)."""
+    if side not in LABELS:
+        raise DevopsError(f"--to must be neon or rds, not {side!r}")
+    when = utcnow()
+    phases = Phases()
+    target_label = aws.target_label(settings)
+    console.banner(f"RESTORE: {key} -> {LABELS[side]}", when.strftime("%Y-%m-%dT%H-%M-%S"), f"Target: {target_label}")
+    with phases("preflight"):
+        env = prepare(settings, console, (side,))
+        target = env.endpoints[side]
+        recorded = env.store.manifest(key)
+    with phases("checksum"):
+        console.info(f"Checking the checksum of {env.store.url(key)}...")
+        digest = hashlib.sha256()
+        for chunk in env.store.read(key):
+            digest.update(chunk)
+        if digest.hexdigest() != recorded.get("sha256"):
+            raise DevopsError(f"checksum mismatch for {env.store.url(key)}: the dump is damaged or was replaced "
+                              "(expected sha256 from its manifest); nothing was changed")
+        console.passed(f"Checksum matches ({digest.hexdigest()[:16]}...)")
+    safety_key = dump_key(side, when)
+    target_before = _stats(target, False)
+    console.banner("RESTORE PLAN")
+    console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
+                    ("Target", f"{target.label} ({target.masked()})"), ("Safety copy", env.store.url(safety_key))])
+    console.line()
+    names = sorted(set(recorded.get("tables", {})) | set(target_before))
+    console.table([[n, _n(recorded.get("tables", {}).get(n, {}).get("rows")),
+                    _n(target_before[n].rows if n in target_before else None)] for n in names],
+                  headers=["table", "dump rows", f"{target.label} rows (will be replaced)"])
+    report: dict[str, Any] = {"key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
+                              "safety_copy": env.store.url(safety_key)}
+    if options.dry_run:
+        console.info("Dry run complete. Run without --dry-run to restore.")
+        report.update(status="dry-run", seconds=phases.seconds)
+        return report
+    confirm(console, target, target_before, options.yes)
+    with env.store.lock(f"restore {key} to {side}", options.break_lock), \
+            tempfile.TemporaryDirectory(prefix="devops-restore-") as workdir:
+        processes = Processes()
+        try:
+            with phases("safety copy"):
+                console.info(f"Safety copy of {target.label} -> {env.store.url(safety_key)}")
+                safety = dump(env, side, safety_key, processes)
+                env.store.put_manifest(safety_key, manifest(env, side, safety, f"restore-to-{side}",
+                                                            f"safety copy of {target.label} before restoring {key}"))
+            with phases("restore"):
+                console.info(f"Restoring {env.store.url(key)} into {target.label}...")
+                restore = Restore(target, processes, workdir)
+                again = hashlib.sha256()
+                for chunk in env.store.read(key):
+                    again.update(chunk)
+                    restore.write(chunk)
+                if again.hexdigest() != recorded["sha256"]:
+                    raise DevopsError(f"{env.store.url(key)} changed while it was read; nothing was changed")
+                restored = restore.commit()
+        finally:
+            processes.close()
+    with phases("verify"):
+        target_after = _stats(target)
+        sequences_after = _sequences(target)
+    return _finish(console, report, phases, target, recorded.get("tables", {}), target_after,
+                   compare_sequences(recorded.get("sequences", {}), sequences_after), restored.left_out,
+                   {"safety_copy": _dump_info(env, safety)})
+
+
+# --------------------------------------------------------------------------------------------------
+# List
+
+
+def run_list(settings: Settings, console: Console) -> dict[str, Any]:
+    console.banner("SYNC DUMPS", f"Target: {aws.target_label(settings)}")
+    outputs = Terraform(settings).outputs()
+    store = DumpStore(aws.client(settings, "s3"), outputs.get("db_backups_bucket_name") or settings.bucket_name)
+    store.check_bucket()
+    now = utcnow()
+    entries = []
+    for item in store.dumps():
+        m = item["manifest"]
+        entries.append({
+            "key": item["key"], "size": item["size"], "age_seconds": int((now - item["modified"]).total_seconds()),
+            "source": m.get("source", {}).get("url", "?"), "reason": m.get("reason", "?"),
+            "tables": {name: t["rows"] for name, t in m.get("tables", {}).items()},
+            "sha256": m.get("sha256", ""),
+        })
+    if not entries:
+        console.info(f"No dumps in s3://{store.bucket}")
+    console.table([[e["key"], _size(e["size"]), _age(e["age_seconds"]), e["source"], e["reason"],
+                    ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
+                    e["sha256"][:12]] for e in entries],
+                  headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
+    return {"bucket": store.bucket, "dumps": entries}
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,187 @@
+"""The dumps bucket: keys, manifests, listing, and the lock that keeps two syncs apart.
+
+Layout (as in the seeds): ``neon-dumps/`` holds dumps of Neon, ``rds-dumps/`` dumps of RDS, each
+``YYYY-MM-DDTHH-MM-SS.dump`` with a sidecar ``YYYY-MM-DDTHH-MM-SS.manifest.json`` (direction, reason,
+masked source, versions, sha256, size, per-table rows and checksums, timings). The bucket's lifecycle
+rule expires both after 30 days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from typing import Any, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from devops.aws import describe
+from devops.errors import DevopsError
+from devops.s3stream import MultipartWriter, read_object
+
+SIDES = ("neon", "rds")
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".manifest.json"
+LOCK_KEY = "locks/sync.lock"
+# A lock older than this is stale whoever holds it: no sync of a dev database runs for half a day.
+STALE_AFTER = dt.timedelta(hours=12)
+TIMESTAMP = "%Y-%m-%dT%H-%M-%S"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def dump_key(side: str, when: dt.datetime) -> str:
+    return f"{side}-dumps/{when.strftime(TIMESTAMP)}{DUMP_SUFFIX}"
+
+
+def manifest_key(key: str) -> str:
+    return key[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX if key.endswith(DUMP_SUFFIX) else key + MANIFEST_SUFFIX
+
+
+class DumpStore:
+    def __init__(self, s3: Any, bucket: str):
+        self.s3 = s3
+        self.bucket = bucket
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def check_bucket(self) -> None:
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise DevopsError(f"bucket {self.bucket} not found: apply the Terraform environment "
+                                  "(terraform/environments/dev) first") from None
+            raise DevopsError(f"bucket {self.bucket} is not usable: {describe(exc)}") from None
+        except BotoCoreError as exc:
+            raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
+
+    def writer(self, key: str) -> MultipartWriter:
+        return MultipartWriter(self.s3, self.bucket, key)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        return read_object(self.s3, self.bucket, key)
+
+    def put_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=manifest_key(key), Body=body, ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            raise DevopsError(f"cannot write the manifest of {self.url(key)}: {describe(exc)}") from None
+
+    def manifest(self, key: str) -> dict[str, Any]:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with `inv sync.list`") from None
+            raise DevopsError(f"cannot read the manifest of {self.url(key)}: {describe(exc)}") from None
+        except BotoCoreError as exc:
+            raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
+        return json.loads(body)
+
+    def dumps(self) -> list[dict[str, Any]]:
+        """Every dump in the bucket with its manifest, newest first."""
+        found = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for side in SIDES:
+                objects = {}
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{side}-dumps/"):
+                    for item in page.get("Contents", []):
+                        objects[item["Key"]] = item
+                for key, item in objects.items():
+                    if key.endswith(DUMP_SUFFIX):
+                        manifest = self.manifest(key) if manifest_key(key) in objects else {}
+                        found.append({"key": key, "size": item["Size"], "modified": item["LastModified"],
+                                      "manifest": manifest})
+        except (ClientError, BotoCoreError) as exc:
+            raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
+        return sorted(found, key=lambda entry: entry["modified"], reverse=True)
+
+    def lock(self, purpose: str, break_lock: bool = False) -> "SyncLock":
+        return SyncLock(self, purpose, break_lock)
+
+
+class SyncLock:
+    """An object created only if absent (S3 conditional write): two syncs cannot both hold it.
+
+    A lock is stale when it is older than STALE_AFTER, or was taken on this host by a process that is
+    gone. A stale lock is never removed silently: ``break_lock`` (--break-lock) removes whatever lock is
+    there, after saying whose it was.
+    """
+
+    def __init__(self, store: DumpStore, purpose: str, break_lock: bool):
+        self.store = store
+        self.break_lock = break_lock
+        self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose,
+                       "started": utcnow().isoformat()}
+        self.broken: dict[str, Any] | None = None
+        self.held = False
+
+    def __enter__(self) -> "SyncLock":
+        s3, bucket = self.store.s3, self.store.bucket
+        if self.break_lock:
+            self.broken = self._current()
+            if self.broken is not None:
+                s3.delete_object(Bucket=bucket, Key=LOCK_KEY)
+        try:
+            s3.put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(self.holder).encode(), IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise DevopsError(f"cannot take the sync lock: {describe(exc)}") from None
+            raise DevopsError(self._held_message(self._current() or {})) from None
+        except BotoCoreError as exc:
+            raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
+        self.held = True
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        try:
+            if self._current() == self.holder:
+                self.store.s3.delete_object(Bucket=self.store.bucket, Key=LOCK_KEY)
+        except (ClientError, BotoCoreError):
+            pass  # S3 is gone: the lock stays and will be reported as held, then as stale
+        self.held = False
+
+    def _current(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.store.s3.get_object(Bucket=self.store.bucket, Key=LOCK_KEY)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def _held_message(self, holder: dict[str, Any]) -> str:
+        who = f"{holder.get('purpose', '?')} on {holder.get('host', '?')} (pid {holder.get('pid', '?')}), " \
+              f"started {holder.get('started', '?')}"
+        if is_stale(holder):
+            return f"a stale sync lock is in the way: {who}; that sync is gone. Remove it with --break-lock"
+        return f"another sync is running: {who}. Wait for it, or if it is dead, remove its lock with --break-lock"
+
+
+def is_stale(holder: dict[str, Any], now: dt.datetime | None = None) -> bool:
+    try:
+        started = dt.datetime.fromisoformat(holder["started"])
+    except (KeyError, ValueError):
+        return True
+    if (now or utcnow()) - started > STALE_AFTER:
+        return True
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder.get("pid", 0)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+    return False
