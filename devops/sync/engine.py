@@ -294,6 +294,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         console.info("Checking prerequisites...")
         env = prepare(settings, console, (direction.source, direction.target))
     source, target = env.endpoints[direction.source], env.endpoints[direction.target]
+    when = env.store.free_time((direction.source, direction.target), when)
     source_key, safety_key = dump_key(direction.source, when), dump_key(direction.target, when)
     with phases("plan"), ThreadPoolExecutor(max_workers=2) as pool:
         before = pool.submit(_stats, source, False)
@@ -301,7 +302,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         source_before = before.result()
     _print_plan(console, env, direction, source_key, safety_key, source_before, target_before)
     report: dict[str, Any] = {
-        "direction": direction.name, "dry_run": options.dry_run, "target": target_label,
+        "operation": "sync", "direction": direction.name, "dry_run": options.dry_run, "target": target_label,
         "source": source.masked(), "destination": target.masked(),
         "dump": env.store.url(source_key), "safety_copy": env.store.url(safety_key),
         "plan": {name: {"source_rows": s.rows, "target_rows": target_before[name].rows if name in target_before else None}
@@ -356,7 +357,8 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
     ok = all(row["match"] for row in tables) and not sequence_mismatches
     report.update(status="ok" if ok else "mismatch", tables=tables, sequence_mismatches=sequence_mismatches,
                   left_out=left_out, seconds={**phases.seconds, "total": phases.total()}, **dumps)
-    console.banner("SYNC COMPLETE" if ok else "SYNC FINISHED WITH DIFFERENCES")
+    operation = report["operation"].upper()
+    console.banner(f"{operation} COMPLETE" if ok else f"{operation} FINISHED WITH DIFFERENCES")
     console.fields([
         ("Target", f"{target.label} ({target.where()})"),
         ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
@@ -375,7 +377,7 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
     for name in sequence_mismatches:
         console.fail(f"Sequence {name} differs between source and target")
     if ok:
-        console.passed("Row counts and checksums match - sync successful!")
+        console.passed(f"Row counts and checksums match - {report['operation']} successful!")
     else:
         console.fail(f"Verification failed: {sum(not r['match'] for r in tables)} table(s) and "
                      f"{len(sequence_mismatches)} sequence(s) differ; the previous {target.label} data is in "
@@ -443,7 +445,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
             raise DevopsError(f"checksum mismatch for {env.store.url(key)}: the dump is damaged or was replaced "
                               "(expected sha256 from its manifest); nothing was changed")
         console.passed(f"Checksum matches ({digest.hexdigest()[:16]}...)")
-    safety_key = dump_key(side, when)
+    safety_key = dump_key(side, env.store.free_time((side,), when))
     target_before = _stats(target, False)
     console.banner("RESTORE PLAN")
     console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
@@ -453,7 +455,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     console.table([[n, _n(recorded.get("tables", {}).get(n, {}).get("rows")),
                     _n(target_before[n].rows if n in target_before else None)] for n in names],
                   headers=["table", "dump rows", f"{target.label} rows (will be replaced)"])
-    report: dict[str, Any] = {"key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
+    report: dict[str, Any] = {"operation": "restore", "key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
                               "safety_copy": env.store.url(safety_key)}
     if options.dry_run:
         console.info("Dry run complete. Run without --dry-run to restore.")

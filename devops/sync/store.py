@@ -61,6 +61,25 @@ class DumpStore:
         except BotoCoreError as exc:
             raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
 
+    def free_time(self, sides: tuple[str, ...], when: dt.datetime) -> dt.datetime:
+        """The first second from ``when`` at which no dump key of ``sides`` exists yet.
+
+        Keys have one-second resolution (as in the seeds): two operations within a second must not
+        overwrite each other's dumps.
+        """
+        while any(self._exists(dump_key(side, when)) for side in sides):
+            when += dt.timedelta(seconds=1)
+        return when
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise DevopsError(f"cannot read {self.url(key)}: {describe(exc)}") from None
+
     def writer(self, key: str) -> MultipartWriter:
         return MultipartWriter(self.s3, self.bucket, key)
 

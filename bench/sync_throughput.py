@@ -1,0 +1,352 @@
+"""Sync throughput: `inv sync.neon-to-rds` against the direct pipe and the seeds' flow, side by side.
+
+Builds a dataset of at least --size-mb in the sandbox's Neon stand-in (customers, orders, order_items
+with jsonb, indexes and foreign keys; attachments with incompressible bytea), puts the previous copy on
+the RDS stand-in with one untimed sync, then times --runs rounds, each running in turn:
+
+    sync   inv sync.neon-to-rds --yes --json  (safety copy of RDS to S3, dump streamed to S3 and restore)
+    pipe   pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no safety copy)
+    seeds  pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
+
+and prints medians, ratios and the sync's peak memory (polled from /proc). Targets: sync <= 1.5x pipe,
+seeds >= 3x sync, sync peak RSS < 150 MB.
+
+    cd /work/main && export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
+    .venv/bin/python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--sandbox-dir /tmp/bench-sandbox]
+                                              [--reuse] [--keep]
+
+--reuse uses a sandbox already up in --sandbox-dir (and its dataset when big enough); --keep leaves it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg2  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from devops.config import Settings  # noqa: E402
+from devops.console import Console  # noqa: E402
+from devops.sandbox import Sandbox  # noqa: E402
+
+METHODS = ("sync", "pipe", "seeds")
+BENCH_TABLES = ("customers", "orders", "order_items", "attachments")
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+DROP TABLE IF EXISTS attachments, order_items, orders, customers CASCADE;
+CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE,
+                        profile jsonb NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO customers SELECT g, 'Customer ' || g, 'customer' || g || '@example.com',
+    jsonb_build_object('tier', (ARRAY['free', 'pro', 'team'])[1 + mod(g, 3)], 'score', round((random() * 1000)::numeric, 2),
+                       'tags', jsonb_build_array(md5(g::text), md5(random()::text)),
+                       'address', jsonb_build_object('city', 'City ' || mod(g, 997), 'zip', lpad(mod(g, 99991)::text, 5, '0'))),
+    timestamptz '2024-01-01' + g * interval '1 minute'
+  FROM generate_series(1, %(customers)s::bigint) g;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers, status text NOT NULL,
+                     total numeric(12, 2) NOT NULL, placed_at timestamptz NOT NULL, meta jsonb NOT NULL);
+INSERT INTO orders SELECT g, 1 + mod(g * 7919, %(customers)s), (ARRAY['new', 'paid', 'shipped', 'refunded'])[1 + mod(g, 4)],
+    round((random() * 500)::numeric, 2), timestamptz '2024-01-01' + g * interval '17 seconds',
+    jsonb_build_object('channel', (ARRAY['web', 'app', 'phone'])[1 + mod(g, 3)], 'note', md5(random()::text),
+                       'coupon', CASE WHEN mod(g, 5) = 0 THEN md5(g::text) END)
+  FROM generate_series(1, %(orders)s::bigint) g;
+CREATE INDEX orders_customer_idx ON orders (customer_id);
+CREATE INDEX orders_placed_idx ON orders (placed_at);
+CREATE TABLE order_items (order_id bigint NOT NULL REFERENCES orders ON DELETE CASCADE, line int NOT NULL,
+                          sku text NOT NULL, quantity int NOT NULL, price numeric(10, 2) NOT NULL,
+                          PRIMARY KEY (order_id, line));
+INSERT INTO order_items SELECT o, l, 'SKU-' || lpad(mod(o * l, 50000)::text, 6, '0'), 1 + mod(o + l, 5),
+    round((random() * 100)::numeric, 2)
+  FROM generate_series(1, %(orders)s::bigint) o, generate_series(1, 3) l;
+CREATE INDEX order_items_sku_idx ON order_items (sku);
+CREATE TABLE attachments (id bigserial PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders,
+                          filename text NOT NULL, content bytea NOT NULL);
+CREATE INDEX attachments_order_idx ON attachments (order_id);
+"""
+# 8 KiB of random bytes per row (gen_random_bytes gives at most 1024 per call): stored uncompressed in TOAST.
+ATTACHMENTS = ("INSERT INTO attachments (order_id, filename, content) SELECT 1 + mod(g * 31, %(orders)s), "
+               "'file-' || g || '.bin', " + " || ".join(["gen_random_bytes(1024)"] * 8)
+               + " FROM generate_series(%(start)s::bigint, %(stop)s) g")
+ATTACHMENT_BATCH = 5000  # ~40 MB
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def libpq_env(url: str) -> dict[str, str]:
+    """PG* variables for a URL: the tools get the password through their environment, never argv."""
+    u = urlsplit(url)
+    return {"PGHOST": u.hostname or "", "PGPORT": str(u.port or 5432), "PGUSER": unquote(u.username or ""),
+            "PGPASSWORD": unquote(u.password or ""), "PGDATABASE": u.path.lstrip("/")}
+
+
+def sandbox_env(box: Sandbox) -> dict[str, str]:
+    env = dict(os.environ)
+    for line in box.env_lines():
+        if line.startswith("unset "):
+            env.pop(line.split()[1], None)
+        else:
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0]
+    return env
+
+
+def connect(url: str):
+    e = libpq_env(url)
+    conn = psycopg2.connect(host=e["PGHOST"], port=e["PGPORT"], user=e["PGUSER"], password=e["PGPASSWORD"],
+                            dbname=e["PGDATABASE"])
+    conn.autocommit = True
+    return conn
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset
+
+
+def db_size_mb(cur) -> float:
+    cur.execute("SELECT pg_database_size(current_database())")
+    return cur.fetchone()[0] / 2**20
+
+
+def build_dataset(neon_url: str, size_mb: int, reuse: bool) -> None:
+    conn = connect(neon_url)
+    conn.autocommit = True  # one statement at a time (VACUUM included); `with conn` would open a transaction
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('attachments') IS NOT NULL")
+        if reuse and cur.fetchone()[0] and db_size_mb(cur) >= size_mb:
+            log(f"Reusing the dataset in Neon ({db_size_mb(cur):.0f} MB)")
+            return
+        started = time.monotonic()
+        customers, orders = size_mb * 100, size_mb * 500
+        log(f"Building the dataset: {customers} customers, {orders} orders, {3 * orders} order items...")
+        cur.execute(SCHEMA, {"customers": customers, "orders": orders})
+        start = 1
+        while db_size_mb(cur) < size_mb:
+            cur.execute(ATTACHMENTS, {"orders": orders, "start": start, "stop": start + ATTACHMENT_BATCH - 1})
+            start += ATTACHMENT_BATCH
+        cur.execute("DROP EXTENSION pgcrypto")  # only needed to generate; keeps the dump free of it
+        cur.execute("VACUUM ANALYZE")
+        log(f"Dataset built in {time.monotonic() - started:.0f}s: {db_size_mb(cur):.0f} MB")
+    conn.close()
+
+
+def describe_dataset(neon_url: str) -> tuple[float, dict[str, int], str]:
+    conn = connect(neon_url)
+    with conn.cursor() as cur:
+        counts = {}
+        for table in BENCH_TABLES:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cur.fetchone()[0]
+        cur.execute("SHOW server_version")
+        version = cur.fetchone()[0]
+        size = db_size_mb(cur)
+    conn.close()
+    return size, counts, version
+
+
+# --------------------------------------------------------------------------------------------------
+# The three methods: each returns {"seconds": total, "phases": {...}, ...}
+
+
+def rss_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += frontier
+    return found
+
+
+def run_sync(env: dict[str, str], log_path: Path) -> dict:
+    """The Invoke task, with the peak RSS of its Python process (VmHWM) and of its whole tree (sum of VmRSS)."""
+    started = time.monotonic()
+    with open(log_path, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "invoke", "sync.neon-to-rds", "--yes", "--json"], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=err)
+        peaks, done = {"self": 0, "tree": 0}, threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peaks["self"] = max(peaks["self"], rss_kb(proc.pid, "VmHWM"))
+                peaks["tree"] = max(peaks["tree"], sum(rss_kb(pid, "VmRSS") for pid in descendants(proc.pid)))
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        out = proc.communicate()[0]
+        done.set()
+        watcher.join()
+    seconds = time.monotonic() - started
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        report = {"status": "no JSON on stdout"}
+    if proc.returncode != 0 or report.get("status") != "ok":
+        raise RuntimeError(f"sync failed (exit {proc.returncode}, status {report.get('status')}): "
+                           f"{report.get('error', '')} (log: {log_path})")
+    return {"seconds": seconds, "phases": report["seconds"], "dump_mb": report["dump"]["size"] / 2**20,
+            "rss_self_mb": peaks["self"] / 1024, "rss_tree_mb": peaks["tree"] / 1024}
+
+
+def check(proc: subprocess.Popen, name: str, err) -> None:
+    if proc.wait() != 0:
+        err.seek(0)
+        tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def run_pipe(neon: dict[str, str], rds: dict[str, str]) -> dict:
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
+        dump = subprocess.Popen(["pg_dump", "-Fc", "-Z0", "--no-owner", "--no-acl"], env={**os.environ, **neon},
+                                stdout=subprocess.PIPE, stderr=dump_err)
+        restore = subprocess.Popen(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
+                                    "-d", rds["PGDATABASE"]], env={**os.environ, **rds}, stdin=dump.stdout,
+                                   stderr=restore_err)
+        dump.stdout.close()
+        check(restore, "pg_restore", restore_err)
+        check(dump, "pg_dump", dump_err)
+    return {"seconds": time.monotonic() - started}
+
+
+def run_seeds(neon: dict[str, str], rds: dict[str, str], s3, bucket: str, workdir: str) -> dict:
+    """As scripts/sync-neon-to-rds.sh did it: dump to a file, `aws s3 cp` it, restore from the file."""
+    path, phases = os.path.join(workdir, "seeds.dump"), {}
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as err:
+        check(subprocess.Popen(["pg_dump", "--format=custom", "--no-owner", "--no-acl", f"--file={path}"],
+                               env={**os.environ, **neon}, stderr=err), "pg_dump", err)
+    phases["dump"] = time.monotonic() - started
+    s3.upload_file(path, bucket, "bench/seeds.dump")  # aws s3 cp: 8 MB parts, 10 threads
+    phases["upload"] = time.monotonic() - started - phases["dump"]
+    with tempfile.TemporaryFile() as err:
+        check(subprocess.Popen(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
+                                "-d", rds["PGDATABASE"], path], env={**os.environ, **rds}, stderr=err),
+              "pg_restore", err)
+    phases["restore"] = time.monotonic() - started - phases["dump"] - phases["upload"]
+    size = os.path.getsize(path) / 2**20
+    os.unlink(path)
+    return {"seconds": time.monotonic() - started, "phases": phases, "dump_mb": size}
+
+
+def empty_bucket(s3, bucket: str) -> None:
+    """Drop the dumps of earlier runs so the emulator does not grow (not timed)."""
+    for prefix in ("neon-dumps/", "rds-dumps/", "bench/"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+
+
+def stats_row(name: str, values: list[float], unit: str = "s") -> list:
+    return [name, f"{statistics.median(values):.1f}{unit}", f"{min(values):.1f}{unit}", f"{max(values):.1f}{unit}",
+            "  ".join(f"{v:.1f}" for v in values)]
+
+
+def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], version: str, runs: int) -> None:
+    med = {m: statistics.median(r["seconds"] for r in results[m]) for m in METHODS}
+    sync = results["sync"]
+    rss_self, rss_tree = max(r["rss_self_mb"] for r in sync), max(r["rss_tree_mb"] for r in sync)
+    print(f"\nDataset {size:.0f} MB in Neon (pg_database_size): "
+          + ", ".join(f"{t} {n:,}" for t, n in counts.items())
+          + f". PostgreSQL {version}. {runs} timed run(s) per method, round-robin; sync dump "
+          f"{statistics.median(r['dump_mb'] for r in sync):.0f} MB, seeds dump "
+          f"{statistics.median(r['dump_mb'] for r in results['seeds']):.0f} MB.\n")
+    head = ["", "median", "min", "max", "runs"]
+    print(tabulate([stats_row(m, [r["seconds"] for r in results[m]]) for m in METHODS], headers=["method", *head[1:]]))
+    print()
+    ratios = [["sync / pipe", f"{med['sync'] / med['pipe']:.2f}x", "<= 1.5x", med["sync"] / med["pipe"] <= 1.5],
+              ["seeds / sync", f"{med['seeds'] / med['sync']:.2f}x", ">= 3x", med["seeds"] / med["sync"] >= 3],
+              ["sync peak RSS (inv process)", f"{rss_self:.0f} MB", "< 150 MB", rss_self < 150],
+              ["sync peak RSS (process tree)", f"{rss_tree:.0f} MB", "-", "-"]]
+    print(tabulate([[a, b, c, {True: "yes", False: "NO"}.get(d, d)] for a, b, c, d in ratios],
+                   headers=["measure", "value", "target", "met"]))
+    print()
+    phases = [p for p in sync[0]["phases"]]
+    rows = [stats_row(f"sync: {p}", [r["phases"][p] for r in sync]) for p in phases]
+    rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]]) for p in ("dump", "upload", "restore")]
+    rows += [stats_row("sync RSS, inv process", [r["rss_self_mb"] for r in sync], " MB"),
+             stats_row("sync RSS, process tree", [r["rss_tree_mb"] for r in sync], " MB")]
+    print(tabulate(rows, headers=["phase", *head[1:]]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=800)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sandbox-dir", default="/tmp/bench-sandbox")
+    parser.add_argument("--reuse", action="store_true", help="use the sandbox (and dataset) already up")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox up at the end")
+    args = parser.parse_args()
+
+    box = Sandbox(Settings.load({"sandbox_dir": args.sandbox_dir}), Console(json_mode=True, err=sys.stderr))
+    if box.is_up() and not args.reuse:
+        log(f"A sandbox is already up in {args.sandbox_dir}: pass --reuse to use it, or take it down")
+        return 2
+    try:
+        if not box.is_up():
+            log(f"Starting the sandbox in {args.sandbox_dir} (about 100 s)...")
+            box.up()
+        env = sandbox_env(box)
+        neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
+        s3, bucket = box.client("s3"), Settings.load({}).bucket_name
+        build_dataset(env["NEON_DATABASE_URL"], args.size_mb, args.reuse)
+        size, counts, version = describe_dataset(env["NEON_DATABASE_URL"])
+        log_path = Path(args.sandbox_dir) / "bench-sync.log"
+        log(f"Warm-up sync (untimed): puts the previous copy on RDS; task logs in {log_path}")
+        run_sync(env, log_path)
+        results: dict[str, list[dict]] = {m: [] for m in METHODS}
+        with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
+            for round_ in range(1, args.runs + 1):
+                for method in METHODS:
+                    empty_bucket(s3, bucket)
+                    result = (run_sync(env, log_path) if method == "sync" else run_pipe(neon, rds)
+                              if method == "pipe" else run_seeds(neon, rds, s3, bucket, workdir))
+                    results[method].append(result)
+                    log(f"round {round_}/{args.runs} {method}: {result['seconds']:.1f}s")
+        report(results, size, counts, version, args.runs)
+        return 0
+    finally:
+        if not args.keep:
+            log("Taking the sandbox down")
+            box.down(quiet=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

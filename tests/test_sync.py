@@ -1,0 +1,185 @@
+"""The sync engine against the sandbox's real servers: both directions, dry run, restore, list, lock.
+
+Every test starts from data it loads itself, runs the real task (`python -m invoke sync.*`), and checks
+the databases with tests/dbtools.py, which reads them independently of the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from devops.config import REPO_ROOT
+from tests import dbtools
+
+INV = [sys.executable, "-m", "invoke"]
+
+
+def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*INV, *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+@pytest.fixture
+def neon(sandbox_env) -> str:
+    return sandbox_env["NEON_DATABASE_URL"]
+
+
+@pytest.fixture
+def rds(sandbox_env) -> str:
+    return sandbox_env["SANDBOX_RDS_URL"]
+
+
+@pytest.fixture
+def fresh(neon, rds):
+    """Neon holds the rich dataset; RDS holds something else (including a table only it has)."""
+    dbtools.reset(neon)
+    dbtools.execute(neon, dbtools.RICH_DATA)
+    dbtools.reset(rds)
+    dbtools.execute(rds, "CREATE TABLE public.settings (key text PRIMARY KEY, value jsonb);"
+                         "INSERT INTO public.settings VALUES ('old', '1');"
+                         "CREATE TABLE public.rds_only (id int); INSERT INTO rds_only VALUES (1), (2);")
+
+
+def s3_state(sandbox, bucket: str) -> dict:
+    s3 = sandbox.client("s3")
+    objects = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return {"objects": objects, "uploads": uploads}
+
+
+def secrets_of(sandbox_env) -> list[str]:
+    from urllib.parse import unquote, urlsplit
+
+    return [unquote(urlsplit(sandbox_env[name]).password) for name in ("NEON_DATABASE_URL", "SANDBOX_RDS_URL")]
+
+
+def assert_no_secret(result: subprocess.CompletedProcess, sandbox_env) -> None:
+    for secret in secrets_of(sandbox_env):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_neon_to_rds_copies_every_table_exactly(sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "ok"
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+    assert dbtools.scalar(rds, "SELECT to_regclass('public.rds_only')") is None  # full replace
+    assert dbtools.scalar(rds, "SELECT obj_description('app.customers'::regclass)") == "people who buy things"
+    assert report["left_out"] == ["COMMENT ON EXTENSION pgcrypto"]
+    assert {row["table"] for row in report["tables"]} == {"app.customers", "app.orders", "public.settings"}
+    assert all(row["match"] for row in report["tables"])
+    bucket = sandbox_settings.bucket_name
+    keys = s3_state(sandbox, bucket)["objects"]
+    dump_key = report["dump"]["url"].split(f"{bucket}/", 1)[1]
+    safety_key = report["safety_copy"]["url"].split(f"{bucket}/", 1)[1]
+    assert dump_key.startswith("neon-dumps/") and safety_key.startswith("rds-dumps/")
+    assert {dump_key, safety_key, dump_key.replace(".dump", ".manifest.json")} <= set(keys)
+    assert not s3_state(sandbox, bucket)["uploads"]
+    assert "locks/sync.lock" not in keys
+    assert_no_secret(result, sandbox_env)
+
+
+def test_rds_to_neon_brings_changes_back(sandbox_env, fresh, neon, rds):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
+    dbtools.execute(rds, "UPDATE app.customers SET name = 'changed on rds' WHERE id = 1;"
+                         "INSERT INTO app.orders (customer_id, total) VALUES (2, 999);"
+                         "CREATE TABLE public.new_on_rds AS SELECT 1 AS x;")
+    result = inv(sandbox_env, "sync.rds-to-neon", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "SYNC COMPLETE" in result.stdout and "sync successful" in result.stdout
+    assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
+    assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed on rds"
+    # Sequences follow the data: the next order id continues after the one inserted on RDS.
+    assert dbtools.scalar(neon, "SELECT last_value FROM app.orders_id_seq") == 1001
+
+
+def test_dry_run_changes_nothing_anywhere(sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):
+    before = (dbtools.snapshot(neon), dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name))
+    for task in ("sync.neon-to-rds", "sync.rds-to-neon"):
+        result = inv(sandbox_env, task, "--dry-run")
+        assert result.returncode == 0, result.stderr
+        assert "SYNC PLAN" in result.stdout and "Dry run complete" in result.stdout
+        assert "app.customers" in result.stdout and "300" in result.stdout  # the per-table counts
+    result = inv(sandbox_env, "sync.neon-to-rds", "--dry-run", "--json")
+    plan = json.loads(result.stdout)
+    assert plan["status"] == "dry-run" and plan["plan"]["app.customers"] == {"source_rows": 300, "target_rows": None}
+    after = (dbtools.snapshot(neon), dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name))
+    assert after == before
+
+
+def test_restore_of_the_safety_copy_brings_the_old_target_back(sandbox_env, fresh, rds):
+    old_rds = dbtools.snapshot(rds)
+    report = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    assert dbtools.snapshot(rds) != old_rds
+    safety_key = report["safety_copy"]["url"].split("/", 3)[3]
+    result = inv(sandbox_env, "sync.restore", "--key", safety_key, "--to", "rds", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "Checksum matches" in result.stdout and "restore successful" in result.stdout
+    assert dbtools.snapshot(rds) == old_rds
+
+
+def test_list_shows_the_dumps_newest_first(sandbox_env, fresh):
+    inv(sandbox_env, "sync.neon-to-rds", "--yes")
+    result = inv(sandbox_env, "sync.list", "--json")
+    assert result.returncode == 0, result.stderr
+    dumps = json.loads(result.stdout)["dumps"]
+    assert dumps and [d["age_seconds"] for d in dumps] == sorted(d["age_seconds"] for d in dumps)
+    newest_sync = next(d for d in dumps if d["reason"] == "sync neon-to-rds")
+    assert newest_sync["tables"]["app.customers"] == 300
+    assert len(newest_sync["sha256"]) == 64 and newest_sync["source"].startswith("postgresql://****@")
+    table = inv(sandbox_env, "sync.list")
+    assert "neon-dumps/" in table.stdout and "rds-dumps/" in table.stdout
+
+
+def test_without_a_terminal_it_refuses_to_overwrite_unless_yes(sandbox_env, fresh, rds):
+    before = dbtools.snapshot(rds)
+    result = inv(sandbox_env, "sync.neon-to-rds")
+    assert result.returncode == 1
+    assert "no terminal to ask on; pass --yes" in result.stderr and "Traceback" not in result.stderr
+    assert dbtools.snapshot(rds) == before
+
+
+def test_restore_refuses_a_dump_whose_checksum_does_not_match(sandbox, sandbox_env, sandbox_settings, fresh, rds):
+    report = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    key = report["dump"]["url"].split("/", 3)[3]
+    s3 = sandbox.client("s3")
+    body = s3.get_object(Bucket=sandbox_settings.bucket_name, Key=key)["Body"].read()
+    s3.put_object(Bucket=sandbox_settings.bucket_name, Key=key, Body=body[:-10] + b"0123456789")
+    dbtools.execute(rds, "CREATE TABLE marker (x int)")
+    before = (dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name))
+    result = inv(sandbox_env, "sync.restore", "--key", key, "--to", "rds", "--yes")
+    assert result.returncode == 1
+    assert "checksum mismatch" in result.stderr and "nothing was changed" in result.stderr
+    assert (dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name)) == before
+
+
+def test_restore_of_an_unknown_key_is_one_clear_line(sandbox_env):
+    result = inv(sandbox_env, "sync.restore", "--key", "rds-dumps/1999-01-01T00-00-00.dump", "--to", "rds", "--yes")
+    assert result.returncode == 1
+    assert "no manifest for" in result.stderr and "inv sync.list" in result.stderr
+
+
+def test_a_held_lock_stops_a_second_sync_and_a_stale_one_needs_break_lock(sandbox, sandbox_env, sandbox_settings,
+                                                                          fresh, rds):
+    s3 = sandbox.client("s3")
+    bucket = sandbox_settings.bucket_name
+    before = dbtools.snapshot(rds)
+    live = {"host": "other-laptop", "pid": 4242, "purpose": "sync rds-to-neon",
+            "started": __import__("devops.sync.store", fromlist=["utcnow"]).utcnow().isoformat()}
+    s3.put_object(Bucket=bucket, Key="locks/sync.lock", Body=json.dumps(live).encode())
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 1 and "another sync is running: sync rds-to-neon on other-laptop" in result.stderr
+    stale = {**live, "started": "2026-01-01T00:00:00+00:00"}
+    s3.put_object(Bucket=bucket, Key="locks/sync.lock", Body=json.dumps(stale).encode())
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 1 and "stale sync lock" in result.stderr and "--break-lock" in result.stderr
+    assert dbtools.snapshot(rds) == before
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--break-lock")
+    assert result.returncode == 0, result.stderr
+    assert "Removed the sync lock of sync rds-to-neon on other-laptop" in result.stdout
+    assert "locks/sync.lock" not in s3_state(sandbox, bucket)["objects"]
