@@ -214,8 +214,8 @@ def run_sync(env: dict[str, str], log_path: Path) -> dict:
     except json.JSONDecodeError:
         report = {"status": "no JSON on stdout"}
     if proc.returncode != 0 or report.get("status") != "ok":
-        raise RuntimeError(f"sync failed (exit {proc.returncode}, status {report.get('status')}): "
-                           f"{report.get('error', '')} (log: {log_path})")
+        tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
+        raise RuntimeError(f"sync failed (exit {proc.returncode}, status {report.get('status')}): {tail}")
     return {"seconds": seconds, "phases": report["seconds"], "dump_mb": report["dump"]["size"] / 2**20,
             "rss_self_mb": peaks["self"] / 1024, "rss_tree_mb": peaks["tree"] / 1024}
 
@@ -298,8 +298,9 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
     print(tabulate([[a, b, c, {True: "yes", False: "NO"}.get(d, d)] for a, b, c, d in ratios],
                    headers=["measure", "value", "target", "met"]))
     print()
-    phases = [p for p in sync[0]["phases"]]
-    rows = [stats_row(f"sync: {p}", [r["phases"][p] for r in sync]) for p in phases]
+    order = ["preflight", "plan", "safety copy", "dump + restore", "verify", "total"]
+    phases = sorted(sync[0]["phases"], key=lambda p: order.index(p) if p in order else len(order))
+    rows = [stats_row(f"sync: {p}" if p != "total" else "sync: total (as the task reports it)", [r["phases"][p] for r in sync]) for p in phases]
     rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]]) for p in ("dump", "upload", "restore")]
     rows += [stats_row("sync RSS, inv process", [r["rss_self_mb"] for r in sync], " MB"),
              stats_row("sync RSS, process tree", [r["rss_tree_mb"] for r in sync], " MB")]

@@ -163,9 +163,10 @@ class PostgresCluster:
             raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
                               f" (see {self.log})")
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; mode "immediate" is a crash (tests use it to kill a server mid-sync)."""
         if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
 
     def version(self) -> str:
         # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
@@ -257,6 +258,11 @@ class Sandbox:
 
     def _server(self, state: dict[str, Any], name: str) -> Server:
         return Server(**state[name])
+
+    def cluster(self, name: str) -> PostgresCluster:
+        """The PostgreSQL server of one stand-in ("neon" or "rds")."""
+        state = self.load_state()
+        return PostgresCluster(Path(state["pg_bin"]), self.dir / name, state.get("run_as"))
 
     def emulator_url(self, state: dict[str, Any]) -> str:
         return f"http://{HOST}:{state['emulator']['port']}"

@@ -1,0 +1,198 @@
+"""Bad input and faults: each gets one clear line, a non-zero exit, the target unchanged, the lock released,
+no incomplete multipart upload left, and no password in any output. All against the sandbox's real servers;
+S3 faults go through a real HTTP proxy in front of the emulator (tests/faults.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from devops.config import REPO_ROOT
+from devops.errors import DevopsError
+from devops.sync.pipeline import ToolVersions, check_tools_match_servers
+from tests import dbtools
+from tests.faults import S3FaultProxy
+from tests.test_sync import INV, assert_no_secret, inv, s3_state
+
+BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
+        "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, 24576) g;"  # 24 MB, incompressible
+
+
+@pytest.fixture
+def neon(sandbox_env) -> str:
+    return sandbox_env["NEON_DATABASE_URL"]
+
+
+@pytest.fixture
+def rds(sandbox_env) -> str:
+    return sandbox_env["SANDBOX_RDS_URL"]
+
+
+@pytest.fixture
+def prepared(neon, rds):
+    dbtools.reset(neon)
+    dbtools.execute(neon, dbtools.RICH_DATA)
+    dbtools.reset(rds)
+    dbtools.execute(rds, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);")
+
+
+@pytest.fixture
+def big(prepared, neon):
+    dbtools.execute(neon, BLOBS)
+
+
+@pytest.fixture
+def proxy(sandbox_env):
+    fault = S3FaultProxy(sandbox_env["AWS_ENDPOINT_URL"])
+    yield fault
+    fault.close()
+
+
+def assert_failed_cleanly(result, sandbox, sandbox_env, settings, rds_before, rds, message: str, code: int = 1):
+    """One [ERROR] line with ``message``, no traceback, target unchanged, lock gone, no multipart upload."""
+    assert result.returncode == code, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("[ERROR]"), result.stderr
+    assert message in errors[0], errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert dbtools.snapshot(rds) == rds_before
+    state = s3_state(sandbox, settings.bucket_name)
+    assert "locks/sync.lock" not in state["objects"]
+    assert state["uploads"] == []
+    assert_no_secret(result, sandbox_env)
+
+
+@pytest.mark.parametrize("url, message", [
+    (None, "NEON_DATABASE_URL is not set"),
+    ("mysql://u:p@h/db", "NEON_DATABASE_URL is not a valid PostgreSQL URL: it must start with postgresql://"),
+    ("postgresql://user:pw@/neondb", "no host"),
+    ("postgresql://user:pw@host:notaport/db", "bad port"),
+])
+def test_bad_neon_url(sandbox, sandbox_env, sandbox_settings, prepared, rds, url, message):
+    env = {k: v for k, v in sandbox_env.items() if k != "NEON_DATABASE_URL"}
+    if url:
+        env["NEON_DATABASE_URL"] = url
+    before = dbtools.snapshot(rds)
+    result = inv(env, "sync.neon-to-rds", "--yes")
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, message)
+
+
+def test_wrong_password(sandbox, sandbox_env, sandbox_settings, prepared, neon, rds):
+    wrong = neon.replace("@127.0.0.1", "x@127.0.0.1")
+    before = dbtools.snapshot(rds)
+    result = inv({**sandbox_env, "NEON_DATABASE_URL": wrong}, "sync.neon-to-rds", "--yes")
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, "password authentication failed")
+    assert wrong.split(":")[2].split("@")[0] not in result.stdout + result.stderr
+
+
+def test_unreachable_host_answers_within_15_seconds(sandbox, sandbox_env, sandbox_settings, prepared, neon, rds):
+    # A listener that accepts connections and never answers: the worst kind of unreachable.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    before = dbtools.snapshot(rds)
+    started = time.monotonic()
+    url = neon.replace(neon.split("@")[1].split("/")[0], f"127.0.0.1:{port}")
+    result = inv({**sandbox_env, "NEON_DATABASE_URL": url}, "sync.neon-to-rds", "--yes")
+    elapsed = time.monotonic() - started
+    silent.close()
+    assert elapsed < 15
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, "cannot connect to Neon")
+
+
+def test_rds_stopped(sandbox, sandbox_env, sandbox_settings, prepared, rds):
+    client = sandbox.client("rds")
+    client.stop_db_instance(DBInstanceIdentifier=sandbox_settings.rds_instance_id)
+    try:
+        before = dbtools.snapshot(rds)
+        result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds,
+                              f"RDS instance {sandbox_settings.rds_instance_id} is stopped, not available")
+    finally:
+        client.start_db_instance(DBInstanceIdentifier=sandbox_settings.rds_instance_id)
+
+
+def test_bucket_missing(sandbox, sandbox_env, sandbox_settings, prepared, rds):
+    s3 = sandbox.client("s3")
+    bucket = sandbox_settings.bucket_name
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
+    try:
+        before = dbtools.snapshot(rds)
+        result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert result.returncode == 1
+        assert [line for line in result.stderr.splitlines() if line] == [
+            f"[ERROR] bucket {bucket} not found: apply the Terraform environment (terraform/environments/dev) first"]
+        assert dbtools.snapshot(rds) == before
+    finally:
+        sandbox.terraform().apply(variables={"dev_activated": False})  # puts the bucket back
+    assert s3.get_bucket_policy(Bucket=bucket)
+
+
+def test_s3_failing_in_the_middle_of_the_upload(sandbox, sandbox_env, sandbox_settings, big, rds, proxy):
+    proxy.key_prefix, proxy.fail_from_part = "neon-dumps/", 2
+    before = dbtools.snapshot(rds)
+    result = inv({**sandbox_env, "AWS_ENDPOINT_URL": proxy.url}, "sync.neon-to-rds", "--yes")
+    assert proxy.parts_seen >= 2
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, "upload to s3://")
+
+
+def _run_and_break(env: dict, when: str, action, delay: float = 0.5) -> subprocess.CompletedProcess:
+    """Start a sync, and once its output shows ``when``, wait ``delay`` and call ``action(process)``."""
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--yes"], env=env, cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    out: list[str] = []
+    for line in process.stdout:
+        out.append(line)
+        if when in line:
+            time.sleep(delay)
+            action(process)
+            break
+    rest, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(out) + rest, err)
+
+
+@pytest.mark.parametrize("side, message", [("neon", "Neon"), ("rds", "RDS")])
+def test_a_server_dying_mid_sync(sandbox, sandbox_env, sandbox_settings, big, rds, proxy, side, message):
+    # Slow uploads keep the dump streaming long enough to kill a server in the middle of it.
+    proxy.key_prefix, proxy.part_delay = "neon-dumps/", 1.0
+    before = dbtools.snapshot(rds)
+    cluster = sandbox.cluster(side)
+    try:
+        result = _run_and_break({**sandbox_env, "AWS_ENDPOINT_URL": proxy.url}, "Dumping Neon",
+                                lambda _: cluster.stop(mode="immediate"))
+    finally:
+        cluster.start()
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert dbtools.snapshot(rds) == before
+    state = s3_state(sandbox, sandbox_settings.bucket_name)
+    assert "locks/sync.lock" not in state["objects"] and state["uploads"] == []
+    assert_no_secret(result, sandbox_env)
+
+
+def test_ctrl_c_in_the_middle(sandbox, sandbox_env, sandbox_settings, big, rds, proxy):
+    proxy.key_prefix, proxy.part_delay = "neon-dumps/", 1.0
+    before = dbtools.snapshot(rds)
+    # As a terminal does: SIGINT to the whole foreground process group.
+    result = _run_and_break({**sandbox_env, "AWS_ENDPOINT_URL": proxy.url}, "Dumping Neon",
+                            lambda process: os.killpg(process.pid, signal.SIGINT))
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, "interrupted", code=130)
+
+
+def test_tools_older_than_a_server_are_refused_with_the_fix():
+    tools = ToolVersions({"pg_dump": "15.8", "pg_restore": "15.8", "psql": "15.8"})
+    check_tools_match_servers(tools, {"RDS": 150004})
+    with pytest.raises(DevopsError, match=r"pg_dump 15.8 is older than the Neon server \(PostgreSQL 17\): "
+                                          r"install postgresql-client-17 or newer, or run the task in the toolbox"):
+        check_tools_match_servers(tools, {"RDS": 150004, "Neon": 170002})
