@@ -5,15 +5,25 @@ on a key it does not know as satisfied. The dev bucket's TLS-only policy ("Deny 
 aws:SecureTransport is false") then denies every object write. AWS takes a condition on an absent key
 as not satisfied (except for the ...IfExists and Null operators), so the statement does not apply: the
 fix does the same, which is what AWS does for requests over HTTPS.
+
+It also serves one request at a time: moto's backends are plain dicts shared by the server's threads, and
+Terraform's parallel calls can race in them (seen: a security group's egress rule applied, answered with
+an error, retried, and refused as a duplicate). Each call takes milliseconds, so the lock costs nothing
+that matters; the provider's long waits are sleeps on its side.
+
 Run as ``python -m devops.emulator -H HOST -p PORT``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import os
+import threading
+from typing import Any, Callable, Iterable
 
 from moto.iam import access_control
-from moto.server import main
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import run_simple
 
 _is_action_permitted = access_control.IAMPolicyStatement.is_action_permitted
 
@@ -32,6 +42,28 @@ def _statement_applies_only_when_its_conditions_hold(
 
 
 access_control.IAMPolicyStatement.is_action_permitted = _statement_applies_only_when_its_conditions_hold
+
+
+
+def serialized(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    lock = threading.Lock()
+
+    def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with lock:
+            return app(environ, start_response)
+
+    return handle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs from it
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
+
 
 if __name__ == "__main__":
     main()

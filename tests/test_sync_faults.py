@@ -122,6 +122,14 @@ def test_rds_stopped(sandbox, sandbox_env, sandbox_settings, prepared, rds):
 def test_bucket_missing(sandbox, sandbox_env, sandbox_settings, prepared, rds):
     s3 = sandbox.client("s3")
     bucket = sandbox_settings.bucket_name
+    # Kept to put the bucket back exactly as Terraform made it (faster than a re-apply's provider waits).
+    config = {
+        "policy": s3.get_bucket_policy(Bucket=bucket)["Policy"],
+        "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
+        "block": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+        "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"],
+        "tags": s3.get_bucket_tagging(Bucket=bucket)["TagSet"],
+    }
     for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         s3.delete_object(Bucket=bucket, Key=item["Key"])
     s3.delete_bucket(Bucket=bucket)
@@ -133,8 +141,12 @@ def test_bucket_missing(sandbox, sandbox_env, sandbox_settings, prepared, rds):
             f"[ERROR] bucket {bucket} not found: apply the Terraform environment (terraform/environments/dev) first"]
         assert dbtools.snapshot(rds) == before
     finally:
-        sandbox.terraform().apply(variables={"dev_activated": False})  # puts the bucket back
-    assert s3.get_bucket_policy(Bucket=bucket)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": config["tags"]})
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=config["block"])
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config["encryption"])
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": config["lifecycle"]})
+        s3.put_bucket_policy(Bucket=bucket, Policy=config["policy"])
 
 
 def test_s3_failing_in_the_middle_of_the_upload(sandbox, sandbox_env, sandbox_settings, big, rds, proxy):
