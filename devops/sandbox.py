@@ -210,6 +210,7 @@ def port_open(port: int) -> bool:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """True while the process runs (a zombie, exited but not yet reaped by its parent, counts as gone)."""
     if not pid:
         return False
     try:
@@ -218,6 +219,9 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
     return True
 
 

@@ -80,6 +80,18 @@ def sandbox_env(sandbox: Sandbox, sandbox_settings: Settings) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def neon(sandbox_env: dict[str, str]) -> str:
+    """A URL to the Neon stand-in."""
+    return sandbox_env["NEON_DATABASE_URL"]
+
+
+@pytest.fixture
+def rds(sandbox_env: dict[str, str]) -> str:
+    """A URL to the RDS stand-in."""
+    return sandbox_env["SANDBOX_RDS_URL"]
+
+
 def _unquote(value: str) -> str:
     import shlex
 

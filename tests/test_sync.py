@@ -24,16 +24,6 @@ def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProc
 
 
 @pytest.fixture
-def neon(sandbox_env) -> str:
-    return sandbox_env["NEON_DATABASE_URL"]
-
-
-@pytest.fixture
-def rds(sandbox_env) -> str:
-    return sandbox_env["SANDBOX_RDS_URL"]
-
-
-@pytest.fixture
 def fresh(neon, rds):
     """Neon holds the rich dataset; RDS holds something else (including a table only it has)."""
     dbtools.reset(neon)

@@ -25,16 +25,6 @@ BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
 
 
 @pytest.fixture
-def neon(sandbox_env) -> str:
-    return sandbox_env["NEON_DATABASE_URL"]
-
-
-@pytest.fixture
-def rds(sandbox_env) -> str:
-    return sandbox_env["SANDBOX_RDS_URL"]
-
-
-@pytest.fixture
 def prepared(neon, rds):
     dbtools.reset(neon)
     dbtools.execute(neon, dbtools.RICH_DATA)
