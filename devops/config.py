@@ -29,6 +29,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_dir": ".sandbox",
     # Directory holding initdb/pg_ctl/postgres for the sandbox; empty means search the usual places.
     "sandbox_pg_bin": "",
+    # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
+    "dump_compression": "auto",
 }
 DEFAULT_REGION = "us-east-1"
 ENVIRONMENT = "dev"
@@ -43,6 +45,7 @@ class Settings:
     terraform_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["terraform_dir"]
     sandbox_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["sandbox_dir"]
     sandbox_pg_bin: str = ""
+    dump_compression: str = "auto"
     rds_address: str = ""
     aws_profile: str = ""
     aws_endpoint_url: str = ""
@@ -81,6 +84,7 @@ class Settings:
             terraform_dir=_repo_path(values["terraform_dir"]),
             sandbox_dir=_repo_path(values["sandbox_dir"]),
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
+            dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
             aws_profile=env.get("AWS_PROFILE", ""),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),

@@ -173,3 +173,23 @@ def test_a_held_lock_stops_a_second_sync_and_a_stale_one_needs_break_lock(sandbo
     assert result.returncode == 0, result.stderr
     assert "Removed the sync lock of sync rds-to-neon on other-laptop" in result.stdout
     assert "locks/sync.lock" not in s3_state(sandbox, bucket)["objects"]
+
+
+def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchanged(sandbox_env, fresh, neon, rds):
+    first = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    assert first["safety_copy"]["reused"] is False
+    # RDS now holds exactly the dump just made: the next sync's safety copy is that dump, not a new one.
+    second = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    assert second["safety_copy"] == {**first["dump"], "reused": True}
+    # Any change on the target, data or schema, means a real safety copy again.
+    for change in ("UPDATE app.orders SET note = 'edited' WHERE id = 7", "CREATE INDEX extra_idx ON public.settings (value)"):
+        dbtools.execute(rds, change)
+        changed = dbtools.snapshot(rds)
+        report = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+        assert report["safety_copy"]["reused"] is False
+        key = report["safety_copy"]["url"].split("/", 3)[3]
+        assert inv(sandbox_env, "sync.restore", "--key", key, "--to", "rds", "--yes").returncode == 0
+        assert dbtools.snapshot(rds) == changed
+        if "INDEX" in change:
+            assert dbtools.scalar(rds, "SELECT to_regclass('public.extra_idx')") is not None
+        inv(sandbox_env, "sync.neon-to-rds", "--yes")

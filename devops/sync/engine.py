@@ -31,7 +31,7 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, 
                              sequence_values, table_stats)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
-from devops.sync.store import DumpStore, dump_key, utcnow
+from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
 
 LABELS = {"neon": "Neon", "rds": "RDS"}
@@ -88,6 +88,10 @@ class Environment:
     tools: ToolVersions
     endpoints: dict[str, Endpoint]
     versions: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def compression(self) -> str:
+        return compression_for(self.tools, self.settings.dump_compression)
 
 
 def neon_endpoint(settings: Settings, console: Console) -> Endpoint:
@@ -181,7 +185,47 @@ class Dump:
     size: int
     tables: dict[str, TableStats]
     sequences: dict[str, int | None]
+    schema: str
     seconds: float
+
+
+def schema_hash(endpoint: Endpoint, snapshot: str | None = None) -> str:
+    """sha256 of the database's schema (pg_dump --schema-only, plain): any DDL change shows in it.
+
+    The random key of the \\restrict/\\unrestrict lines that recent pg_dump versions write is left out.
+    """
+    args = ["pg_dump", "--schema-only", "--no-owner", "--no-acl", *([f"--snapshot={snapshot}"] if snapshot else [])]
+    processes = Processes()
+    try:
+        proc = processes.start("pg_dump --schema-only", args, endpoint=endpoint)
+        digest = hashlib.sha256()
+        for line in proc.stdout:  # a schema is small: a line at a time is fine
+            if not line.startswith((b"\\restrict ", b"\\unrestrict ")):
+                digest.update(line)
+        if proc.wait() != 0:
+            raise DevopsError(f"pg_dump --schema-only of {endpoint.label} failed: {processes.error_of(proc)}")
+        return digest.hexdigest()
+    finally:
+        processes.close()
+
+
+def fingerprint(endpoint: Endpoint, side: str, tables: dict[str, TableStats], sequences: dict[str, Any],
+                schema: str) -> dict[str, Any]:
+    """What a database holds, compactly: rows and checksum per table, sequences, schema hash."""
+    return {"side": side, "where": endpoint.where(), "recorded": utcnow_precise(),
+            "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
+            "sequences": sequences, "schema": schema}
+
+
+def current_fingerprint(endpoint: Endpoint, side: str) -> dict[str, Any]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        schema = pool.submit(schema_hash, endpoint)
+        tables = _stats(endpoint)
+        return fingerprint(endpoint, side, tables, _sequences(endpoint), schema.result())
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(part) == b.get(part) for part in ("tables", "sequences", "schema"))
 
 
 def dump(env: Environment, side: str, key: str, processes: Processes, extra_sinks: tuple[Any, ...] = ()) -> Dump:
@@ -194,21 +238,22 @@ def dump(env: Environment, side: str, key: str, processes: Processes, extra_sink
     holder = endpoint.connect()  # holds the exported snapshot open for pg_dump and the stats
     try:
         snapshot = export_snapshot(holder)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             stats = pool.submit(_stats, endpoint, True, snapshot)
-            proc = processes.start("pg_dump", dump_args(compression_for(env.tools), snapshot), endpoint=endpoint)
+            schema = pool.submit(schema_hash, endpoint, snapshot)
+            proc = processes.start("pg_dump", dump_args(env.compression, snapshot), endpoint=endpoint)
             with env.store.writer(key) as writer:
                 pump(read_chunks(proc.stdout), [writer, *extra_sinks])
                 if proc.wait() != 0:
                     raise DevopsError(f"pg_dump of {endpoint.label} failed: {processes.error_of(proc)}")
                 sha256 = writer.close()
-            tables = stats.result()
+            tables, schema_sha = stats.result(), schema.result()
         sequences = _sequences(endpoint)
     except psycopg2.Error as exc:
         raise DevopsError(f"{endpoint.label} failed during the dump: {first_line(exc)}") from None
     finally:
         holder.close()
-    return Dump(key, sha256, writer.size, tables, sequences, round(time.monotonic() - started, 2))
+    return Dump(key, sha256, writer.size, tables, sequences, schema_sha, round(time.monotonic() - started, 2))
 
 
 def manifest(env: Environment, side: str, result: Dump, direction: str, reason: str) -> dict[str, Any]:
@@ -221,12 +266,14 @@ def manifest(env: Environment, side: str, result: Dump, direction: str, reason: 
         "source": {"side": side, "url": endpoint.masked(), "server_version": _version_text(env.versions[side])},
         "tools": env.tools.versions,
         "format": "custom",
-        "compression": compression_for(env.tools),
+        "compression": env.compression,
         "sha256": result.sha256,
         "size": result.size,
         "tables": {name: {"rows": s.rows, "checksum": s.checksum} for name, s in result.tables.items()},
         "sequences": result.sequences,
         "seconds": result.seconds,
+        # The dumped database as it was in the dump's snapshot; a later sync compares against it.
+        "fingerprint": fingerprint(endpoint, side, result.tables, result.sequences, result.schema),
         "created": utcnow().isoformat(),
     }
 
@@ -322,10 +369,8 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         processes = Processes()
         try:
             with phases("safety copy"):
-                console.info(f"Safety copy of {target.label} -> {env.store.url(safety_key)}")
-                safety = dump(env, direction.target, safety_key, processes)
-                env.store.put_manifest(safety_key, manifest(env, direction.target, safety, direction.name,
-                                                            f"safety copy of {target.label} before {direction.name}"))
+                safety_info = safety_copy(env, console, direction.target, safety_key, processes,
+                                          f"safety copy of {target.label} before {direction.name}", direction.name)
             with phases("dump + restore"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
                 restore = Restore(target, processes, workdir)
@@ -341,9 +386,40 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         target_after = _stats(target)
         sequences_after = _sequences(target)
     expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
-    return _finish(console, report, phases, target, expected, target_after,
-                   compare_sequences(source_dump.sequences, sequences_after), restored.left_out,
-                   {"dump": _dump_info(env, source_dump), "safety_copy": _dump_info(env, safety)})
+    report = _finish(console, report, phases, target, expected, target_after,
+                     compare_sequences(source_dump.sequences, sequences_after), restored.left_out,
+                     {"dump": _dump_info(env, source_dump), "safety_copy": safety_info})
+    if report["status"] == "ok":
+        # What the target holds now, recorded with the dump it came from: the next sync's safety copy
+        # can point at this dump instead of dumping the same data again.
+        recorded = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
+        recorded["restored"] = fingerprint(target, direction.target, target_after, sequences_after,
+                                           schema_hash(target))
+        env.store.put_manifest(source_key, recorded)
+    return report
+
+
+def safety_copy(env: Environment, console: Console, side: str, key: str, processes: Processes, reason: str,
+                operation: str) -> dict[str, Any]:
+    """Make sure the data about to be overwritten is in S3, and say where.
+
+    When the newest recorded fingerprint of this database (from the dump it was last restored from, or
+    its last dump) matches what it holds now (every table's rows and checksum, the sequences, the schema),
+    that dump already is the safety copy; otherwise the database is dumped to ``key``.
+    """
+    endpoint = env.endpoints[side]
+    last = env.store.latest_fingerprint(side)
+    if last is not None:
+        last_key, recorded, last_manifest = last
+        if same_content(recorded, current_fingerprint(endpoint, side)):
+            console.info(f"Safety copy: {env.store.url(last_key)} already holds {endpoint.label}'s current data "
+                         "(same rows, checksums, sequences and schema): not dumped again")
+            return {"url": env.store.url(last_key), "size": last_manifest.get("size", 0),
+                    "sha256": last_manifest.get("sha256", ""), "reused": True}
+    console.info(f"Safety copy of {endpoint.label} -> {env.store.url(key)}")
+    result = dump(env, side, key, processes)
+    env.store.put_manifest(key, manifest(env, side, result, operation, reason))
+    return {**_dump_info(env, result), "reused": False}
 
 
 def _dump_info(env: Environment, result: Dump) -> dict[str, Any]:
@@ -467,10 +543,8 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         processes = Processes()
         try:
             with phases("safety copy"):
-                console.info(f"Safety copy of {target.label} -> {env.store.url(safety_key)}")
-                safety = dump(env, side, safety_key, processes)
-                env.store.put_manifest(safety_key, manifest(env, side, safety, f"restore-to-{side}",
-                                                            f"safety copy of {target.label} before restoring {key}"))
+                safety_info = safety_copy(env, console, side, safety_key, processes,
+                                          f"safety copy of {target.label} before restoring {key}", f"restore-to-{side}")
             with phases("restore"):
                 console.info(f"Restoring {env.store.url(key)} into {target.label}...")
                 restore = Restore(target, processes, workdir)
@@ -488,7 +562,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         sequences_after = _sequences(target)
     return _finish(console, report, phases, target, recorded.get("tables", {}), target_after,
                    compare_sequences(recorded.get("sequences", {}), sequences_after), restored.left_out,
-                   {"safety_copy": _dump_info(env, safety)})
+                   {"safety_copy": safety_info})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -124,9 +124,13 @@ def dump_args(compression: str, snapshot: str | None = None) -> list[str]:
     return args
 
 
-def compression_for(tools: ToolVersions) -> str:
-    """lz4 where pg_dump has it (16+): about as fast as no compression; gzip level 1 before that."""
-    return "lz4" if tools.major("pg_dump") >= 16 else "1"
+def compression_for(tools: ToolVersions, setting: str = "auto") -> str:
+    """pg_dump's --compress value. "auto": zstd level 1 where pg_dump has it (16+), which roughly halves
+    the bytes sent to S3 at little CPU; none before that, because gzip (the only older choice) costs
+    several times the dump itself (measured in bench/sync_throughput.py)."""
+    if setting != "auto":
+        return setting
+    return "zstd:1" if tools.major("pg_dump") >= 16 else "0"
 
 
 # --------------------------------------------------------------------------------------------------

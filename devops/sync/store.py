@@ -33,6 +33,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
+def utcnow_precise() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
 def dump_key(side: str, when: dt.datetime) -> str:
     return f"{side}-dumps/{when.strftime(TIMESTAMP)}{DUMP_SUFFIX}"
 
@@ -122,6 +126,34 @@ class DumpStore:
         except (ClientError, BotoCoreError) as exc:
             raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
         return sorted(found, key=lambda entry: entry["modified"], reverse=True)
+
+    def latest_fingerprint(self, side: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        """The newest recorded fingerprint of one side, as (dump key, fingerprint, manifest), or None.
+
+        A manifest records its source as dumped ("fingerprint") and, after a sync, its target as restored
+        ("restored"); either holds exactly the data of that manifest's dump. Manifests are read newest
+        first and only until the newest one that mentions ``side``.
+        """
+        keys = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for prefix in (f"{s}-dumps/" for s in SIDES):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                    keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(MANIFEST_SUFFIX)]
+        except (ClientError, BotoCoreError) as exc:
+            raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
+        best: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+        best_stamp = ""
+        for key in sorted(keys, key=lambda k: k.rsplit("/", 1)[-1], reverse=True):
+            stamp = key.rsplit("/", 1)[-1]
+            if best is not None and stamp < best_stamp:
+                break
+            dump = key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
+            manifest = self.manifest(dump)
+            for record in (manifest.get("fingerprint"), manifest.get("restored")):
+                if record and record.get("side") == side and (best is None or record["recorded"] > best[1]["recorded"]):
+                    best, best_stamp = (dump, record, manifest), stamp
+        return best
 
     def lock(self, purpose: str, break_lock: bool = False) -> "SyncLock":
         return SyncLock(self, purpose, break_lock)
