@@ -262,12 +262,17 @@ def run_seeds(neon: dict[str, str], rds: dict[str, str], s3, bucket: str, workdi
 
 
 def empty_bucket(s3, bucket: str) -> None:
-    """Drop the dumps of earlier runs so the emulator does not grow (not timed)."""
-    for prefix in ("neon-dumps/", "rds-dumps/", "bench/"):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    """Drop the dumps of earlier runs so the emulator does not grow (not timed), except the newest Neon
+    dump and its manifest: RDS holds exactly that dump's data, which the sync's safety copy relies on
+    (a user's bucket keeps its dumps for 30 days)."""
+    keys = [o["Key"] for prefix in ("neon-dumps/", "rds-dumps/", "bench/")
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    newest = max((k for k in keys if k.startswith("neon-dumps/") and k.endswith(".manifest.json")), default=None)
+    keep = newest[: -len(".manifest.json")] if newest else None
+    doomed = [{"Key": k} for k in keys if not (keep and k.startswith(keep))]
+    for start in range(0, len(doomed), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000]})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -330,7 +330,11 @@ class Options:
 
 
 def run_sync(settings: Settings, console: Console, direction: Direction, options: Options) -> dict[str, Any]:
-    """A full-replace sync in one direction; returns the report (also printed). Raises on any failure."""
+    """A full-replace sync in one direction; returns the report (also printed).
+
+    Any failure up to the restore's COMMIT raises (the target unchanged); a difference found by the
+    verification is the report's status "mismatch".
+    """
     when = utcnow()
     phases = Phases()
     target_label = aws.target_label(settings)
@@ -376,8 +380,8 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 restore = Restore(target, processes, workdir)
                 source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore,))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
-                env.store.put_manifest(source_key, manifest(env, direction.source, source_dump, direction.name,
-                                                            f"sync {direction.name}"))
+                source_manifest = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
+                env.store.put_manifest(source_key, source_manifest)
                 restored = restore.commit()
         finally:
             processes.close()
@@ -392,10 +396,9 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     if report["status"] == "ok":
         # What the target holds now, recorded with the dump it came from: the next sync's safety copy
         # can point at this dump instead of dumping the same data again.
-        recorded = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
-        recorded["restored"] = fingerprint(target, direction.target, target_after, sequences_after,
-                                           schema_hash(target))
-        env.store.put_manifest(source_key, recorded)
+        source_manifest["restored"] = fingerprint(target, direction.target, target_after, sequences_after,
+                                                  schema_hash(target))
+        env.store.put_manifest(source_key, source_manifest)
     return report
 
 
@@ -481,7 +484,7 @@ def _print_plan(console: Console, env: Environment, direction: Direction, source
         ("Source", f"{src.label} ({src.masked()}, PostgreSQL {_version_text(env.versions[direction.source])})"),
         ("Target", f"{tgt.label} ({tgt.masked()}, PostgreSQL {_version_text(env.versions[direction.target])})"),
         ("S3 Dump", env.store.url(source_key)),
-        ("Safety copy", env.store.url(safety_key)),
+        ("Safety copy", f"{env.store.url(safety_key)} (or an earlier dump, if it holds the target's data)"),
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in env.tools.versions.items())),
     ])
     console.line()
