@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import re
 import os
@@ -73,7 +74,7 @@ def find_pg_bin(configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS, pa
         if not (candidate / "initdb").exists():
             raise DevopsError(f"no initdb in {candidate} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory")
         return candidate
-    found = [Path(p) for pattern in search for p in _glob(pattern) if (Path(p) / "initdb").exists()]
+    found = [Path(p) for pattern in search for p in glob.glob(pattern) if (Path(p) / "initdb").exists()]
     if found:
         return max(found, key=lambda p: _version_key(p))
     initdb = shutil.which("initdb", path=path)
@@ -84,12 +85,6 @@ def find_pg_bin(configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS, pa
         "(Debian/Ubuntu: apt-get install postgresql-17; macOS: brew install postgresql@17) "
         "or set INVOKE_DEVOPS_SANDBOX_PG_BIN to their directory"
     )
-
-
-def _glob(pattern: str) -> list[str]:
-    import glob
-
-    return glob.glob(pattern)
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
