@@ -71,15 +71,18 @@ class Check:
     modes: tuple[str, ...]
     timeout: float
     only_with_drift: bool = False
+    # False: the check reads only Settings, never ctx.outputs, so it may start before Terraform answers.
+    needs_outputs: bool = True
 
 
 REGISTRY: list[Check] = []
 
 
 def check(name: str, modes: tuple[str, ...] = BOTH, timeout: float = DEFAULT_TIMEOUT,
-          only_with_drift: bool = False) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
+          only_with_drift: bool = False,
+          needs_outputs: bool = True) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
     def register(func: Callable[[Context], Result]) -> Callable[[Context], Result]:
-        REGISTRY.append(Check(name, func, tuple(modes), timeout, only_with_drift))
+        REGISTRY.append(Check(name, func, tuple(modes), timeout, only_with_drift, needs_outputs))
         return func
 
     return register
@@ -87,6 +90,11 @@ def check(name: str, modes: tuple[str, ...] = BOTH, timeout: float = DEFAULT_TIM
 
 def checks_for(mode: str, drift: bool) -> list[Check]:
     return [c for c in REGISTRY if mode in c.modes and (drift or not c.only_with_drift)]
+
+
+def early_checks(drift: bool) -> list[Check]:
+    """Checks that run in every mode and need no Terraform output: they can start before the mode is known."""
+    return [c for c in checks_for(PILOT, drift) if set(BOTH) <= set(c.modes) and not c.needs_outputs]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,14 +117,15 @@ def _ecr_check(short: str) -> Callable[[Context], Result]:
 
 
 for _short in ECR_REPOSITORIES:
-    check(f"ECR {_short}")(_ecr_check(_short))
+    check(f"ECR {_short}", needs_outputs=False)(_ecr_check(_short))
 
 
 def _bucket(ctx: Context) -> str:
-    return ctx.outputs.get("db_backups_bucket_name") or ctx.settings.bucket_name
+    # Settings derives the name as Terraform does (from the same project_name), so no output is needed.
+    return ctx.settings.bucket_name
 
 
-@check("S3 db-backups bucket")
+@check("S3 db-backups bucket", needs_outputs=False)
 def bucket_exists(ctx: Context) -> Result:
     bucket = _bucket(ctx)
     try:
@@ -130,7 +139,7 @@ def _error_code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-@check("S3 db-backups protections")
+@check("S3 db-backups protections", needs_outputs=False)
 def bucket_protections(ctx: Context) -> Result:
     """Lifecycle rule, all four public-access blocks, default encryption, and a TLS-only policy."""
     s3, bucket = ctx.client("s3"), _bucket(ctx)
@@ -169,7 +178,7 @@ def _denies_plain_http(policy: str) -> bool:
     return False
 
 
-@check("Recent dump")
+@check("Recent dump", needs_outputs=False)
 def recent_dump(ctx: Context) -> Result:
     s3, bucket = ctx.client("s3"), _bucket(ctx)
     newest = None
@@ -195,13 +204,9 @@ def _age(delta: dt.timedelta) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def _instance_id(ctx: Context) -> str:
-    return ctx.outputs.get("db_instance_identifier") or ctx.settings.rds_instance_id
-
-
-@check("RDS instance")
+@check("RDS instance", needs_outputs=False)
 def rds_instance(ctx: Context) -> Result:
-    instance = _instance_id(ctx)
+    instance = ctx.settings.rds_instance_id
     rds = ctx.client("rds")
     try:
         status = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]

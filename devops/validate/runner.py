@@ -18,7 +18,8 @@ from devops.config import Settings
 from devops.console import Console, mask
 from devops.errors import DevopsError
 from devops.terraform import Terraform
-from devops.validate.checks import (ACTIVE, FAIL, PASS, PILOT, WARN, Check, Context, Result, checks_for)
+from devops.validate.checks import (ACTIVE, FAIL, PASS, PILOT, REGISTRY, WARN, Check, Context, Result, checks_for,
+                                    early_checks)
 
 MODE_LABELS = {ACTIVE: "Full (activated)", PILOT: "Pilot Light"}
 # Clients the pilot-light checks need, created while Terraform reads its state.
@@ -42,44 +43,55 @@ class Options:
 def run_validate(settings: Settings, console: Console, options: Options) -> tuple[dict[str, Any], int]:
     """Run the validation; returns the report and the exit code (1 on any FAIL, or WARN with strict)."""
     console.banner("DEV ENVIRONMENT VALIDATION", f"Region: {settings.region}", f"Target: {aws.target_label(settings)}")
-    outcomes: list[Outcome] = []
-    mode = PILOT
-    ctx = Context(settings, {}, mode, options.drift)
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
-        state = pool.submit(_timed, lambda: Terraform(settings).outputs())
-        pool.submit(lambda: [ctx.client(service) for service in WARM_SERVICES])
-        (identity, error), seconds = ident.result()
-        if error:
-            outcomes.append(_show(console, options, Outcome("AWS credentials", Result(FAIL, error), seconds)))
-            return _finish(console, options, mode, outcomes)
-        outcomes.append(_show(console, options, Outcome(
-            "AWS credentials", Result(PASS, f"AWS credentials valid (account {identity['account']})",
-                                      identity["arn"]), seconds)))
-        (outputs, error), seconds = state.result()
+    ctx = Context(settings, {}, PILOT, options.drift)
+    # Enough threads for every check at once; an idle pool thread costs nothing.
+    pool = ThreadPoolExecutor(max_workers=len(REGISTRY) + 3, thread_name_prefix="validate")
+    try:
+        report, code = _run(console, options, ctx, pool)
+    finally:
+        # Never wait for a check past its timeout: its thread ends when its own socket timeouts fire.
+        pool.shutdown(wait=False, cancel_futures=True)
+    report["seconds"] = round(time.monotonic() - started, 2)
+    return report, code
+
+
+def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecutor) -> tuple[dict[str, Any], int]:
+    settings, outcomes = ctx.settings, []
+    ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
+    state = pool.submit(_timed, lambda: Terraform(settings).outputs())
+    pool.submit(lambda: [ctx.client(service) for service in WARM_SERVICES])
+    (identity, error), seconds = ident.result()
+    if error:
+        outcomes.append(_show(console, options, Outcome("AWS credentials", Result(FAIL, error), seconds)))
+        return _finish(console, options, PILOT, outcomes)
+    outcomes.append(_show(console, options, Outcome(
+        "AWS credentials", Result(PASS, f"AWS credentials valid (account {identity['account']})", identity["arn"]),
+        seconds)))
+    # Checks that need no Terraform output (their names come from Settings, as Terraform's do) start while
+    # `terraform output` still runs: it is the slowest step of a pilot-light validation.
+    futures = {check.name: _submit(pool, check, ctx) for check in early_checks(options.drift)}
+    (outputs, error), seconds = state.result()
     if error or not outputs:
         message = f"Cannot read Terraform state: {error or 'no outputs (apply terraform/environments/dev first)'}"
         outcomes.append(_show(console, options, Outcome("Terraform state", Result(FAIL, message), seconds)))
-        return _finish(console, options, mode, outcomes)
+        return _finish(console, options, PILOT, outcomes)
     mode = ACTIVE if outputs.get("dev_activated") else PILOT
     ctx.outputs, ctx.mode = outputs, mode
     text = "Dev infrastructure is activated (full mode)" if mode == ACTIVE else \
         "Dev infrastructure is in Pilot Light mode"
     outcomes.append(_show(console, options, Outcome("Terraform state", Result(PASS, text), seconds)))
     checks = checks_for(mode, options.drift)
-    pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="check")
-    try:
-        submitted = time.monotonic()
-        futures = [(check, pool.submit(_timed, lambda c=check: c.func(ctx))) for check in checks]
-        for check, future in futures:
-            outcomes.append(_show(console, options, _collect(check, future, submitted)))
-    finally:
-        # Do not wait for a check past its timeout; its thread ends when its own socket timeouts fire.
-        pool.shutdown(wait=False, cancel_futures=True)
-    report, code = _finish(console, options, mode, outcomes)
-    report["seconds"] = round(time.monotonic() - started, 2)
-    return report, code
+    for check in checks:
+        if check.name not in futures:
+            futures[check.name] = _submit(pool, check, ctx)
+    for check in checks:
+        outcomes.append(_show(console, options, _collect(check, *futures[check.name])))
+    return _finish(console, options, mode, outcomes)
+
+
+def _submit(pool: ThreadPoolExecutor, check: Check, ctx: Context) -> tuple[Future, float]:
+    return pool.submit(_timed, lambda: check.func(ctx)), time.monotonic()
 
 
 def _timed(func: Any) -> tuple[tuple[Any, str | None], float]:
@@ -95,8 +107,8 @@ def _timed(func: Any) -> tuple[tuple[Any, str | None], float]:
 
 
 def _collect(check: Check, future: Future, submitted: float) -> Outcome:
-    # All checks start together, so each one's timeout counts from the submission, not from when the
-    # checks printed before it were done.
+    # Checks run together, so each one's timeout counts from its own start, not from when the checks
+    # printed before it were done.
     try:
         (result, error), seconds = future.result(timeout=max(check.timeout - (time.monotonic() - submitted), 0.01))
     except FutureTimeout:
