@@ -9,6 +9,7 @@ from invoke.exceptions import Exit
 
 from devops import sandbox as sandbox_engine
 from devops.sync import engine as sync_engine
+from devops.validate import runner as validate_engine
 from devops.cli import handled, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
@@ -101,6 +102,22 @@ def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False):
     _report(console, report, json)
 
 
+@task(help={"verbose": "Show each check's detail and duration.",
+            "json": "Print one JSON object (mode, checks, summary) on stdout; the lines go to stderr.",
+            "strict": "Exit 1 on a warning too, not only on a failure.",
+            "drift": "Also run terraform plan -detailed-exitcode for the current mode; drift is a warning."})
+@handled
+def validate(c, verbose=False, json=False, strict=False, drift=False):
+    """Check the dev environment's health in its current mode (pilot light or active)."""
+    console = Console(json_mode=json)
+    report, code = validate_engine.run_validate(Settings.from_context(c), console,
+                                                validate_engine.Options(verbose=verbose, strict=strict, drift=drift))
+    if json:
+        console.emit(report)
+    if code:
+        raise Exit(code=code)
+
+
 sync = Collection("sync")
 sync.add_task(neon_to_rds)
 sync.add_task(rds_to_neon)
@@ -113,5 +130,5 @@ sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
-ns = Collection(sandbox, sync)
+ns = Collection(sandbox, sync, validate)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

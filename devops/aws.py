@@ -30,16 +30,17 @@ def session(settings: Settings) -> boto3.Session:
         ) from None
 
 
-def client(settings: Settings, service: str, boto_session: boto3.Session | None = None) -> Any:
+def client(settings: Settings, service: str, boto_session: boto3.Session | None = None,
+           config: Config | None = None) -> Any:
     return (boto_session or session(settings)).client(
-        service, endpoint_url=settings.aws_endpoint_url or None, config=CLIENT_CONFIG
+        service, endpoint_url=settings.aws_endpoint_url or None, config=config or CLIENT_CONFIG
     )
 
 
-def identity(settings: Settings) -> dict[str, str]:
+def identity(settings: Settings, sts: Any = None) -> dict[str, str]:
     """The caller's account and ARN; one clear error when there are no usable credentials."""
     try:
-        reply = client(settings, "sts").get_caller_identity()
+        reply = (sts or client(settings, "sts")).get_caller_identity()
     except NoCredentialsError:
         raise DevopsError("no AWS credentials found: set AWS_PROFILE or run `aws configure` (or `aws sso login`)") from None
     except (ClientError, BotoCoreError) as exc:

@@ -25,6 +25,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # host[:port] to reach RDS at instead of its endpoint: an SSH/SSM tunnel to a private instance,
     # or the sandbox's stand-in.
     "rds_address": "",
+    # host:port to reach the app at instead of the ALB's DNS name (sent as the Host header) for
+    # `inv validate`'s health URL: a tunnel, or the sandbox's app stand-in.
+    "alb_address": "",
     "terraform_dir": "terraform/environments/dev",
     "sandbox_dir": ".sandbox",
     # Directory holding initdb/pg_ctl/postgres for the sandbox; empty means search the usual places.
@@ -47,6 +50,7 @@ class Settings:
     sandbox_pg_bin: str = ""
     dump_compression: str = "auto"
     rds_address: str = ""
+    alb_address: str = ""
     aws_profile: str = ""
     aws_endpoint_url: str = ""
     # A secret: kept out of repr so it never lands in a log or a traceback.
@@ -86,6 +90,7 @@ class Settings:
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
+            alb_address=str(values["alb_address"] or ""),
             aws_profile=env.get("AWS_PROFILE", ""),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),
             neon_database_url=env.get("NEON_DATABASE_URL", ""),
@@ -133,6 +138,17 @@ class Settings:
             raise DevopsError(
                 f"invalid rds_address {self.rds_address!r}: expected host or host:port "
                 "(INVOKE_DEVOPS_RDS_ADDRESS)"
+            )
+        return host, int(port)
+
+    def alb_address_override(self) -> tuple[str, int] | None:
+        """The configured ALB address as (host, port), or None when not set."""
+        if not self.alb_address:
+            return None
+        host, sep, port = self.alb_address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise DevopsError(
+                f"invalid alb_address {self.alb_address!r}: expected host:port (INVOKE_DEVOPS_ALB_ADDRESS)"
             )
         return host, int(port)
 

@@ -5,7 +5,10 @@
 - the real terraform/environments/dev applied against it by environment alone (AWS_ENDPOINT_URL, test
   credentials, TF_DATA_DIR, and the S3 backend pointed at a state bucket in the emulator);
 - the RDS stand-in's master role given the password the emulated RDS put in Secrets Manager, and the
-  emulated RDS endpoint mapped onto the stand-in through the RDS address override (devops.rds_address).
+  emulated RDS endpoint mapped onto the stand-in through the RDS address override (devops.rds_address);
+- an app stand-in (python -m http.server answering GET /api/health with 200), which the ALB address
+  override (devops.alb_address) points `inv validate`'s health check at, since the emulated ALB's DNS name
+  resolves nowhere.
 
 Everything lives in one git-ignored folder (devops.sandbox_dir); ``down`` stops it all and removes it.
 """
@@ -356,6 +359,8 @@ class Sandbox:
                                  "run_as": run_as}
         state["emulator"] = self._start_emulator()
         self._save_state(state)
+        state["app"] = self._start_app()
+        self._save_state(state)
         with ThreadPoolExecutor(max_workers=1) as pool:
             # Terraform (a minute and a half of provider waits against the emulator) runs while the
             # PostgreSQL servers are created and loaded.
@@ -393,13 +398,45 @@ class Sandbox:
             [sys.executable, "-m", "devops.emulator", "-H", HOST, "-p", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy) exist only when moto loads them.
-            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}, cwd=REPO_ROOT,
+            # ECS services report one running task each (moto runs none by itself; the dev services want
+            # one each, var.service_desired_count): `inv validate` then sees an active sandbox as healthy,
+            # and an update_service to desiredCount=0 still shows as 0 running.
+            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1"},
+            cwd=REPO_ROOT,
         )
         log.close()
         url = f"http://{HOST}:{port}/moto-api/"
         wait_for(lambda: process.poll() is None and _http_ok(url), 30, "the AWS emulator")
         self.console.info(f"AWS emulator (moto, devops.emulator) on http://{HOST}:{port}")
         return {"port": port, "pid": process.pid}
+
+    def _start_app(self, port: int | None = None) -> dict[str, Any]:
+        """The app stand-in: a static HTTP server whose only page is /api/health (200)."""
+        root = self.dir / "app"
+        (root / "api").mkdir(parents=True, exist_ok=True)
+        (root / "api" / "health").write_text('{"status": "ok"}\n')
+        port = port or free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", HOST, "--directory", str(root), str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_for(lambda: process.poll() is None and _http_ok(f"http://{HOST}:{port}/api/health"), 30,
+                 "the app stand-in")
+        self.console.info(f"App stand-in (GET /api/health) on http://{HOST}:{port}")
+        return {"port": port, "pid": process.pid}
+
+    def stop_app(self) -> None:
+        """Stop the app stand-in (tests use it to make the health URL fail)."""
+        pid = self.load_state().get("app", {}).get("pid")
+        if pid_alive(pid):
+            _terminate_group(pid)
+
+    def start_app(self) -> None:
+        """(Re)start the app stand-in on its recorded port."""
+        self.stop_app()
+        state = self.load_state()
+        state["app"] = self._start_app(state["app"]["port"])
+        self._save_state(state)
 
     def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:
         server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18))
@@ -466,9 +503,10 @@ class Sandbox:
             if not quiet:
                 self.console.info(f"No sandbox in {self.dir}: nothing to stop")
             return
-        emulator_pid = state.get("emulator", {}).get("pid")
-        if pid_alive(emulator_pid):
-            _terminate_group(emulator_pid)
+        for component in ("emulator", "app"):
+            pid = state.get(component, {}).get("pid")
+            if pid_alive(pid):
+                _terminate_group(pid)
         bin_dir = Path(state["pg_bin"]) if state.get("pg_bin") else None
         for name in ("neon", "rds"):
             root = self.dir / name
@@ -492,6 +530,7 @@ class Sandbox:
             "NEON_DATABASE_URL": neon.url(),
             **self.aws_environment(state),
             "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds.port}",
+            "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{state['app']['port']}" if "app" in state else None,
             "SANDBOX_RDS_URL": rds.url(),
         }
         if self.settings.sandbox_dir != Settings().sandbox_dir:

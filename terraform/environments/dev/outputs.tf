@@ -94,6 +94,11 @@ output "alb_dns_name" {
   value       = one(aws_lb.this[*].dns_name)
 }
 
+output "alb_https" {
+  description = "Whether the ALB serves HTTPS (a certificate_arn is set)."
+  value       = local.use_https
+}
+
 output "cloudfront_distribution_id" {
   description = "CloudFront distribution ID (null in pilot light)."
   value       = one(aws_cloudfront_distribution.this[*].id)

@@ -1,0 +1,387 @@
+"""The checks of `inv validate`: small functions, each registered with the modes it runs in.
+
+A check takes the run's Context and returns a Result (PASS/WARN/FAIL, a one-line message, an optional
+detail for --verbose). Raising is fine: the runner turns an exception into a FAIL line. Checks run
+concurrently and print in registration order, so the order here is the order of the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.client
+import json
+import ssl
+import threading
+from typing import Any, Callable
+
+from botocore.config import Config
+
+from devops import aws
+from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
+from devops.postgres import first_line
+from devops.terraform import PLAN_HAS_CHANGES, PLAN_NO_CHANGES, Terraform
+
+PILOT = "pilot-light"
+ACTIVE = "active"
+BOTH = (PILOT, ACTIVE)
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+DEFAULT_TIMEOUT = 10.0
+# A dump older than this (or none at all) is a WARN: the next activation would start from stale data.
+RECENT_DUMP_DAYS = 7
+DUMP_PREFIXES = ("neon-dumps/", "rds-dumps/")
+# Fast failure over patience: one try more, short timeouts, so a dead endpoint costs seconds, not minutes.
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+HTTP_TIMEOUT = 5
+
+
+@dataclasses.dataclass
+class Result:
+    status: str
+    message: str
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Context:
+    """What every check may use: settings, the Terraform outputs (read once), and cached boto3 clients."""
+
+    settings: Settings
+    outputs: dict[str, Any]
+    mode: str
+    drift: bool = False
+    _session: Any = None
+    _clients: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def client(self, service: str) -> Any:
+        # boto3 sessions are not thread-safe for creating clients: create under a lock, then share.
+        with self._lock:
+            if self._session is None:
+                self._session = aws.session(self.settings)
+            if service not in self._clients:
+                self._clients[service] = aws.client(self.settings, service, self._session, CLIENT_CONFIG)
+            return self._clients[service]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    func: Callable[[Context], Result]
+    modes: tuple[str, ...]
+    timeout: float
+    only_with_drift: bool = False
+    # False: the check reads only Settings, never ctx.outputs, so it may start before Terraform answers.
+    needs_outputs: bool = True
+
+
+REGISTRY: list[Check] = []
+
+
+def check(name: str, modes: tuple[str, ...] = BOTH, timeout: float = DEFAULT_TIMEOUT,
+          only_with_drift: bool = False,
+          needs_outputs: bool = True) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
+    def register(func: Callable[[Context], Result]) -> Callable[[Context], Result]:
+        REGISTRY.append(Check(name, func, tuple(modes), timeout, only_with_drift, needs_outputs))
+        return func
+
+    return register
+
+
+def checks_for(mode: str, drift: bool) -> list[Check]:
+    return [c for c in REGISTRY if mode in c.modes and (drift or not c.only_with_drift)]
+
+
+def early_checks(drift: bool) -> list[Check]:
+    """Checks that run in every mode and need no Terraform output: they can start before the mode is known."""
+    return [c for c in checks_for(PILOT, drift) if set(BOTH) <= set(c.modes) and not c.needs_outputs]
+
+
+# --------------------------------------------------------------------------------------------------
+# Both modes
+
+
+def _ecr_check(short: str) -> Callable[[Context], Result]:
+    def run(ctx: Context) -> Result:
+        name = f"{ctx.settings.project_name}/{short}"
+        ecr = ctx.client("ecr")
+        try:
+            ecr.describe_repositories(repositoryNames=[name])
+        except ecr.exceptions.RepositoryNotFoundException:
+            return Result(FAIL, f"ECR repo {name} not found")
+        count = sum(len(page.get("imageDetails", []))
+                    for page in ecr.get_paginator("describe_images").paginate(repositoryName=name))
+        return Result(PASS, f"ECR repo {name} exists ({count} images)")
+
+    return run
+
+
+for _short in ECR_REPOSITORIES:
+    check(f"ECR {_short}", needs_outputs=False)(_ecr_check(_short))
+
+
+def _bucket(ctx: Context) -> str:
+    # Settings derives the name as Terraform does (from the same project_name), so no output is needed.
+    return ctx.settings.bucket_name
+
+
+@check("S3 db-backups bucket", needs_outputs=False)
+def bucket_exists(ctx: Context) -> Result:
+    bucket = _bucket(ctx)
+    try:
+        ctx.client("s3").head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001
+        return Result(FAIL, f"S3 bucket {bucket} not found or not readable ({aws.describe(exc)})")
+    return Result(PASS, f"S3 bucket {bucket} exists")
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+@check("S3 db-backups protections", needs_outputs=False)
+def bucket_protections(ctx: Context) -> Result:
+    """Lifecycle rule, all four public-access blocks, default encryption, and a TLS-only policy."""
+    s3, bucket = ctx.client("s3"), _bucket(ctx)
+    missing, present = [], []
+
+    def probe(label: str, call: Callable[[], bool]) -> None:
+        try:
+            ok = call()
+        except Exception as exc:  # noqa: BLE001 - "no such configuration" is an error code here
+            if _error_code(exc) == "NoSuchBucket":
+                raise
+            ok = False
+        (present if ok else missing).append(label)
+
+    probe("lifecycle", lambda: any(rule.get("Status") == "Enabled" for rule in
+                                   s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])))
+    probe("public-access blocks", lambda: all(s3.get_public_access_block(Bucket=bucket)
+                                              ["PublicAccessBlockConfiguration"].get(key) for key in
+                                              ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                               "RestrictPublicBuckets")))
+    probe("encryption", lambda: bool(s3.get_bucket_encryption(Bucket=bucket)
+                                     ["ServerSideEncryptionConfiguration"].get("Rules")))
+    probe("TLS-only policy", lambda: _denies_plain_http(s3.get_bucket_policy(Bucket=bucket)["Policy"]))
+    if missing:
+        return Result(WARN, f"S3 bucket {bucket} lacks: {', '.join(missing)}",
+                      f"present: {', '.join(present) or 'none'}")
+    return Result(PASS, f"S3 bucket {bucket}: {', '.join(present)}")
+
+
+def _denies_plain_http(policy: str) -> bool:
+    statements = json.loads(policy).get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        condition = statement.get("Condition", {}).get("Bool", {})
+        if statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false":
+            return True
+    return False
+
+
+@check("Recent dump", needs_outputs=False)
+def recent_dump(ctx: Context) -> Result:
+    s3, bucket = ctx.client("s3"), _bucket(ctx)
+    newest = None
+    for prefix in DUMP_PREFIXES:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith(".dump") and (newest is None or item["LastModified"] > newest["LastModified"]):
+                    newest = item
+    if newest is None:
+        return Result(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
+    age = dt.datetime.now(dt.timezone.utc) - newest["LastModified"]
+    text = f"newest dump {newest['Key']} is {_age(age)} old"
+    if age > dt.timedelta(days=RECENT_DUMP_DAYS):
+        return Result(WARN, f"No dump in the last {RECENT_DUMP_DAYS} days: {text}")
+    return Result(PASS, f"Recent dump: {text}")
+
+
+def _age(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+@check("RDS instance", needs_outputs=False)
+def rds_instance(ctx: Context) -> Result:
+    instance = ctx.settings.rds_instance_id
+    rds = ctx.client("rds")
+    try:
+        status = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+    except rds.exceptions.DBInstanceNotFoundFault:
+        return Result(FAIL, f"RDS instance {instance} not found")
+    if status != "available":
+        return Result(FAIL, f"RDS instance status: {status} (aws rds start-db-instance "
+                            f"--db-instance-identifier {instance})")
+    return Result(PASS, f"RDS instance {instance} is available")
+
+
+@check("RDS connection")
+def rds_connection(ctx: Context) -> Result:
+    from devops.sync.engine import rds_endpoint  # the sync's own resolution: outputs, secret, override
+
+    endpoint = rds_endpoint(ctx.settings, ctx.outputs)
+    try:
+        conn = endpoint.connect(timeout=5)
+    except Exception as exc:  # noqa: BLE001
+        return Result(FAIL, f"RDS connection to {endpoint.where()} failed: {first_line(exc)}")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1")
+            cur.fetchone()
+    finally:
+        conn.close()
+    return Result(PASS, f"RDS answers select 1 as {endpoint.user} ({endpoint.where()})")
+
+
+@check("VPC")
+def vpc(ctx: Context) -> Result:
+    vpc_id = ctx.outputs.get("vpc_id")
+    if not vpc_id:
+        return Result(FAIL, "VPC not found in Terraform outputs")
+    state = ctx.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["State"]
+    if state != "available":
+        return Result(FAIL, f"VPC {vpc_id} state: {state}")
+    return Result(PASS, f"VPC {vpc_id} is available")
+
+
+# --------------------------------------------------------------------------------------------------
+# Active mode
+
+
+@check("ECS cluster", modes=(ACTIVE,))
+def ecs_cluster(ctx: Context) -> Result:
+    name = ctx.outputs.get("ecs_cluster_name")
+    if not name:
+        return Result(FAIL, "ECS cluster not in Terraform outputs")
+    clusters = ctx.client("ecs").describe_clusters(clusters=[name])["clusters"]
+    status = clusters[0]["status"] if clusters else "MISSING"
+    if status != "ACTIVE":
+        return Result(FAIL, f"ECS cluster {name} status: {status}")
+    return Result(PASS, f"ECS cluster {name} is active")
+
+
+def _ecs_service_check(short: str) -> Callable[[Context], Result]:
+    def run(ctx: Context) -> Result:
+        cluster, service = ctx.outputs.get("ecs_cluster_name"), ctx.outputs.get(f"{short}_service_name")
+        if not cluster or not service:
+            return Result(FAIL, f"ECS {short}: service not in Terraform outputs")
+        services = ctx.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
+        if not services or services[0]["status"] != "ACTIVE":
+            return Result(FAIL, f"ECS {service} status: {services[0]['status'] if services else 'MISSING'}")
+        running, desired = services[0]["runningCount"], services[0]["desiredCount"]
+        text = f"ECS {service}: {running}/{desired} tasks running"
+        if desired == 0:
+            return Result(WARN, f"{text} (scaled to zero)")
+        if running < desired:
+            return Result(WARN, text)
+        return Result(PASS, text)
+
+    return run
+
+
+for _short in ECS_SERVICES:
+    check(f"ECS {_short}", modes=(ACTIVE,))(_ecs_service_check(_short))
+
+
+@check("ALB targets", modes=(ACTIVE,))
+def alb_targets(ctx: Context) -> Result:
+    elb = ctx.client("elbv2")
+    name = f"{ctx.settings.name_prefix}-alb"
+    try:
+        arn = elb.describe_load_balancers(Names=[name])["LoadBalancers"][0]["LoadBalancerArn"]
+    except elb.exceptions.LoadBalancerNotFoundException:
+        return Result(FAIL, f"ALB {name} not found")
+    groups = elb.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]
+    states: dict[str, list[str]] = {}
+    for group in groups:
+        for target in elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]:
+            states.setdefault(target["TargetHealth"]["State"], []).append(group["TargetGroupName"])
+    detail = ", ".join(f"{state}: {len(names)}" for state, names in sorted(states.items()))
+    if not states:
+        # No registered targets is PASS: ECS registers a task's IP when it runs, so "no targets" means
+        # "no running tasks", which the ECS service checks already report (WARN). moto never registers
+        # any (its ECS runs no containers), so in the sandbox this is the normal answer.
+        return Result(PASS, f"ALB {name}: {len(groups)} target groups, no registered targets")
+    unhealthy = {s: n for s, n in states.items() if s != "healthy"}
+    if unhealthy:
+        return Result(WARN, f"ALB {name} targets not all healthy ({detail})",
+                      "; ".join(f"{s}: {', '.join(n)}" for s, n in unhealthy.items()))
+    return Result(PASS, f"ALB {name}: {len(states['healthy'])} healthy targets in {len(groups)} target groups")
+
+
+@check("ALB health URL", modes=(ACTIVE,))
+def alb_health(ctx: Context) -> Result:
+    dns = ctx.outputs.get("alb_dns_name")
+    if not dns:
+        return Result(FAIL, "ALB DNS name not in Terraform outputs")
+    https = bool(ctx.outputs.get("alb_https"))
+    scheme = "https" if https else "http"
+    url = f"{scheme}://{dns}/api/health"
+    override = ctx.settings.alb_address_override()
+    host, port = override or (dns, 443 if https else 80)
+    via = f" via {host}:{port}" if override else ""
+    if https:
+        # Like the seeds' `curl -k`: the dev ALB's certificate names the site, not the ALB's DNS name.
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=HTTP_TIMEOUT, context=ssl._create_unverified_context())  # noqa: S323
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
+    try:
+        conn.request("GET", "/api/health", headers={"Host": dns})
+        code = conn.getresponse().status
+    except OSError as exc:
+        return Result(WARN, f"ALB health check: {url}{via} unreachable ({exc.strerror or exc})")
+    finally:
+        conn.close()
+    if code != 200:
+        return Result(WARN, f"ALB health check: {url}{via} answered {code}")
+    return Result(PASS, f"ALB health check: {url}{via} answered 200")
+
+
+@check("CloudFront", modes=(ACTIVE,))
+def cloudfront(ctx: Context) -> Result:
+    dist = ctx.outputs.get("cloudfront_distribution_id")
+    if not dist:
+        return Result(FAIL, "CloudFront distribution not in Terraform outputs")
+    status = ctx.client("cloudfront").get_distribution(Id=dist)["Distribution"]["Status"]
+    if status != "Deployed":
+        return Result(WARN, f"CloudFront {dist}: {status}")
+    return Result(PASS, f"CloudFront {dist}: {status}")
+
+
+@check("Service discovery", modes=(ACTIVE,))
+def service_discovery(ctx: Context) -> Result:
+    sd = ctx.client("servicediscovery")
+    name = ctx.outputs.get("service_discovery_namespace") or ctx.settings.service_discovery_namespace
+    namespace_id = ctx.outputs.get("service_discovery_namespace_id")
+    if not namespace_id:
+        return Result(WARN, f"Service discovery namespace {name} not in Terraform outputs")
+    services = sd.list_services(Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id]}])["Services"]
+    registered = {s["Name"]: len(sd.list_instances(ServiceId=s["Id"]).get("Instances", [])) for s in services}
+    missing = [s for s in ECS_SERVICES if s not in registered]
+    detail = ", ".join(f"{n}={c} instance(s)" for n, c in sorted(registered.items()))
+    if missing:
+        return Result(WARN, f"Service discovery {name}: no registration for {', '.join(missing)}", detail)
+    # Instances register as ECS tasks start (none in the sandbox: moto runs no containers); their count
+    # is detail, the running tasks are the ECS checks' business.
+    return Result(PASS, f"Service discovery namespace {name}: {len(registered)} services registered", detail)
+
+
+# --------------------------------------------------------------------------------------------------
+# --drift
+
+
+@check("Terraform drift", timeout=600, only_with_drift=True)
+def drift(ctx: Context) -> Result:
+    flag = f"dev_activated={'true' if ctx.mode == ACTIVE else 'false'}"
+    # Read-only: no state lock, so a validation never blocks (or is blocked by) an apply's lock holder.
+    result = Terraform(ctx.settings).run("plan", "-input=false", "-no-color", "-detailed-exitcode", "-lock=false",
+                                         f"-var={flag}", ok_codes=(PLAN_NO_CHANGES, PLAN_HAS_CHANGES))
+    if result.returncode == PLAN_HAS_CHANGES:
+        changed = [line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("# ")]
+        return Result(WARN, f"Terraform plan ({flag}) shows drift: {len(changed)} change(s)"
+                            + (f", e.g. {changed[0]}" if changed else ""), "; ".join(changed))
+    return Result(PASS, f"Terraform plan ({flag}): no drift")

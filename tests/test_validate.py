@@ -1,0 +1,275 @@
+"""`inv validate` against the sandbox: healthy in both modes, then one thing broken at a time.
+
+Every test runs the real task (`python -m invoke validate`) and restores what it broke, so the sandbox is
+back in pilot light, healthy, when the module ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from devops.config import REPO_ROOT, ECR_REPOSITORIES, ECS_SERVICES
+
+INV = [sys.executable, "-m", "invoke"]
+PILOT_CHECKS = ["AWS credentials", "Terraform state", *(f"ECR {r}" for r in ECR_REPOSITORIES),
+                "S3 db-backups bucket", "S3 db-backups protections", "Recent dump", "RDS instance",
+                "RDS connection", "VPC"]
+ACTIVE_CHECKS = [*PILOT_CHECKS, "ECS cluster", *(f"ECS {s}" for s in ECS_SERVICES), "ALB targets",
+                 "ALB health URL", "CloudFront", "Service discovery"]
+FAKE_DUMP = "neon-dumps/9999-validate-test.dump"
+
+
+def validate(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*INV, "validate", *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def report(env: dict, *args: str) -> tuple[dict, int]:
+    result = validate(env, "--json", *args)
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout), result.returncode
+
+
+def statuses(payload: dict) -> dict[str, str]:
+    return {check["name"]: check["status"] for check in payload["checks"]}
+
+
+def assert_only(payload: dict, expected: dict[str, str]) -> None:
+    """These checks have these statuses; every other check passes."""
+    got = statuses(payload)
+    assert {name: got[name] for name in expected} == expected, payload
+    assert all(status == "PASS" for name, status in got.items() if name not in expected), payload
+
+
+@pytest.fixture(scope="module", autouse=True)
+def recent_dump(sandbox, sandbox_settings):
+    """A dump made just now, so the recent-dump check passes whichever tests ran before."""
+    s3 = sandbox.client("s3")
+    s3.put_object(Bucket=sandbox_settings.bucket_name, Key=FAKE_DUMP, Body=b"PGDMP")
+    yield
+    s3.delete_object(Bucket=sandbox_settings.bucket_name, Key=FAKE_DUMP)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pilot light
+
+
+def test_healthy_pilot_light_passes_every_check(sandbox_env, sandbox_settings):
+    result = validate(sandbox_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "DEV ENVIRONMENT VALIDATION" in out and f"Region: {sandbox_settings.region}" in out
+    assert "Target: sandbox (AWS emulator at http://127.0.0.1:" in out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == len(PILOT_CHECKS) and all(line.startswith("[PASS]") for line in lines), out
+    assert "AWS credentials valid (account " in lines[0]
+    assert lines[1] == "[PASS] Dev infrastructure is in Pilot Light mode"
+    assert "VALIDATION SUMMARY" in out and "Mode:      Pilot Light" in out
+    assert f"Passed:   {len(PILOT_CHECKS)}" in out and "Warnings: 0" in out and "Failed:   0" in out
+    assert out.rstrip().endswith("Dev Pilot Light components are healthy")
+    assert "Traceback" not in result.stderr
+
+
+def test_json_report_has_every_check_in_order(sandbox_env):
+    payload, code = report(sandbox_env)
+    assert code == 0
+    assert payload["mode"] == "pilot-light" and payload["status"] == "pass"
+    assert [c["name"] for c in payload["checks"]] == PILOT_CHECKS
+    assert all(set(c) == {"name", "status", "message", "detail", "seconds"} for c in payload["checks"])
+    assert payload["summary"] == {"mode": "Pilot Light", "passed": len(PILOT_CHECKS), "warnings": 0, "failed": 0,
+                                  "result": "Dev Pilot Light components are healthy"}
+
+
+def test_verbose_shows_detail_and_duration(sandbox_env):
+    result = validate(sandbox_env, "--verbose")
+    assert result.returncode == 0
+    # The account's ARN is the credentials check's detail; every check line is followed by its seconds.
+    assert "arn:aws:" in result.stdout
+    assert result.stdout.count("s\n") >= len(PILOT_CHECKS)
+
+
+def test_secrets_are_never_printed(sandbox_env, sandbox_state):
+    result = validate(sandbox_env, "--verbose", "--json")
+    assert sandbox_state["rds"]["password"] not in result.stdout + result.stderr
+
+
+def test_no_credentials_is_one_fail_line(sandbox_env):
+    env = {k: v for k, v in sandbox_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                             "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+               AWS_EC2_METADATA_DISABLED="true")
+    result = validate(env)
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert lines == ["[FAIL] no AWS credentials found: set AWS_PROFILE or run `aws configure` (or `aws sso login`)"]
+    assert "Failed:   1" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_state_is_one_fail_line(sandbox_env, tmp_path):
+    env = {**sandbox_env, "TF_DATA_DIR": str(tmp_path / "no-terraform-here")}
+    result = validate(env)
+    assert result.returncode == 1
+    fails = [line for line in result.stdout.splitlines() if line.startswith("[FAIL]")]
+    assert len(fails) == 1 and fails[0].startswith("[FAIL] Cannot read Terraform state"), result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_ecr_repository_fails_its_check(sandbox, sandbox_env, sandbox_settings):
+    ecr = sandbox.client("ecr")
+    name = sandbox_settings.ecr_repository_names[0]
+    repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    policy = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
+    tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
+    ecr.delete_repository(repositoryName=name, force=True)
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 1
+        assert_only(payload, {f"ECR {ECR_REPOSITORIES[0]}": "FAIL"})
+    finally:
+        ecr.create_repository(repositoryName=name, imageTagMutability=repo["imageTagMutability"],
+                              imageScanningConfiguration=repo["imageScanningConfiguration"], tags=tags)
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=policy)
+    assert report(sandbox_env)[1] == 0
+
+
+def test_stopped_rds_instance_fails(sandbox, sandbox_env, sandbox_settings):
+    rds = sandbox.client("rds")
+    rds.stop_db_instance(DBInstanceIdentifier=sandbox_settings.rds_instance_id)
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 1
+        # The connection check resolves RDS as the sync does, which refuses an instance that is not available.
+        assert_only(payload, {"RDS instance": "FAIL", "RDS connection": "FAIL"})
+        message = {c["name"]: c["message"] for c in payload["checks"]}["RDS instance"]
+        assert "stopped" in message and "start-db-instance" in message
+    finally:
+        rds.start_db_instance(DBInstanceIdentifier=sandbox_settings.rds_instance_id)
+    assert report(sandbox_env)[1] == 0
+
+
+def test_bucket_without_encryption_warns(sandbox, sandbox_env, sandbox_settings):
+    s3, bucket = sandbox.client("s3"), sandbox_settings.bucket_name
+    saved = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    s3.delete_bucket_encryption(Bucket=bucket)
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 0
+        assert_only(payload, {"S3 db-backups protections": "WARN"})
+        assert "lacks: encryption" in {c["name"]: c["message"] for c in payload["checks"]}["S3 db-backups protections"]
+        assert payload["summary"]["result"] == "Dev environment has warnings - review before activation"
+        assert report(sandbox_env, "--strict")[1] == 1
+    finally:
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=saved)
+    assert report(sandbox_env, "--strict")[1] == 0
+
+
+def test_no_dump_warns(sandbox, sandbox_env, sandbox_settings):
+    """With no dump in the bucket (the sync tests' dumps set aside for the test), the dump check warns."""
+    s3, bucket = sandbox.client("s3"), sandbox_settings.bucket_name
+    dumps = [o["Key"] for p in ("neon-dumps/", "rds-dumps/")
+             for o in s3.list_objects_v2(Bucket=bucket, Prefix=p).get("Contents", []) if o["Key"].endswith(".dump")]
+    for key in dumps:
+        s3.copy_object(Bucket=bucket, Key=f"validate-aside/{key}", CopySource={"Bucket": bucket, "Key": key})
+        s3.delete_object(Bucket=bucket, Key=key)
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 0
+        assert_only(payload, {"Recent dump": "WARN"})
+        assert "No dumps in s3://" in {c["name"]: c["message"] for c in payload["checks"]}["Recent dump"]
+    finally:
+        for key in dumps:
+            s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": f"validate-aside/{key}"})
+            s3.delete_object(Bucket=bucket, Key=f"validate-aside/{key}")
+    assert report(sandbox_env)[1] == 0
+
+
+def test_stopped_rds_server_fails_the_connection(sandbox, sandbox_env):
+    cluster = sandbox.cluster("rds")
+    cluster.stop()
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 1
+        assert_only(payload, {"RDS connection": "FAIL"})
+    finally:
+        cluster.start()
+    assert report(sandbox_env)[1] == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Active mode (one apply in, one apply out: about two minutes)
+
+
+@pytest.fixture(scope="module")
+def active(sandbox):
+    terraform = sandbox.terraform()
+    terraform.apply(variables={"dev_activated": True})
+    try:
+        yield sandbox
+    finally:
+        terraform.apply(variables={"dev_activated": False})
+
+
+def _outputs(sandbox) -> dict:
+    return sandbox.terraform().outputs()
+
+
+def test_healthy_active_passes_every_check(active, sandbox_env):
+    result = validate(sandbox_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == len(ACTIVE_CHECKS) and all(line.startswith("[PASS]") for line in lines), result.stdout
+    assert "[PASS] Dev infrastructure is activated (full mode)" in lines
+    assert "Mode:      Full (activated)" in result.stdout
+    assert result.stdout.rstrip().endswith("Dev environment is healthy and fully activated")
+    payload, code = report(sandbox_env)
+    assert code == 0 and payload["mode"] == "active"
+    assert [c["name"] for c in payload["checks"]] == ACTIVE_CHECKS
+
+
+def test_service_scaled_to_zero_warns(active, sandbox_env):
+    outputs = _outputs(active)
+    ecs = active.client("ecs")
+    cluster, service = outputs["ecs_cluster_name"], outputs["backend_service_name"]
+    ecs.update_service(cluster=cluster, service=service, desiredCount=0)
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 0
+        assert_only(payload, {"ECS backend": "WARN"})
+        assert "0/0 tasks running (scaled to zero)" in {c["name"]: c["message"] for c in payload["checks"]}["ECS backend"]
+        assert report(sandbox_env, "--strict")[1] == 1
+    finally:
+        ecs.update_service(cluster=cluster, service=service, desiredCount=1)
+    assert report(sandbox_env)[1] == 0
+
+
+def test_health_url_down_warns(active, sandbox_env):
+    active.stop_app()
+    try:
+        payload, code = report(sandbox_env)
+        assert code == 0
+        assert_only(payload, {"ALB health URL": "WARN"})
+        assert "unreachable" in {c["name"]: c["message"] for c in payload["checks"]}["ALB health URL"]
+    finally:
+        active.start_app()
+    assert report(sandbox_env)[1] == 0
+
+
+def test_drift_warns_on_a_change_behind_terraforms_back(active, sandbox_env, sandbox_settings):
+    ecr = active.client("ecr")
+    name = sandbox_settings.ecr_repository_names[1]
+    ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
+    try:
+        payload, code = report(sandbox_env, "--drift")
+        assert code == 0
+        assert_only(payload, {"Terraform drift": "WARN"})
+        drift = {c["name"]: c for c in payload["checks"]}["Terraform drift"]
+        assert "dev_activated=true" in drift["message"] and name.split("/")[1] in drift["detail"]
+    finally:
+        ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="MUTABLE")
+    payload, code = report(sandbox_env, "--drift")
+    assert code == 0 and statuses(payload)["Terraform drift"] == "PASS", payload
