@@ -47,6 +47,7 @@ from devops.terraform import Terraform
 
 HOST = "127.0.0.1"
 STATE_FILE = "state.json"
+COMPONENTS = ("neon", "rds", "emulator", "app", "terraform")
 SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
 # The emulator accepts any credentials; these are the conventional ones.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
@@ -319,6 +320,11 @@ class Sandbox:
             rows.append({"component": "emulator", "address": self.emulator_url(state),
                          "running": pid_alive(emulator.get("pid")) and port_open(emulator["port"]),
                          "detail": "moto server (AWS)"})
+        if "app" in state:
+            app = state["app"]
+            rows.append({"component": "app", "address": f"http://{HOST}:{app['port']}/api/health",
+                         "running": pid_alive(app.get("pid")) and port_open(app["port"]),
+                         "detail": "app stand-in behind the ALB address override (devops.alb_address)"})
         if "terraform" in state:
             rows.append({"component": "terraform", "address": str(self.settings.terraform_dir),
                          "running": bool(state["terraform"].get("applied")),
@@ -327,7 +333,7 @@ class Sandbox:
 
     def is_up(self) -> bool:
         rows = self.status()
-        return len(rows) == 4 and all(row["running"] for row in rows)
+        return len(rows) == len(COMPONENTS) and all(row["running"] for row in rows)
 
     # ---- up ----------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ INV = [sys.executable, "-m", "invoke"]
 
 def test_status_shows_every_component_up(sandbox):
     rows = {row["component"]: row for row in sandbox.status()}
-    assert set(rows) == {"neon", "rds", "emulator", "terraform"}
+    assert set(rows) == {"neon", "rds", "emulator", "app", "terraform"}
     assert all(row["running"] for row in rows.values())
     assert sandbox.is_up()
 
@@ -96,7 +96,7 @@ def test_status_task_as_json(sandbox_env):
                             cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["up"] is True and len(report["components"]) == 4
+    assert report["up"] is True and len(report["components"]) == 5
 
 
 def test_task_banner_names_the_sandbox(sandbox_env):
@@ -148,12 +148,12 @@ def test_list_shows_every_task_with_help():
 @pytest.mark.last
 def test_down_stops_everything_and_removes_the_folder(sandbox, sandbox_settings):
     state = sandbox.load_state()
-    ports = [state["neon"]["port"], state["rds"]["port"], state["emulator"]["port"]]
+    ports = [state["neon"]["port"], state["rds"]["port"], state["emulator"]["port"], state["app"]["port"]]
     result = subprocess.run([*INV, "sandbox.down"], capture_output=True, text=True, cwd=REPO_ROOT,
                             env={**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)})
     assert result.returncode == 0, result.stderr
     assert not any(port_open(port) for port in ports)
-    assert not pid_alive(state["emulator"]["pid"])
+    assert not pid_alive(state["emulator"]["pid"]) and not pid_alive(state["app"]["pid"])
     assert not sandbox_settings.sandbox_dir.exists()
     assert Sandbox(sandbox_settings, Console()).status() == []
 
