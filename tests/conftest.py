@@ -4,6 +4,7 @@ once), and a Terraform CLI configuration that uses the machine's provider mirror
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,11 +46,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox_settings() -> Settings:
+def sandbox_settings():
     # Not under pytest's tmp_path: that is private to root, and the servers run as the postgres user.
     root = Path(tempfile.mkdtemp(prefix="devops-sandbox-"))
     root.chmod(0o755)
-    return Settings.load({"sandbox_dir": str(root / "sandbox")}, environ={})
+    yield Settings.load({"sandbox_dir": str(root / "sandbox")}, environ={})
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
