@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -92,17 +91,6 @@ def libpq_env(url: str) -> dict[str, str]:
     u = urlsplit(url)
     return {"PGHOST": u.hostname or "", "PGPORT": str(u.port or 5432), "PGUSER": unquote(u.username or ""),
             "PGPASSWORD": unquote(u.password or ""), "PGDATABASE": u.path.lstrip("/")}
-
-
-def sandbox_env(box: Sandbox) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in box.env_lines():
-        if line.startswith("unset "):
-            env.pop(line.split()[1], None)
-        else:
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0]
-    return env
 
 
 def connect(url: str):
@@ -329,7 +317,7 @@ def main() -> int:
         if not box.is_up():
             log(f"Starting the sandbox in {args.sandbox_dir} (about 100 s)...")
             box.up()
-        env = sandbox_env(box)
+        env = box.environment()
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
         s3, bucket = box.client("s3"), Settings.load({}).bucket_name
         build_dataset(env["NEON_DATABASE_URL"], args.size_mb, args.reuse)

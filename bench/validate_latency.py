@@ -14,9 +14,7 @@ Targets: inv validate < 1.5 s in pilot light, and >= 5x faster than the seeds' s
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
@@ -47,14 +45,7 @@ def seeds_script(plan: Path) -> str:
 
 
 def environment(sandbox: Sandbox, settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in sandbox.env_lines():
-        verb, _, rest = line.partition(" ")
-        if verb == "unset":
-            env.pop(rest, None)
-        else:
-            key, _, value = rest.partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
+    env = sandbox.environment()
     env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(settings.sandbox_dir)
     env["NO_COLOR"] = "1"
     return env

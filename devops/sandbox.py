@@ -526,8 +526,8 @@ class Sandbox:
 
     # ---- env ---------------------------------------------------------------------------------
 
-    def env_lines(self) -> list[str]:
-        """POSIX shell lines that point every task (and psql) at the sandbox."""
+    def env_values(self) -> dict[str, str | None]:
+        """The variables that point every task (and psql) at the sandbox; None means unset."""
         state = self.load_state()
         if not state.get("terraform", {}).get("applied"):
             raise DevopsError(f"no sandbox running in {self.dir}: start it with `inv sandbox.up`")
@@ -541,7 +541,21 @@ class Sandbox:
         }
         if self.settings.sandbox_dir != Settings().sandbox_dir:
             values["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.dir)
-        return [f"unset {k}" if v is None else f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        return values
+
+    def env_lines(self) -> list[str]:
+        """POSIX shell lines for ``eval "$(inv sandbox.env)"``."""
+        return [f"unset {k}" if v is None else f"export {k}={shlex.quote(v)}" for k, v in self.env_values().items()]
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """A process environment as after ``eval "$(inv sandbox.env)"`` (for tests and benchmarks)."""
+        env = dict(os.environ if base is None else base)
+        for key, value in self.env_values().items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
 
 
 def _http_ok(url: str) -> bool:

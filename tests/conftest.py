@@ -70,16 +70,7 @@ def sandbox_state(sandbox: Sandbox) -> dict:
 @pytest.fixture
 def sandbox_env(sandbox: Sandbox, sandbox_settings: Settings) -> dict[str, str]:
     """The process environment after `eval "$(inv sandbox.env)"`, for running tasks as subprocesses."""
-    env = dict(os.environ)
-    for line in sandbox.env_lines():
-        verb, _, rest = line.partition(" ")
-        if verb == "unset":
-            env.pop(rest, None)
-        else:
-            key, _, value = rest.partition("=")
-            env[key] = _unquote(value)
-    env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(sandbox_settings.sandbox_dir)
-    return env
+    return {**sandbox.environment(), "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)}
 
 
 @pytest.fixture
@@ -92,9 +83,3 @@ def neon(sandbox_env: dict[str, str]) -> str:
 def rds(sandbox_env: dict[str, str]) -> str:
     """A URL to the RDS stand-in."""
     return sandbox_env["SANDBOX_RDS_URL"]
-
-
-def _unquote(value: str) -> str:
-    import shlex
-
-    return shlex.split(value)[0] if value else ""
