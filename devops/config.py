@@ -129,32 +129,28 @@ class Settings:
 
     def rds_address_override(self) -> tuple[str, int | None] | None:
         """The configured RDS address as (host, port or None), or None when not set."""
-        if not self.rds_address:
-            return None
-        host, sep, port = self.rds_address.rpartition(":")
-        if not sep:
-            return self.rds_address, None
-        if not host or not port.isdigit():
-            raise DevopsError(
-                f"invalid rds_address {self.rds_address!r}: expected host or host:port "
-                "(INVOKE_DEVOPS_RDS_ADDRESS)"
-            )
-        return host, int(port)
+        return _address(self.rds_address, "rds_address", port_required=False)
 
     def alb_address_override(self) -> tuple[str, int] | None:
         """The configured ALB address as (host, port), or None when not set."""
-        if not self.alb_address:
-            return None
-        host, sep, port = self.alb_address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise DevopsError(
-                f"invalid alb_address {self.alb_address!r}: expected host:port (INVOKE_DEVOPS_ALB_ADDRESS)"
-            )
-        return host, int(port)
+        return _address(self.alb_address, "alb_address", port_required=True)  # type: ignore[return-value]
 
     def terraform_variables(self) -> dict[str, str]:
         """Environment that gives Terraform the same names and region as the tasks."""
         return {"TF_VAR_project_name": self.project_name, "TF_VAR_aws_region": self.region}
+
+
+def _address(value: str, setting: str, port_required: bool) -> tuple[str, int | None] | None:
+    """host[:port] of an address override, or None when the setting is empty."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep and not port_required:
+        return value, None
+    if not host or not port.isdigit():
+        expected = "host:port" if port_required else "host or host:port"
+        raise DevopsError(f"invalid {setting} {value!r}: expected {expected} (INVOKE_DEVOPS_{setting.upper()})")
+    return host, int(port)
 
 
 def _repo_path(value: Any) -> Path:

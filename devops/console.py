@@ -48,6 +48,15 @@ def _mask_userinfo(userinfo: str) -> str:
     return "****:****" if ":" in userinfo else "****"
 
 
+def age(seconds: float) -> str:
+    """A duration in its largest whole unit: 3d, 5h, 12m, 40s."""
+    seconds = max(int(seconds), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def use_colour(stream: TextIO, environ: dict[str, str] | os._Environ = os.environ) -> bool:
     if environ.get("NO_COLOR"):
         return False

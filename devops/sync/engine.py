@@ -25,7 +25,7 @@ import psycopg2
 
 from devops import aws
 from devops.config import Settings
-from devops.console import Console
+from devops.console import Console, age
 from devops.errors import DevopsError
 from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, make_endpoint, parse_url,
                              sequence_values, table_stats)
@@ -589,15 +589,9 @@ def run_list(settings: Settings, console: Console) -> dict[str, Any]:
         })
     if not entries:
         console.info(f"No dumps in s3://{store.bucket}")
-    console.table([[e["key"], _size(e["size"]), _age(e["age_seconds"]), e["source"], e["reason"],
+    console.table([[e["key"], _size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
                     ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
                     e["sha256"][:12]] for e in entries],
                   headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
     return {"bucket": store.bucket, "dumps": entries}
 
-
-def _age(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -37,8 +37,12 @@ def utcnow_precise() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
+def dump_prefix(side: str) -> str:
+    return f"{side}-dumps/"
+
+
 def dump_key(side: str, when: dt.datetime) -> str:
-    return f"{side}-dumps/{when.strftime(TIMESTAMP)}{DUMP_SUFFIX}"
+    return f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}{DUMP_SUFFIX}"
 
 
 def manifest_key(key: str) -> str:
@@ -115,7 +119,7 @@ class DumpStore:
         try:
             for side in SIDES:
                 objects = {}
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{side}-dumps/"):
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=dump_prefix(side)):
                     for item in page.get("Contents", []):
                         objects[item["Key"]] = item
                 for key, item in objects.items():
@@ -137,7 +141,7 @@ class DumpStore:
         keys = []
         paginator = self.s3.get_paginator("list_objects_v2")
         try:
-            for prefix in (f"{s}-dumps/" for s in SIDES):
+            for prefix in map(dump_prefix, SIDES):
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                     keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(MANIFEST_SUFFIX)]
         except (ClientError, BotoCoreError) as exc:

@@ -19,7 +19,9 @@ from botocore.config import Config
 
 from devops import aws
 from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
+from devops.console import age
 from devops.postgres import first_line
+from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
 from devops.terraform import PLAN_HAS_CHANGES, PLAN_NO_CHANGES, Terraform
 
 PILOT = "pilot-light"
@@ -29,7 +31,6 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_TIMEOUT = 10.0
 # A dump older than this (or none at all) is a WARN: the next activation would start from stale data.
 RECENT_DUMP_DAYS = 7
-DUMP_PREFIXES = ("neon-dumps/", "rds-dumps/")
 # Fast failure over patience: one try more, short timeouts, so a dead endpoint costs seconds, not minutes.
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
 HTTP_TIMEOUT = 5
@@ -182,26 +183,18 @@ def _denies_plain_http(policy: str) -> bool:
 def recent_dump(ctx: Context) -> Result:
     s3, bucket = ctx.client("s3"), _bucket(ctx)
     newest = None
-    for prefix in DUMP_PREFIXES:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for side in SIDES:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=dump_prefix(side)):
             for item in page.get("Contents", []):
-                if item["Key"].endswith(".dump") and (newest is None or item["LastModified"] > newest["LastModified"]):
+                if item["Key"].endswith(DUMP_SUFFIX) and (newest is None or item["LastModified"] > newest["LastModified"]):
                     newest = item
     if newest is None:
         return Result(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
-    age = dt.datetime.now(dt.timezone.utc) - newest["LastModified"]
-    text = f"newest dump {newest['Key']} is {_age(age)} old"
-    if age > dt.timedelta(days=RECENT_DUMP_DAYS):
+    elapsed = dt.datetime.now(dt.timezone.utc) - newest["LastModified"]
+    text = f"newest dump {newest['Key']} is {age(elapsed.total_seconds())} old"
+    if elapsed > dt.timedelta(days=RECENT_DUMP_DAYS):
         return Result(WARN, f"No dump in the last {RECENT_DUMP_DAYS} days: {text}")
     return Result(PASS, f"Recent dump: {text}")
-
-
-def _age(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
 
 
 @check("RDS instance", needs_outputs=False)
