@@ -50,13 +50,15 @@ SYNC_HELP = {
     "yes": "Do not ask before overwriting the target (required without a terminal).",
     "json": "Print one JSON object (the report) on stdout; logs go to stderr.",
     "break-lock": "Remove a sync lock left by a sync that died, then proceed.",
+    "force": "Overwrite the target even if it was written to since its last recorded sync (the divergence "
+             "guard refuses otherwise); those writes are kept only in the safety copy.",
 }
 
 
-def _sync(c, direction, dry_run, yes, json, break_lock):
+def _sync(c, direction, dry_run, yes, json, break_lock, force):
     console = Console(json_mode=json)
     report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
-                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock))
+                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
     _report(console, report, json)
 
 
@@ -69,16 +71,16 @@ def _report(console, report, json):
 
 @task(help=SYNC_HELP)
 @handled
-def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False):
+def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False):
     """Replace RDS's data with Neon's (through S3, with a safety copy of RDS first)."""
-    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock)
+    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force)
 
 
 @task(help=SYNC_HELP)
 @handled
-def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False):
+def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False):
     """Replace Neon's data with RDS's (through S3, with a safety copy of Neon first)."""
-    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock)
+    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force)
 
 
 @task(name="list", help={"json": SYNC_HELP["json"]})
@@ -94,11 +96,11 @@ def list_dumps(c, json=False):
 @task(help={"key": "The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
             "to": "Where to restore it: neon or rds.", **SYNC_HELP})
 @handled
-def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False):
+def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False):
     """Put an earlier dump back (rollback), after checking its checksum."""
     console = Console(json_mode=json)
     report = sync_engine.run_restore(Settings.from_context(c), console, key, to,
-                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock))
+                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
     _report(console, report, json)
 
 

@@ -25,7 +25,7 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
         except DevopsError as exc:
             Console(json_mode=True).error(mask(exc))
             if kwargs.get("json"):
-                Console(json_mode=True).emit({"status": "error", "error": str(exc)})
+                Console(json_mode=True).emit({"status": "error", **exc.details, "error": str(exc)})
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             Console(json_mode=True).error("interrupted")

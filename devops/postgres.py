@@ -193,6 +193,36 @@ def export_snapshot(conn: Any) -> str:
         return cur.fetchone()[0]
 
 
+def server_identity(conn: Any, endpoint: Endpoint) -> dict[str, str | None]:
+    """Which database this is: the cluster's system identifier, the database's name, and where it was reached.
+
+    The system identifier is None where pg_control_system() is not granted (some managed services revoke it).
+    """
+    identifier = None
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+            identifier = cur.fetchone()[0]
+        except psycopg2.Error:
+            conn.rollback()
+        cur.execute("SELECT current_database()")
+        database = cur.fetchone()[0]
+    conn.rollback()
+    return {"system_identifier": identifier, "database": database, "host": f"{endpoint.host}:{endpoint.port}"}
+
+
+def transactions_seen(conn: Any) -> str:
+    """The current snapshot's transaction ids (xmin:xmax:in-progress), cluster-wide.
+
+    Every write, DDL included, takes a transaction id, so the same value later means no write committed or
+    began in between (sequences excepted: nextval takes none). Read-only work leaves it as it is; other
+    databases of the same server, and ANALYZE, move it too.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_current_snapshot()::text")
+        return cur.fetchone()[0]
+
+
 def sequence_values(conn: Any) -> dict[str, int | None]:
     """Every sequence's last value (None when never used)."""
     with conn.cursor() as cur:

@@ -4,6 +4,8 @@ One engine, two directions: a Direction is data (source side, target side), and 
 same machinery with an S3 object as the source. The flow:
 
     preflight -> plan (--dry-run stops here) -> confirm -> lock
+      (the plan includes the divergence guard: what the target holds now against the newest record of it;
+       changed since, the sync stops here unless --force)
       -> safety copy: the target dumped to S3, so every overwrite can be undone with sync.restore
       -> the source dumped once (pg_dump --snapshot), streamed at the same time to S3 and into an atomic
          restore of the target, while its per-table counts and checksums are taken in the same snapshot
@@ -25,12 +27,13 @@ import psycopg2
 
 from devops import aws
 from devops.config import Settings
-from devops.console import Console, age
+from devops.console import RULE, Console, age
 from devops.errors import DevopsError
 from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, make_endpoint, parse_url,
-                             sequence_values, table_stats)
+                             sequence_values, server_identity, table_stats, transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
+from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
 
@@ -88,6 +91,7 @@ class Environment:
     tools: ToolVersions
     endpoints: dict[str, Endpoint]
     versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # server_identity per side
 
     @property
     def compression(self) -> str:
@@ -138,16 +142,18 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
     store.check_bucket()
     env = Environment(settings, identity, outputs, store, tools, endpoints)
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
-        for side, version in zip(sides, pool.map(lambda s: _server_version(endpoints[s]), sides)):
-            env.versions[side] = version
+        for side, (version, server) in zip(sides, pool.map(lambda s: _server_info(endpoints[s]), sides)):
+            env.versions[side], env.servers[side] = version, server
     check_tools_match_servers(tools, {LABELS[side]: env.versions[side] for side in sides})
     return env
 
 
-def _server_version(endpoint: Endpoint) -> int:
+def _server_info(endpoint: Endpoint) -> tuple[int, dict[str, Any]]:
     conn = endpoint.connect()
     try:
-        return int(conn.server_version)
+        return int(conn.server_version), server_identity(conn, endpoint)
+    except psycopg2.Error as exc:
+        raise DevopsError(f"cannot read {endpoint.label}'s server identity: {first_line(exc)}") from None
     finally:
         conn.close()
 
@@ -209,19 +215,57 @@ def schema_hash(endpoint: Endpoint, snapshot: str | None = None) -> str:
         processes.close()
 
 
-def fingerprint(endpoint: Endpoint, side: str, tables: dict[str, TableStats], sequences: dict[str, Any],
+def fingerprint(env: Environment, side: str, tables: dict[str, TableStats], sequences: dict[str, Any],
                 schema: str) -> dict[str, Any]:
-    """What a database holds, compactly: rows and checksum per table, sequences, schema hash."""
-    return {"side": side, "where": endpoint.where(), "recorded": utcnow_precise(),
+    """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and the
+    pg_dump that took it), and which database it is (server_identity)."""
+    return {"side": side, "where": env.endpoints[side].where(), "server": env.servers.get(side),
+            "recorded": utcnow_precise(),
             "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
-            "sequences": sequences, "schema": schema}
+            "sequences": sequences, "schema": schema, "pg_dump": env.tools.versions.get("pg_dump")}
 
 
-def current_fingerprint(endpoint: Endpoint, side: str) -> dict[str, Any]:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        schema = pool.submit(schema_hash, endpoint)
-        tables = _stats(endpoint)
-        return fingerprint(endpoint, side, tables, _sequences(endpoint), schema.result())
+@dataclasses.dataclass
+class State:
+    """What a database holds now: its fingerprint and table stats, read in one snapshot, and the
+    transactions that snapshot had seen (transactions_seen), to tell cheaply later whether it still holds."""
+
+    fingerprint: dict[str, Any]
+    tables: dict[str, TableStats]
+    seen: str
+
+    def still_current(self, endpoint: Endpoint) -> bool:
+        """True when nothing was written since (no transaction id taken, sequences where they were)."""
+        conn = endpoint.connect()
+        try:
+            return transactions_seen(conn) == self.seen and sequence_values(conn) == self.fingerprint["sequences"]
+        except psycopg2.Error as exc:
+            raise DevopsError(f"cannot read {endpoint.label}: {first_line(exc)}") from None
+        finally:
+            conn.close()
+
+
+def probe(env: Environment, side: str) -> State:
+    """One read of a database: every table's rows and checksum, the schema hash and the sequences.
+
+    This is the one scan of the target per sync: the plan shows its counts, the divergence guard and the
+    safety copy compare its fingerprint with the newest record.
+    """
+    endpoint = env.endpoints[side]
+    holder = endpoint.connect()  # holds the exported snapshot open for the stats and pg_dump --schema-only
+    try:
+        snapshot = export_snapshot(holder)
+        seen = transactions_seen(holder)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            schema = pool.submit(schema_hash, endpoint, snapshot)
+            tables = _stats(endpoint, True, snapshot)
+            schema_sha = schema.result()
+        sequences = _sequences(endpoint)
+    except psycopg2.Error as exc:
+        raise DevopsError(f"cannot read {endpoint.label}: {first_line(exc)}") from None
+    finally:
+        holder.close()
+    return State(fingerprint(env, side, tables, sequences, schema_sha), tables, seen)
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -273,7 +317,7 @@ def manifest(env: Environment, side: str, result: Dump, direction: str, reason: 
         "sequences": result.sequences,
         "seconds": result.seconds,
         # The dumped database as it was in the dump's snapshot; a later sync compares against it.
-        "fingerprint": fingerprint(endpoint, side, result.tables, result.sequences, result.schema),
+        "fingerprint": fingerprint(env, side, result.tables, result.sequences, result.schema),
         "created": utcnow().isoformat(),
     }
 
@@ -327,6 +371,7 @@ class Options:
     dry_run: bool = False
     yes: bool = False
     break_lock: bool = False
+    force: bool = False  # overwrite a target written to since its last recorded sync
 
 
 def run_sync(settings: Settings, console: Console, direction: Direction, options: Options) -> dict[str, Any]:
@@ -347,21 +392,28 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     source, target = env.endpoints[direction.source], env.endpoints[direction.target]
     when = env.store.free_time((direction.source, direction.target), when)
     source_key, safety_key = dump_key(direction.source, when), dump_key(direction.target, when)
-    with phases("plan"), ThreadPoolExecutor(max_workers=2) as pool:
-        before = pool.submit(_stats, source, False)
-        target_before = _stats(target, False)
-        source_before = before.result()
+    other = DIRECTIONS[f"{direction.target}-to-{direction.source}"]
+    guard = Guard(target.label, options.force, rerun=f"inv sync.{direction.name} --force",
+                  other_way=f"inv sync.{other.name}")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counting = pool.submit(_stats, source, False)
+        with phases("divergence check"):
+            state, verdict = check_divergence(env, direction.target, guard, pool)
+        with phases("plan"):
+            source_before = counting.result()
+    target_before = state.tables
     _print_plan(console, env, direction, source_key, safety_key, source_before, target_before)
+    guard.show(console, verdict, env.store.url(safety_key))
+    console.line(RULE)
     report: dict[str, Any] = {
         "operation": "sync", "direction": direction.name, "dry_run": options.dry_run, "target": target_label,
         "source": source.masked(), "destination": target.masked(),
         "dump": env.store.url(source_key), "safety_copy": env.store.url(safety_key),
         "plan": {name: {"source_rows": s.rows, "target_rows": target_before[name].rows if name in target_before else None}
                  for name, s in source_before.items()},
+        "divergence": verdict.report(),
     }
-    if options.dry_run:
-        console.info("Dry run complete. Run without --dry-run to sync.")
-        report.update(status="dry-run", seconds=phases.seconds)
+    if stop_or_dry_run(console, guard, verdict, report, phases, options, "sync"):
         return report
     confirm(console, target, target_before, options.yes)
 
@@ -374,7 +426,8 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         try:
             with phases("safety copy"):
                 safety_info = safety_copy(env, console, direction.target, safety_key, processes,
-                                          f"safety copy of {target.label} before {direction.name}", direction.name)
+                                          f"safety copy of {target.label} before {direction.name}", direction.name,
+                                          state, verdict, guard, report)
             with phases("dump + restore"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
                 restore = Restore(target, processes, workdir)
@@ -396,29 +449,61 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     if report["status"] == "ok":
         # What the target holds now, recorded with the dump it came from: the next sync's safety copy
         # can point at this dump instead of dumping the same data again.
-        source_manifest["restored"] = fingerprint(target, direction.target, target_after, sequences_after,
+        source_manifest["restored"] = fingerprint(env, direction.target, target_after, sequences_after,
                                                   schema_hash(target))
         env.store.put_manifest(source_key, source_manifest)
     return report
 
 
+def check_divergence(env: Environment, side: str, guard: Guard, pool: ThreadPoolExecutor) -> tuple[State, Verdict]:
+    """The divergence guard's verdict on ``side``: its one probe, against the newest record of it (read from
+    S3 while the probe runs)."""
+    known = pool.submit(env.store.latest_fingerprint, side)
+    state = probe(env, side)
+    return state, guard.judge(known.result(), state.fingerprint)
+
+
+def stop_or_dry_run(console: Console, guard: Guard, verdict: Verdict, report: dict[str, Any], phases: Phases,
+                    options: Options, operation: str) -> bool:
+    """After the plan: True to end a dry run there; raises when the guard refuses (before anything is written)."""
+    if options.dry_run:
+        if verdict.verdict == DIVERGED:
+            console.warn(f"A real run would stop here (pass --force to overwrite {guard.label} anyway)")
+        console.info(f"Dry run complete. Run without --dry-run to {operation}.")
+        report.update(status="dry-run", seconds=phases.seconds)
+        return True
+    if verdict.verdict == DIVERGED:
+        raise guard.refusal(verdict, {**report, "seconds": phases.seconds})
+    return False
+
+
 def safety_copy(env: Environment, console: Console, side: str, key: str, processes: Processes, reason: str,
-                operation: str) -> dict[str, Any]:
+                operation: str, state: State, verdict: Verdict, guard: Guard,
+                report: dict[str, Any]) -> dict[str, Any]:
     """Make sure the data about to be overwritten is in S3, and say where.
 
-    When the newest recorded fingerprint of this database (from the dump it was last restored from, or
-    its last dump) matches what it holds now (every table's rows and checksum, the sequences, the schema),
-    that dump already is the safety copy; otherwise the database is dumped to ``key``.
+    When the newest record of this database (the guard's ``verdict.known``: the dump it was last restored
+    from, or its last dump) matches what it holds (``state``, from the plan: every table's rows and
+    checksum, the sequences, the schema), that dump already is the safety copy; otherwise the database is
+    dumped to ``key``. Since the plan, a confirmation may have waited: where the plan's verdict or that
+    reuse depend on it, and unless nothing was written since (State.still_current, one query), the
+    database is read again and the guard judges again, before anything is written.
     """
     endpoint = env.endpoints[side]
-    last = env.store.latest_fingerprint(side)
-    if last is not None:
-        last_key, recorded, last_manifest = last
-        if same_content(recorded, current_fingerprint(endpoint, side)):
-            console.info(f"Safety copy: {env.store.url(last_key)} already holds {endpoint.label}'s current data "
-                         "(same rows, checksums, sequences and schema): not dumped again")
-            return {"url": env.store.url(last_key), "size": last_manifest.get("size", 0),
-                    "sha256": last_manifest.get("sha256", ""), "reused": True}
+    known = verdict.known
+    reusable = known is not None and same_content(known.record, state.fingerprint)
+    if (reusable or verdict.verdict == UNCHANGED) and not state.still_current(endpoint):
+        console.info(f"{endpoint.label} may have been written to since the plan: reading it again...")
+        state = probe(env, side)
+        verdict = guard.judge(known, state.fingerprint)
+        if verdict.verdict == DIVERGED:
+            guard.show(console, verdict, env.store.url(key))
+            raise guard.refusal(verdict, {**report, "divergence": verdict.report()})
+    if known is not None and same_content(known.record, state.fingerprint) and env.store.exists(known.key):
+        console.info(f"Safety copy: {env.store.url(known.key)} already holds {endpoint.label}'s current data "
+                     "(same rows, checksums, sequences and schema): not dumped again")
+        return {"url": env.store.url(known.key), "size": known.manifest.get("size", 0),
+                "sha256": known.manifest.get("sha256", ""), "reused": True}
     console.info(f"Safety copy of {endpoint.label} -> {env.store.url(key)}")
     result = dump(env, side, key, processes)
     env.store.put_manifest(key, manifest(env, side, result, operation, reason))
@@ -496,7 +581,7 @@ def _print_plan(console: Console, env: Environment, direction: Direction, source
     console.line()
     console.fields([(f"{src.label} rows", sum(s.rows for s in source.values())),
                     (f"{tgt.label} rows", f"{sum(s.rows for s in target.values())} (will be replaced)")])
-    console.line(f"{'=' * 40}")
+    console.line()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -524,8 +609,12 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
             raise DevopsError(f"checksum mismatch for {env.store.url(key)}: the dump is damaged or was replaced "
                               "(expected sha256 from its manifest); nothing was changed")
         console.passed(f"Checksum matches ({digest.hexdigest()[:16]}...)")
-    safety_key = dump_key(side, env.store.free_time((side,), when))
-    target_before = _stats(target, False)
+    restore_when = env.store.free_time((side,), when)
+    safety_key = dump_key(side, restore_when)
+    guard = Guard(target.label, options.force, rerun=f"inv sync.restore --key {key} --to {side} --force")
+    with phases("divergence check"), ThreadPoolExecutor(max_workers=1) as pool:
+        state, verdict = check_divergence(env, side, guard, pool)
+    target_before = state.tables
     console.banner("RESTORE PLAN")
     console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
                     ("Target", f"{target.label} ({target.masked()})"), ("Safety copy", env.store.url(safety_key))])
@@ -534,11 +623,11 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     console.table([[n, _n(recorded.get("tables", {}).get(n, {}).get("rows")),
                     _n(target_before[n].rows if n in target_before else None)] for n in names],
                   headers=["table", "dump rows", f"{target.label} rows (will be replaced)"])
+    console.line()
+    guard.show(console, verdict, env.store.url(safety_key))
     report: dict[str, Any] = {"operation": "restore", "key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
-                              "safety_copy": env.store.url(safety_key)}
-    if options.dry_run:
-        console.info("Dry run complete. Run without --dry-run to restore.")
-        report.update(status="dry-run", seconds=phases.seconds)
+                              "safety_copy": env.store.url(safety_key), "divergence": verdict.report()}
+    if stop_or_dry_run(console, guard, verdict, report, phases, options, "restore"):
         return report
     confirm(console, target, target_before, options.yes)
     with env.store.lock(f"restore {key} to {side}", options.break_lock), \
@@ -547,7 +636,8 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         try:
             with phases("safety copy"):
                 safety_info = safety_copy(env, console, side, safety_key, processes,
-                                          f"safety copy of {target.label} before restoring {key}", f"restore-to-{side}")
+                                          f"safety copy of {target.label} before restoring {key}", f"restore-to-{side}",
+                                          state, verdict, guard, report)
             with phases("restore"):
                 console.info(f"Restoring {env.store.url(key)} into {target.label}...")
                 restore = Restore(target, processes, workdir)
@@ -563,9 +653,17 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     with phases("verify"):
         target_after = _stats(target)
         sequences_after = _sequences(target)
-    return _finish(console, report, phases, target, recorded.get("tables", {}), target_after,
-                   compare_sequences(recorded.get("sequences", {}), sequences_after), restored.left_out,
-                   {"safety_copy": safety_info})
+    report = _finish(console, report, phases, target, recorded.get("tables", {}), target_after,
+                     compare_sequences(recorded.get("sequences", {}), sequences_after), restored.left_out,
+                     {"safety_copy": safety_info})
+    if report["status"] == "ok":
+        # What the target holds now is that dump: the next sync neither takes the rollback for foreign writes
+        # nor dumps the target again for its safety copy.
+        env.store.put_restore_record(side, restore_when, {
+            "key": key, "reason": f"restore of {key}", "sha256": recorded["sha256"], "size": recorded.get("size", 0),
+            "created": utcnow().isoformat(),
+            "restored": fingerprint(env, side, target_after, sequences_after, schema_hash(target))})
+    return report
 
 
 # --------------------------------------------------------------------------------------------------

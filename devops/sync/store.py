@@ -2,8 +2,9 @@
 
 Layout (as in the seeds): ``neon-dumps/`` holds dumps of Neon, ``rds-dumps/`` dumps of RDS, each
 ``YYYY-MM-DDTHH-MM-SS.dump`` with a sidecar ``YYYY-MM-DDTHH-MM-SS.manifest.json`` (direction, reason,
-masked source, versions, sha256, size, per-table rows and checksums, timings). The bucket's lifecycle
-rule expires both after 30 days.
+masked source, versions, sha256, size, per-table rows and checksums, timings). A restore leaves
+``YYYY-MM-DDTHH-MM-SS.restore.manifest.json`` in the target's folder: the dump it put back and what the
+target held after it (no dump of its own). The bucket's lifecycle rule expires them all after 30 days.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime as dt
 import json
 import os
 import socket
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,6 +24,7 @@ from devops.s3stream import MultipartWriter, read_object
 SIDES = ("neon", "rds")
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
+RESTORE_SUFFIX = ".restore" + MANIFEST_SUFFIX
 LOCK_KEY = "locks/sync.lock"
 # A lock older than this is stale whoever holds it: no sync of a dev database runs for half a day.
 STALE_AFTER = dt.timedelta(hours=12)
@@ -47,6 +49,20 @@ def dump_key(side: str, when: dt.datetime) -> str:
 
 def manifest_key(key: str) -> str:
     return key[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX if key.endswith(DUMP_SUFFIX) else key + MANIFEST_SUFFIX
+
+
+def restore_record_key(side: str, when: dt.datetime) -> str:
+    return f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}{RESTORE_SUFFIX}"
+
+
+class Known(NamedTuple):
+    """The newest recorded state of one side: the dump holding exactly that data, the fingerprint, the
+    manifest that recorded it (its key, reason, size and sha256 are the dump's), and where it was found."""
+
+    key: str
+    record: dict[str, Any]
+    manifest: dict[str, Any]
+    found_in: str
 
 
 class DumpStore:
@@ -75,11 +91,11 @@ class DumpStore:
         Keys have one-second resolution (as in the seeds): two operations within a second must not
         overwrite each other's dumps.
         """
-        while any(self._exists(dump_key(side, when)) for side in sides):
+        while any(self.exists(dump_key(side, when)) for side in sides):
             when += dt.timedelta(seconds=1)
         return when
 
-    def _exists(self, key: str) -> bool:
+    def exists(self, key: str) -> bool:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
@@ -95,15 +111,24 @@ class DumpStore:
         return read_object(self.s3, self.bucket, key)
 
     def put_manifest(self, key: str, manifest: dict[str, Any]) -> None:
-        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self._put_json(manifest_key(key), manifest, f"the manifest of {self.url(key)}")
+
+    def put_restore_record(self, side: str, when: dt.datetime, record: dict[str, Any]) -> None:
+        """What a restore put into ``side``: ``record["key"]`` is the dump, ``record["restored"]`` the fingerprint."""
+        self._put_json(restore_record_key(side, when), record, "the restore's record")
+
+    def _put_json(self, key: str, payload: dict[str, Any], what: str) -> None:
+        body = json.dumps(payload, indent=2, sort_keys=True).encode()
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=manifest_key(key), Body=body, ContentType="application/json")
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
         except (ClientError, BotoCoreError) as exc:
-            raise DevopsError(f"cannot write the manifest of {self.url(key)}: {describe(exc)}") from None
+            raise DevopsError(f"cannot write {what}: {describe(exc)}") from None
 
     def manifest(self, key: str) -> dict[str, Any]:
+        """The manifest of the dump ``key`` (or, given a manifest's own key, that manifest)."""
+        name = key if key.endswith(MANIFEST_SUFFIX) else manifest_key(key)
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=manifest_key(key))["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with `inv sync.list`") from None
@@ -131,12 +156,15 @@ class DumpStore:
             raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
         return sorted(found, key=lambda entry: entry["modified"], reverse=True)
 
-    def latest_fingerprint(self, side: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-        """The newest recorded fingerprint of one side, as (dump key, fingerprint, manifest), or None.
+    def latest_fingerprint(self, side: str) -> Known | None:
+        """The newest recorded state of one side, or None when nothing ever recorded it.
 
-        A manifest records its source as dumped ("fingerprint") and, after a sync, its target as restored
-        ("restored"); either holds exactly the data of that manifest's dump. Manifests are read newest
-        first and only until the newest one that mentions ``side``.
+        Three records say what a side held: the "fingerprint" of a dump of it (as dumped: a sync's source,
+        or a safety copy), the "restored" fingerprint a sync leaves in its source dump's manifest once the
+        target holds that dump, and the "restored" of a restore record. Every operation runs under the sync
+        lock and names its files after the second it started, so the newest started operation that
+        mentions ``side`` holds its newest record: manifests are read by that second, newest first, one
+        second at a time (a sync's source manifest and safety copy share it), until one mentions ``side``.
         """
         keys = []
         paginator = self.s3.get_paginator("list_objects_v2")
@@ -146,18 +174,20 @@ class DumpStore:
                     keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(MANIFEST_SUFFIX)]
         except (ClientError, BotoCoreError) as exc:
             raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
-        best: tuple[str, dict[str, Any], dict[str, Any]] | None = None
-        best_stamp = ""
-        for key in sorted(keys, key=lambda k: k.rsplit("/", 1)[-1], reverse=True):
-            stamp = key.rsplit("/", 1)[-1]
-            if best is not None and stamp < best_stamp:
-                break
-            dump = key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
-            manifest = self.manifest(dump)
-            for record in (manifest.get("fingerprint"), manifest.get("restored")):
-                if record and record.get("side") == side and (best is None or record["recorded"] > best[1]["recorded"]):
-                    best, best_stamp = (dump, record, manifest), stamp
-        return best
+        by_second: dict[str, list[str]] = {}
+        for key in keys:
+            by_second.setdefault(key.rsplit("/", 1)[-1].split(".", 1)[0], []).append(key)
+        for second in sorted(by_second, reverse=True):
+            best: Known | None = None
+            for key in by_second[second]:
+                manifest = self.manifest(key)
+                dump = manifest.get("key") or key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
+                for record in (manifest.get("fingerprint"), manifest.get("restored")):
+                    if record and record.get("side") == side and (best is None or record["recorded"] > best.record["recorded"]):
+                        best = Known(dump, record, manifest, key)
+            if best is not None:
+                return best
+        return None
 
     def lock(self, purpose: str, break_lock: bool = False) -> "SyncLock":
         return SyncLock(self, purpose, break_lock)
