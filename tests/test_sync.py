@@ -23,9 +23,19 @@ def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL, timeout=timeout)
 
 
+def forget_syncs(sandbox, bucket: str) -> None:
+    """Remove every dump and record from the bucket: for the divergence guard, no sync has happened yet."""
+    s3 = sandbox.client("s3")
+    for prefix in ("neon-dumps/", "rds-dumps/"):
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+
+
 @pytest.fixture
-def fresh(neon, rds):
-    """Neon holds the rich dataset; RDS holds something else (including a table only it has)."""
+def fresh(sandbox, sandbox_settings, neon, rds):
+    """Neon holds the rich dataset; RDS holds something else (including a table only it has); no sync has
+    been recorded (the databases were written directly, so earlier tests' records no longer apply)."""
+    forget_syncs(sandbox, sandbox_settings.bucket_name)
     dbtools.reset(neon)
     dbtools.execute(neon, dbtools.RICH_DATA)
     dbtools.reset(rds)
@@ -82,6 +92,8 @@ def test_rds_to_neon_brings_changes_back(sandbox_env, fresh, neon, rds):
     result = inv(sandbox_env, "sync.rds-to-neon", "--yes")
     assert result.returncode == 0, result.stderr
     assert "SYNC COMPLETE" in result.stdout and "sync successful" in result.stdout
+    # Writes only on the source: the guard lets the sync through.
+    assert "[PASS] Divergence check: Neon is unchanged since" in result.stdout
     assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
     assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed on rds"
     # Sequences follow the data: the next order id continues after the one inserted on RDS.
@@ -185,7 +197,9 @@ def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchange
     for change in ("UPDATE app.orders SET note = 'edited' WHERE id = 7", "CREATE INDEX extra_idx ON public.settings (value)"):
         dbtools.execute(rds, change)
         changed = dbtools.snapshot(rds)
-        report = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+        # A change on the target is a divergence: overwriting it is what this test means, hence --force.
+        report = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json", "--force").stdout)
+        assert report["divergence"]["verdict"] == "forced"
         assert report["safety_copy"]["reused"] is False
         key = report["safety_copy"]["url"].split("/", 3)[3]
         assert inv(sandbox_env, "sync.restore", "--key", key, "--to", "rds", "--yes").returncode == 0
@@ -193,3 +207,73 @@ def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchange
         if "INDEX" in change:
             assert dbtools.scalar(rds, "SELECT to_regclass('public.extra_idx')") is not None
         inv(sandbox_env, "sync.neon-to-rds", "--yes")
+
+
+# --------------------------------------------------------------------------------------------------
+# The divergence guard
+
+
+LIVE_WRITE = "INSERT INTO app.orders (customer_id, total, note) VALUES (3, 42, 'written on the live site')"
+
+
+def test_a_write_on_neon_stops_the_sync_back_before_anything_changes(sandbox, sandbox_env, sandbox_settings,
+                                                                     fresh, neon, rds):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
+    dbtools.execute(neon, LIVE_WRITE)
+    before = (dbtools.snapshot(neon), dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name))
+    plan = json.loads(inv(sandbox_env, "sync.rds-to-neon", "--dry-run", "--json").stdout)
+    assert plan["status"] == "dry-run" and plan["divergence"]["verdict"] == "diverged"
+    assert plan["divergence"]["changed_tables"] == ["app.orders"]
+    assert plan["divergence"]["changes"][0] == {"table": "app.orders", "kind": "changed", "recorded_rows": 1000,
+                                                "rows": 1001, "rows_added": 1, "rows_removed": 0,
+                                                "content_changed": True}
+    result = inv(sandbox_env, "sync.rds-to-neon", "--yes")
+    assert result.returncode == 1
+    assert "Divergence check: Neon was written to since" in result.stdout and "These writes would be lost" in result.stdout
+    assert "app.orders" in result.stdout and "1 row(s) added" in result.stdout
+    assert "inv sync.neon-to-rds" in result.stdout and "inv sync.rds-to-neon --force" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("[ERROR] refused: Neon was written to"), result.stderr
+    assert "app.orders" in errors[0] and "nothing was changed" in errors[0] and "Traceback" not in result.stderr
+    # Nothing changed on either side, and nothing was written to the bucket (not even the lock).
+    after = (dbtools.snapshot(neon), dbtools.snapshot(rds), s3_state(sandbox, sandbox_settings.bucket_name))
+    assert after == before
+    refused = json.loads(inv(sandbox_env, "sync.rds-to-neon", "--yes", "--json").stdout)
+    assert refused["status"] == "refused" and refused["divergence"]["changed_tables"] == ["app.orders"]
+    assert_no_secret(result, sandbox_env)
+
+
+def test_force_overwrites_and_the_safety_copy_keeps_the_write(sandbox_env, fresh, neon, rds):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
+    dbtools.execute(neon, LIVE_WRITE)
+    with_write = dbtools.snapshot(neon)
+    result = inv(sandbox_env, "sync.rds-to-neon", "--yes", "--force", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "ok" and report["divergence"]["verdict"] == "forced"
+    assert report["safety_copy"]["reused"] is False
+    assert "--force: overwriting Neon anyway" in result.stderr
+    assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
+    key = report["safety_copy"]["url"].split("/", 3)[3]
+    assert inv(sandbox_env, "sync.restore", "--key", key, "--to", "neon", "--yes").returncode == 0
+    assert dbtools.snapshot(neon) == with_write
+    assert dbtools.scalar(neon, "SELECT count(*) FROM app.orders WHERE note = 'written on the live site'") == 1
+    # The restore recorded what it put back: the rollback is not taken for a foreign write.
+    plan = json.loads(inv(sandbox_env, "sync.rds-to-neon", "--dry-run", "--json").stdout)
+    assert plan["divergence"]["verdict"] == "unchanged"
+
+
+@pytest.mark.parametrize("change, named", [
+    ("CREATE TABLE public.added_on_neon (id int)", "public.added_on_neon"),
+    ("ALTER TABLE app.customers DROP COLUMN tags", "app.customers"),
+])
+def test_a_schema_change_on_the_target_is_a_divergence(sandbox_env, fresh, neon, rds, change, named):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
+    dbtools.execute(neon, change)
+    before = (dbtools.snapshot(neon), dbtools.snapshot(rds))
+    result = inv(sandbox_env, "sync.rds-to-neon", "--yes", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["status"] == "refused" and report["divergence"]["changed_tables"] == [named]
+    assert "(schema)" in [c["table"] for c in report["divergence"]["changes"]]
+    assert (dbtools.snapshot(neon), dbtools.snapshot(rds)) == before

@@ -17,14 +17,15 @@ from devops.errors import DevopsError
 from devops.sync.pipeline import ToolVersions, check_tools_match_servers
 from tests import dbtools
 from tests.faults import S3FaultProxy
-from tests.test_sync import INV, assert_no_secret, inv, s3_state
+from tests.test_sync import INV, assert_no_secret, forget_syncs, inv, s3_state
 
 BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
         "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, 24576) g;"  # 24 MB, incompressible
 
 
 @pytest.fixture
-def prepared(neon, rds):
+def prepared(sandbox, sandbox_settings, neon, rds):
+    forget_syncs(sandbox, sandbox_settings.bucket_name)  # written directly: no earlier sync applies
     dbtools.reset(neon)
     dbtools.execute(neon, dbtools.RICH_DATA)
     dbtools.reset(rds)
