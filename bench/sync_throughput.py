@@ -8,8 +8,9 @@ the RDS stand-in with one untimed sync, then times --runs rounds, each running i
     pipe   pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no safety copy)
     seeds  pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
 
-and prints medians, ratios and the sync's peak memory (polled from /proc). Targets: sync <= 1.5x pipe,
-seeds >= 3x sync, sync peak RSS < 150 MB.
+and prints medians, ratios, the sync's phases (the divergence guard's among them, with its share of the
+sync's total) and its peak memory (polled from /proc). Targets: sync <= 1.5x pipe, seeds >= 3x sync, sync
+peak RSS < 150 MB.
 
     cd /work/main && export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
     .venv/bin/python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--sandbox-dir /tmp/bench-sandbox]
@@ -205,6 +206,7 @@ def run_sync(env: dict[str, str], log_path: Path) -> dict:
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
         raise RuntimeError(f"sync failed (exit {proc.returncode}, status {report.get('status')}): {tail}")
     return {"seconds": seconds, "phases": report["seconds"], "dump_mb": report["dump"]["size"] / 2**20,
+            "verdict": report["divergence"]["verdict"], "safety_reused": report["safety_copy"]["reused"],
             "rss_self_mb": peaks["self"] / 1024, "rss_tree_mb": peaks["tree"] / 1024}
 
 
@@ -284,16 +286,23 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
     head = ["", "median", "min", "max", "runs"]
     print(tabulate([stats_row(m, [r["seconds"] for r in results[m]]) for m in METHODS], headers=["method", *head[1:]]))
     print()
+    guard = statistics.median(r["phases"]["divergence check"] for r in sync)
+    total = statistics.median(r["phases"]["total"] for r in sync)
+    print("Divergence verdicts: " + ", ".join(r["verdict"] for r in sync) + "; safety copy reused: "
+          + ", ".join("yes" if r["safety_reused"] else "no" for r in sync) + "\n")
     ratios = [["sync / pipe", f"{med['sync'] / med['pipe']:.2f}x", "<= 1.5x", med["sync"] / med["pipe"] <= 1.5],
               ["seeds / sync", f"{med['seeds'] / med['sync']:.2f}x", ">= 3x", med["seeds"] / med["sync"] >= 3],
               ["sync peak RSS (inv process)", f"{rss_self:.0f} MB", "< 150 MB", rss_self < 150],
-              ["sync peak RSS (process tree)", f"{rss_tree:.0f} MB", "-", "-"]]
+              ["sync peak RSS (process tree)", f"{rss_tree:.0f} MB", "-", "-"],
+              ["divergence check / sync total (medians)", f"{guard:.1f}s / {total:.1f}s = {guard / total:.1%}", "-", "-"]]
     print(tabulate([[a, b, c, {True: "yes", False: "NO"}.get(d, d)] for a, b, c, d in ratios],
                    headers=["measure", "value", "target", "met"]))
     print()
-    order = ["preflight", "plan", "safety copy", "dump + restore", "verify", "total"]
+    order = ["preflight", "divergence check", "plan", "safety copy", "dump + restore", "verify", "total"]
     phases = sorted(sync[0]["phases"], key=lambda p: order.index(p) if p in order else len(order))
     rows = [stats_row(f"sync: {p}" if p != "total" else "sync: total (as the task reports it)", [r["phases"][p] for r in sync]) for p in phases]
+    rows.insert(phases.index("divergence check") + 1, stats_row(
+        "sync: divergence check, % of total", [100 * r["phases"]["divergence check"] / r["phases"]["total"] for r in sync], "%"))
     rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]]) for p in ("dump", "upload", "restore")]
     rows += [stats_row("sync RSS, inv process", [r["rss_self_mb"] for r in sync], " MB"),
              stats_row("sync RSS, process tree", [r["rss_tree_mb"] for r in sync], " MB")]

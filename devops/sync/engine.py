@@ -348,11 +348,12 @@ def compare_sequences(expected: dict[str, Any], actual: dict[str, Any]) -> list[
 # Confirmation
 
 
-def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], yes: bool) -> None:
+def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], yes: bool) -> bool:
+    """Ask before overwriting, unless --yes; True when it asked (and so may have waited)."""
     rows = sum(s.rows for s in counts.values())
     what = f"{target.label} at {target.where()} ({len(counts)} tables, {rows} rows)"
     if yes:
-        return
+        return False
     if not sys.stdin.isatty():
         raise DevopsError(f"refusing to overwrite {what} without confirmation: no terminal to ask on; pass --yes")
     console.warn(f"This replaces everything in {what}.")
@@ -360,6 +361,7 @@ def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], y
     answer = sys.stdin.readline().strip().lower()
     if answer != "yes":
         raise DevopsError("cancelled: nothing was changed")
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,7 +417,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     }
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "sync"):
         return report
-    confirm(console, target, target_before, options.yes)
+    asked = confirm(console, target, target_before, options.yes)
 
     with env.store.lock(f"sync {direction.name}", options.break_lock) as lock, \
             tempfile.TemporaryDirectory(prefix="devops-sync-") as workdir:
@@ -427,7 +429,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
             with phases("safety copy"):
                 safety_info = safety_copy(env, console, direction.target, safety_key, processes,
                                           f"safety copy of {target.label} before {direction.name}", direction.name,
-                                          state, verdict, guard, report)
+                                          state, verdict, guard, report, asked)
             with phases("dump + restore"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
                 restore = Restore(target, processes, workdir)
@@ -478,21 +480,24 @@ def stop_or_dry_run(console: Console, guard: Guard, verdict: Verdict, report: di
 
 
 def safety_copy(env: Environment, console: Console, side: str, key: str, processes: Processes, reason: str,
-                operation: str, state: State, verdict: Verdict, guard: Guard,
-                report: dict[str, Any]) -> dict[str, Any]:
+                operation: str, state: State, verdict: Verdict, guard: Guard, report: dict[str, Any],
+                asked: bool) -> dict[str, Any]:
     """Make sure the data about to be overwritten is in S3, and say where.
 
     When the newest record of this database (the guard's ``verdict.known``: the dump it was last restored
     from, or its last dump) matches what it holds (``state``, from the plan: every table's rows and
     checksum, the sequences, the schema), that dump already is the safety copy; otherwise the database is
-    dumped to ``key``. Since the plan, a confirmation may have waited: where the plan's verdict or that
-    reuse depend on it, and unless nothing was written since (State.still_current, one query), the
-    database is read again and the guard judges again, before anything is written.
+    dumped to ``key``. When the confirmation asked (``asked``), it may have waited for minutes since the
+    plan: where the plan's verdict or that reuse depend on it, and unless nothing was written since
+    (State.still_current, one query), the database is read again and the guard judges again, before
+    anything is written. (With --yes, the plan was a fraction of a second ago, a gap smaller than the one
+    between this decision and the restore's start; and the cheap check fails on any transaction of the
+    server, an autoanalyze after a bulk load included, which would mean a second scan for nothing.)
     """
     endpoint = env.endpoints[side]
     known = verdict.known
     reusable = known is not None and same_content(known.record, state.fingerprint)
-    if (reusable or verdict.verdict == UNCHANGED) and not state.still_current(endpoint):
+    if asked and (reusable or verdict.verdict == UNCHANGED) and not state.still_current(endpoint):
         console.info(f"{endpoint.label} may have been written to since the plan: reading it again...")
         state = probe(env, side)
         verdict = guard.judge(known, state.fingerprint)
@@ -629,7 +634,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
                               "safety_copy": env.store.url(safety_key), "divergence": verdict.report()}
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "restore"):
         return report
-    confirm(console, target, target_before, options.yes)
+    asked = confirm(console, target, target_before, options.yes)
     with env.store.lock(f"restore {key} to {side}", options.break_lock), \
             tempfile.TemporaryDirectory(prefix="devops-restore-") as workdir:
         processes = Processes()
@@ -637,7 +642,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
             with phases("safety copy"):
                 safety_info = safety_copy(env, console, side, safety_key, processes,
                                           f"safety copy of {target.label} before restoring {key}", f"restore-to-{side}",
-                                          state, verdict, guard, report)
+                                          state, verdict, guard, report, asked)
             with phases("restore"):
                 console.info(f"Restoring {env.store.url(key)} into {target.label}...")
                 restore = Restore(target, processes, workdir)
