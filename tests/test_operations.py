@@ -34,6 +34,11 @@ def world(sandbox, settings, neon, rds) -> dict:
             "dumps": s3_state(sandbox, settings.bucket_name), "state": s3_state(sandbox, state_bucket)}
 
 
+def _wrong_password(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:not-the-password@{parts.hostname}:{parts.port}"))
+
+
 def errors(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("[ERROR]")]
 
@@ -96,9 +101,7 @@ def test_without_a_terminal_activate_refuses_unless_yes(sandbox, sandbox_env, sa
 
 def test_a_failed_sync_stops_activate_before_terraform(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds):
     before = world(sandbox, sandbox_settings, neon, rds)
-    parts = urlsplit(neon)
-    wrong = urlunsplit(parts._replace(netloc=f"{parts.username}:not-the-password@{parts.hostname}:{parts.port}"))
-    result = inv({**sandbox_env, "NEON_DATABASE_URL": wrong}, "activate", "--sync-data", "--yes")
+    result = inv({**sandbox_env, "NEON_DATABASE_URL": _wrong_password(neon)}, "activate", "--sync-data", "--yes")
     assert result.returncode == 1
     assert len(errors(result)) == 1 and "password authentication failed" in errors(result)[0]
     assert "Traceback" not in result.stderr and "not-the-password" not in result.stdout + result.stderr
@@ -156,6 +159,12 @@ def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_se
     assert dry.returncode == 0, dry.stderr
     assert "DEACTIVATION PLAN" in dry.stdout and re.search(r"Resources to be DESTROYED:", dry.stdout)
     assert "Data sync: RDS -> Neon before Terraform (sync.rds-to-neon, dry run)" in dry.stdout
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+    # The data cannot be saved to Neon: the active environment is not destroyed.
+    failed = inv({**sandbox_env, "NEON_DATABASE_URL": _wrong_password(neon)}, "deactivate", "--sync-data", "--yes")
+    assert failed.returncode == 1 and len(errors(failed)) == 1
+    assert steps(failed)["deactivate"] == "not run"
     assert world(sandbox, sandbox_settings, neon, rds) == before
 
     result = inv(sandbox_env, "deactivate", "--sync-data", "--yes", timeout=600)
