@@ -14,6 +14,7 @@ import pytest
 from devops.config import ECS_SERVICES
 from devops.environment import Change, plan_changes, refuse_always_on_destroy
 from devops.errors import DevopsError
+from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
 from tests.test_environment import ACTIVE_OUTPUTS
 from tests.test_sync import assert_no_secret, inv, s3_state
@@ -21,10 +22,15 @@ from tests.test_sync import assert_no_secret, inv, s3_state
 
 
 @pytest.fixture
-def neon_data(neon):
-    """Neon holds the rich dataset; RDS is left as the sandbox made it (only Neon is a sync source here)."""
+def neon_data(neon, rds):
+    """Neon holds the rich dataset; RDS is left as it is (Neon is the first source here). Afterwards both are
+    put back as the sandbox made them, for the tests that follow."""
     dbtools.reset(neon)
     dbtools.execute(neon, dbtools.RICH_DATA)
+    yield
+    dbtools.reset(neon)
+    dbtools.execute(neon, SAMPLE_DATA.read_text())
+    dbtools.reset(rds)
 
 
 def world(sandbox, settings, neon, rds) -> dict:
