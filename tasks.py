@@ -7,10 +7,11 @@
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
+from devops import environment
 from devops import sandbox as sandbox_engine
 from devops.sync import engine as sync_engine
 from devops.validate import runner as validate_engine
-from devops.cli import handled, stderr_console
+from devops.cli import OperationTask, handled, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
 
@@ -120,6 +121,46 @@ def validate(c, verbose=False, json=False, strict=False, drift=False):
         raise Exit(code=code)
 
 
+OPERATION_HELP = {
+    "sync-data": "Copy the data first ({}), as a pre-task; a failed sync stops before Terraform.",
+    "dry-run": "Show the Terraform plan (and the sync's plan with --sync-data); change nothing.",
+    "yes": "Do not ask for confirmation (required without a terminal).",
+}
+
+
+def _operation_help(operation):
+    return {**OPERATION_HELP, "sync-data": OPERATION_HELP["sync-data"].format(operation.sync_task)}
+
+
+# The plan steps: not tasks of their own; devops.cli.OperationExecutor runs each before its operation.
+@handled
+def plan_activate(c, sync_data=False, dry_run=False, yes=False):
+    return environment.plan(Settings.from_context(c), Console(), environment.ACTIVATE,
+                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes))
+
+
+@handled
+def plan_deactivate(c, sync_data=False, dry_run=False, yes=False):
+    return environment.plan(Settings.from_context(c), Console(), environment.DEACTIVATE,
+                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes))
+
+
+@task(klass=OperationTask, operation=environment.ACTIVATE, plan=plan_activate, post="validate",
+      help=_operation_help(environment.ACTIVATE))
+@handled
+def activate(c, sync_data=False, dry_run=False, yes=False):
+    """Switch dev to active mode (ECS, ALB, CloudFront): plan, confirm, [sync], apply the saved plan, validate."""
+    environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, dry_run)
+
+
+@task(klass=OperationTask, operation=environment.DEACTIVATE, plan=plan_deactivate, post="validate",
+      help=_operation_help(environment.DEACTIVATE))
+@handled
+def deactivate(c, sync_data=False, dry_run=False, yes=False):
+    """Switch dev back to pilot light: plan, confirm, [sync], apply the saved plan (destroys active), validate."""
+    environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
+
+
 sync = Collection("sync")
 sync.add_task(neon_to_rds)
 sync.add_task(rds_to_neon)
@@ -132,5 +173,5 @@ sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
-ns = Collection(sandbox, sync, validate)
+ns = Collection(sandbox, sync, activate, deactivate, validate)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

@@ -1,14 +1,19 @@
-"""Glue between Invoke tasks and the engines: settings, console, and errors as one clear line."""
+"""Glue between Invoke and the engines: errors as one clear line, and the executor that runs operations."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import sys
+import time
 from typing import Any, Callable
 
+from invoke import Call, Executor, Task
 from invoke.exceptions import Exit
 
 from devops.console import Console, mask
+from devops.environment import Operation, Planned
 from devops.errors import DevopsError
 
 
@@ -37,3 +42,158 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
 def stderr_console() -> Console:
     """A console whose human lines go to stderr (for tasks whose stdout is data, like sandbox.env)."""
     return Console(json_mode=True, err=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations: activate / deactivate as a chain of Invoke calls
+
+
+class OperationTask(Task):
+    """A task that applies an operation (activate, deactivate); OperationExecutor runs its other steps.
+
+    ``plan`` is the body of its plan step (checks, plan view, confirmation; returns environment.Planned),
+    ``post`` the task that checks the result.
+    """
+
+    def __init__(self, body: Callable[..., Any], *, operation: Operation, plan: Callable[..., Any], post: str,
+                 **kwargs: Any):
+        super().__init__(body, **kwargs)
+        self.operation = operation
+        self.plan_step = Task(plan)
+        self.post_task = post
+
+
+class Step(Call):
+    """A call the executor added for an operation: its plan step, its sync pre-task, itself, its post-task."""
+
+    def __init__(self, task: Task, role: str, operation: Call, **kwargs: Any):
+        super().__init__(task, **kwargs)
+        self.role = role
+        self.operation = operation
+
+    @property
+    def label(self) -> str:
+        return f"{self.called_as} (plan)" if self.role == "plan" else str(self.called_as)
+
+
+@dataclasses.dataclass
+class StepResult:
+    label: str
+    operation: Call | None
+    seconds: float
+    status: str  # ok / failed
+
+
+class OperationExecutor(Executor):
+    """Invoke's executor, plus the steps of activate/deactivate that a static ``pre=[...]`` cannot express.
+
+    Invoke's pre-tasks are fixed at definition time and never see the parent's flags (by design: invoke
+    issues #135, #261, #730), but `--sync-data` must choose a pre-task and `--dry-run` must reach it. So the
+    executor, which sees every parsed call, expands an OperationTask call into
+
+        its plan step -> the sync task (only with --sync-data; same --dry-run) -> the task -> post-task (not in a dry run)
+
+    A sync task runs once per `inv` invocation, even when it is also named on the command line
+    (`inv sync.neon-to-rds activate --sync-data`): the first call wins. When the plan step finds nothing to
+    do (already in that mode), the rest of that operation is skipped. Each step is timed, and an operation
+    ends with a summary of its steps. It is registered for `inv` by the project's invoke.yaml
+    (tasks.executor_class), the hook Invoke documents for this.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.results: list[StepResult] = []
+        self.done: list[Call] = []  # operations whose plan step found nothing to do
+
+    def execute(self, *tasks: Any) -> dict[Task, Any]:
+        return self.run_calls(self.plan_calls(*tasks))
+
+    def plan_calls(self, *tasks: Any) -> list[Call]:
+        """The calls an invocation runs, in order: operations expanded, pre/post-tasks added, deduplicated."""
+        calls: list[Call] = []
+        for call in self.normalize(tasks):
+            calls += self.expand_operation(call) if isinstance(call.task, OperationTask) else self.expand_calls([call])
+        try:
+            dedupe = self.config.tasks.dedupe
+        except AttributeError:
+            dedupe = True
+        return self.dedupe(calls) if dedupe else calls
+
+    def expand_operation(self, call: Call) -> list[Call]:
+        task: OperationTask = call.task
+        flags = call.kwargs
+        steps: list[Call] = [Step(task.plan_step, "plan", call, called_as=call.called_as, kwargs=dict(flags))]
+        if flags.get("sync_data"):
+            # yes=True: the plan step's confirmation covered the sync (it names it), and it refuses without one.
+            steps.append(self._step(task.operation.sync_task, "sync", call, dry_run=bool(flags.get("dry_run")), yes=True))
+        steps += self.expand_calls([Step(task, "apply", call, called_as=call.called_as, kwargs=dict(flags))])
+        if not flags.get("dry_run"):
+            steps.append(self._step(task.post_task, "post", call))
+        return steps
+
+    def _step(self, name: str, role: str, operation: Call, **overrides: Any) -> Step:
+        task = self.collection[name]
+        return Step(task, role, operation, called_as=name, kwargs={**_defaults(task), **overrides})
+
+    def dedupe(self, calls: list[Call]) -> list[Call]:
+        sync_tasks = {self.collection[c.task.operation.sync_task] for c in calls if isinstance(c.task, OperationTask)}
+        seen: set[Task] = set()
+        kept = []
+        for call in calls:
+            if call.task in sync_tasks:
+                if call.task in seen:
+                    continue
+                seen.add(call.task)
+            kept.append(call)
+        return super().dedupe(kept)
+
+    def run_calls(self, calls: list[Call]) -> dict[Task, Any]:
+        """Executor.execute's loop, with timing, and skipping what an operation's plan step says is not needed."""
+        results: dict[Task, Any] = {}
+        try:
+            for call in calls:
+                operation = getattr(call, "operation", None)
+                if operation is not None and any(operation is d for d in self.done):
+                    continue
+                self.config.load_collection(self.collection.configuration(call.called_as))
+                self.config.load_shell_env()
+                context = call.make_context(self.config, core_parse_result=self.core)
+                started = time.monotonic()
+                status = "failed"
+                try:
+                    result = call.task(context, *call.args, **call.kwargs)
+                    status = "ok"
+                finally:
+                    label = call.label if isinstance(call, Step) else str(call.called_as or call.task.name)
+                    self.results.append(StepResult(label, operation, time.monotonic() - started, status))
+                if isinstance(result, Planned) and not result.proceed:
+                    self.done.append(operation)
+                if call.autoprint and not isinstance(call, Step):
+                    print(result)
+                results[call.task] = result
+        finally:
+            self.summarize(calls)
+        return results
+
+    def summarize(self, calls: list[Call]) -> None:
+        """Each operation's steps with their durations and the total (also when a step failed)."""
+        operations = [c for c in calls if isinstance(c, Step) and c.role == "apply"]
+        for operation in {id(s.operation): s.operation for s in operations}.values():
+            ran = [r for r in self.results if r.operation is operation]
+            if not ran:
+                continue
+            planned = [c for c in calls if isinstance(c, Step) and c.operation is operation]
+            rows = [(r.label, r.status, f"{r.seconds:.1f}") for r in ran]
+            rest = "skipped" if any(operation is d for d in self.done) else "not run"
+            rows += [(c.label, rest, "") for c in planned[len(ran):]]
+            rows.append(("total", "", f"{sum(r.seconds for r in ran):.1f}"))
+            console = Console()
+            console.line()
+            console.line(f"{operation.called_as}: steps")
+            console.table(rows, headers=("step", "status", "seconds"))
+
+
+def _defaults(task: Task) -> dict[str, Any]:
+    """A task's flags at their defaults, as Invoke's parser would pass them (so equal calls compare equal)."""
+    parameters = list(inspect.signature(task.body).parameters.values())[1:]  # after the context
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}

@@ -1,14 +1,11 @@
-"""terraform/environments/dev applied against the emulator: pilot light, activation and back.
-
-The sandbox fixture applied pilot light once for the session; the cycle test activates and deactivates
-on that same state, so the always-on resources (and the slow RDS instance) are created only once.
+"""terraform/environments/dev applied against the emulator in pilot light (the sandbox fixture applied it
+once for the session). Activation and back, through `inv activate/deactivate`, are in test_operations.py.
 """
 
 import json
 
 import pytest
 
-from devops.config import ECS_SERVICES
 
 ACTIVE_OUTPUTS = ("ecs_cluster_name", "backend_service_name", "frontend_service_name", "prometheus_service_name",
                   "grafana_service_name", "alb_dns_name", "cloudfront_distribution_id", "service_discovery_namespace")
@@ -78,63 +75,3 @@ def test_vpc_with_public_and_private_subnets_in_two_zones(sandbox, outputs):
 
 def test_plan_right_after_apply_has_no_changes(sandbox):
     assert sandbox.terraform().plan(variables={"dev_activated": False}) is False
-
-
-def test_activate_then_deactivate(sandbox, sandbox_settings):
-    terraform = sandbox.terraform()
-    pilot_light = set(terraform.run("state", "list").stdout.split())
-
-    terraform.apply(variables={"dev_activated": True})
-    active = terraform.outputs()
-    assert active["dev_activated"] is True
-    assert all(active[name] for name in ACTIVE_OUTPUTS)
-    _assert_active_resources(sandbox, sandbox_settings, active)
-    assert terraform.plan(variables={"dev_activated": True}) is False
-    added = set(terraform.run("state", "list").stdout.split()) - pilot_light
-    assert pilot_light <= set(terraform.run("state", "list").stdout.split())
-    assert added and all(_is_active_address(address) for address in added), added
-
-    terraform.apply(variables={"dev_activated": False})
-    back = terraform.outputs()
-    assert set(terraform.run("state", "list").stdout.split()) == pilot_light
-    assert all(back.get(name) is None for name in ACTIVE_OUTPUTS)
-    assert terraform.plan(variables={"dev_activated": False}) is False
-    ecs = sandbox.client("ecs")
-    assert ecs.describe_clusters(clusters=[active["ecs_cluster_name"]])["clusters"][0]["status"] == "INACTIVE" or \
-        not ecs.list_clusters()["clusterArns"]
-    assert not sandbox.client("elbv2").describe_load_balancers()["LoadBalancers"]
-    assert sandbox.client("rds").describe_db_instances()["DBInstances"][0]["DBInstanceStatus"] == "available"
-    assert sandbox.client("s3").head_bucket(Bucket=sandbox_settings.bucket_name)
-
-
-def _is_active_address(address: str) -> bool:
-    """Active resources are counted or for_each'd on dev_activated; every address carries an index."""
-    return "[" in address
-
-
-def _assert_active_resources(sandbox, settings, outputs):
-    ecs = sandbox.client("ecs")
-    cluster = ecs.describe_clusters(clusters=[outputs["ecs_cluster_name"]])["clusters"][0]
-    assert cluster["status"] == "ACTIVE"
-    service_names = [outputs[f"{name}_service_name"] for name in ECS_SERVICES]
-    services = ecs.describe_services(cluster=outputs["ecs_cluster_name"], services=service_names)["services"]
-    assert sorted(s["serviceName"] for s in services) == sorted(service_names)
-    assert all(s["launchType"] == "FARGATE" and s["desiredCount"] >= 1 for s in services)
-
-    elbv2 = sandbox.client("elbv2")
-    albs = elbv2.describe_load_balancers()["LoadBalancers"]
-    assert [alb["DNSName"] for alb in albs] == [outputs["alb_dns_name"]]
-    groups = elbv2.describe_target_groups(LoadBalancerArn=albs[0]["LoadBalancerArn"])["TargetGroups"]
-    assert groups and all(group["HealthCheckPath"] == "/api/health" for group in groups)
-    listeners = elbv2.describe_listeners(LoadBalancerArn=albs[0]["LoadBalancerArn"])["Listeners"]
-    assert [(l["Port"], l["Protocol"]) for l in listeners] == [(80, "HTTP")]  # no certificate given
-
-    distribution = sandbox.client("cloudfront").get_distribution(Id=outputs["cloudfront_distribution_id"])
-    origins = distribution["Distribution"]["DistributionConfig"]["Origins"]["Items"]
-    assert origins[0]["DomainName"] == outputs["alb_dns_name"]
-
-    discovery = sandbox.client("servicediscovery")
-    namespaces = discovery.list_namespaces()["Namespaces"]
-    assert [ns["Name"] for ns in namespaces] == [settings.service_discovery_namespace]
-    registered = {s["Name"] for s in discovery.list_services()["Services"]}
-    assert registered == set(ECS_SERVICES)

@@ -1,0 +1,225 @@
+"""`inv activate` / `inv deactivate`: switch the dev environment between pilot light and active.
+
+An operation runs as Invoke calls that devops.cli.OperationExecutor chains (tasks.py declares them):
+
+    plan step     checks, `terraform plan -out`, the plan view, the confirmation      (`plan` below)
+    sync          `sync.neon-to-rds` / `sync.rds-to-neon`, only with --sync-data      (a pre-task)
+    the task      `terraform apply` of exactly the saved plan                          (`apply` below)
+    validate      the health check of the new mode                                     (a post-task)
+
+So the user confirms once, before anything changes, and a failed sync stops the run before Terraform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from devops import aws
+from devops.config import Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.terraform import Terraform
+
+ACTIVE = "active"
+PILOT = "pilot-light"
+MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
+
+# Always-on resource types: a plan that deletes or replaces one is refused, whatever the HCL says
+# (prevent_destroy guards them too, but only where someone remembered to write it).
+ALWAYS_ON_TYPES = frozenset({
+    "aws_vpc", "aws_subnet", "aws_db_instance", "aws_db_subnet_group", "aws_s3_bucket", "aws_ecr_repository",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    name: str            # the task: activate / deactivate
+    mode: str            # the mode it leads to
+    sync_task: str       # the sync that --sync-data runs first
+    sync_label: str
+    title: str
+
+    @property
+    def activated(self) -> bool:
+        return self.mode == ACTIVE
+
+
+ACTIVATE = Operation("activate", ACTIVE, "sync.neon-to-rds", "Neon -> RDS", "ACTIVATION PLAN")
+DEACTIVATE = Operation("deactivate", PILOT, "sync.rds-to-neon", "RDS -> Neon", "DEACTIVATION PLAN")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    sync_data: bool = False
+    dry_run: bool = False
+    yes: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    address: str
+    type: str
+    actions: tuple[str, ...]
+
+    @property
+    def action(self) -> str:
+        """create / destroy / replace / update, as the plan view groups them."""
+        if "delete" in self.actions and "create" in self.actions:
+            return "replace"
+        if "delete" in self.actions:
+            return "destroy"
+        return "create" if "create" in self.actions else "update"
+
+
+@dataclasses.dataclass
+class Planned:
+    """What the plan step decided; the executor skips the rest of the operation when ``proceed`` is False."""
+    operation: Operation
+    proceed: bool
+    dry_run: bool = False
+    plan_dir: Path | None = None
+    changes: tuple[Change, ...] = ()
+
+    @property
+    def plan_file(self) -> Path | None:
+        return self.plan_dir / "operation.tfplan" if self.plan_dir else None
+
+    def discard(self) -> None:
+        if self.plan_dir is not None:
+            shutil.rmtree(self.plan_dir, ignore_errors=True)
+
+
+# The saved plan the apply step of this same `inv` run is allowed to apply, by operation name. In-process on
+# purpose: a plan file left on disk by an earlier run can never be applied without its confirmation.
+_confirmed: dict[str, Planned] = {}
+
+
+def plan(settings: Settings, console: Console, operation: Operation, flags: Flags) -> Planned:
+    """Checks, the Terraform plan saved to a file, the plan view and the confirmation. Changes nothing."""
+    _confirmed.pop(operation.name, None)
+    identity = aws.identity(settings)
+    terraform = Terraform(settings)
+    outputs = terraform.outputs()
+    if not outputs:
+        raise DevopsError("Terraform state is empty: create the pilot-light core first "
+                          "(terraform -chdir=terraform/environments/dev apply), then retry")
+    current = ACTIVE if outputs.get("dev_activated") else PILOT
+    console.info(f"Target: {aws.target_label(settings, identity['account'])}")
+    console.info(f"Current mode: {MODE_LABELS[current]}")
+    if current == operation.mode:
+        console.passed(f"Dev is already {MODE_LABELS[current]}: nothing to change"
+                       + (" (no data synced either)" if flags.sync_data else ""))
+        return Planned(operation, proceed=False, dry_run=flags.dry_run)
+    if operation.activated:
+        _check_rds_available(settings, outputs)
+
+    planned = Planned(operation, proceed=True, dry_run=flags.dry_run, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
+    try:
+        console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
+        terraform.plan(variables={"dev_activated": operation.activated}, out=planned.plan_file)
+        planned.changes = plan_changes(json.loads(terraform.run("show", "-json", str(planned.plan_file)).stdout))
+        refuse_always_on_destroy(planned.changes)
+        show_plan(console, operation, current, planned.changes, flags)
+        if flags.dry_run:
+            console.info("Dry run: the plan above was not applied")
+        else:
+            confirm(console, operation, flags.yes)
+    except BaseException:
+        planned.discard()
+        raise
+    if flags.dry_run:
+        planned.discard()
+        planned.plan_dir = None
+    else:
+        _confirmed[operation.name] = planned
+    return planned
+
+
+def apply(settings: Settings, console: Console, operation: Operation, dry_run: bool) -> None:
+    """Apply exactly the plan the plan step of this run showed and the user confirmed."""
+    planned = _confirmed.pop(operation.name, None)
+    if dry_run:
+        return
+    if planned is None:
+        raise DevopsError(f"{operation.name} has no confirmed plan in this run: run it as `inv {operation.name}` from "
+                          "the project (its invoke.yaml sets tasks.executor_class, which runs the plan step first)")
+    try:
+        console.info(f"terraform apply (the saved plan: {_counts(planned.changes)}) ...")
+        Terraform(settings).apply(plan_file=planned.plan_file)
+    finally:
+        planned.discard()
+    console.passed(f"Dev is now {MODE_LABELS[operation.mode]}")
+
+
+def plan_changes(plan_json: dict[str, Any]) -> tuple[Change, ...]:
+    """The resources a saved plan changes, from `terraform show -json` (no-ops and reads left out)."""
+    changes = []
+    for entry in plan_json.get("resource_changes", []):
+        actions = tuple(entry.get("change", {}).get("actions", ()))
+        if entry.get("mode") == "managed" and actions not in ((), ("no-op",), ("read",)):
+            changes.append(Change(entry["address"], entry["type"], actions))
+    return tuple(changes)
+
+
+def refuse_always_on_destroy(changes: tuple[Change, ...]) -> None:
+    doomed = [c.address for c in changes if c.type in ALWAYS_ON_TYPES and "delete" in c.actions]
+    if doomed:
+        raise DevopsError(f"the plan would destroy always-on resources ({', '.join(doomed)}): refusing to apply; "
+                          "fix the Terraform code or state so that only active-mode resources change")
+
+
+def show_plan(console: Console, operation: Operation, current: str, changes: tuple[Change, ...], flags: Flags) -> None:
+    console.banner(operation.title)
+    console.fields([("Mode", f"{MODE_LABELS[current]} -> {MODE_LABELS[operation.mode]}"),
+                    ("Terraform", _counts(changes))])
+    for action, heading in (("create", "CREATED"), ("replace", "REPLACED"), ("update", "UPDATED"),
+                            ("destroy", "DESTROYED")):
+        by_type = Counter(c.type for c in changes if c.action == action)
+        if by_type:
+            console.line()
+            console.line(f"  Resources to be {heading}:")
+            console.table(sorted(by_type.items()), headers=("type", "count"))
+    console.line()
+    if flags.sync_data:
+        what = f"{operation.sync_label} before Terraform ({operation.sync_task}" + (", dry run)" if flags.dry_run else ")")
+    else:
+        what = "none (--sync-data not given)"
+    console.fields([("Data sync", what)])
+    console.line()
+
+
+def confirm(console: Console, operation: Operation, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise DevopsError(f"refusing to {operation.name} without confirmation: no terminal to ask on; pass --yes")
+    console.line(f"Type 'yes' to {operation.name}: ")
+    if sys.stdin.readline().strip().lower() != "yes":
+        raise DevopsError("cancelled: nothing was changed")
+
+
+def _counts(changes: tuple[Change, ...]) -> str:
+    counts = Counter(c.action for c in changes)
+    return ", ".join(f"{counts[a]} to {a}" for a in ("create", "replace", "update", "destroy") if counts[a]) or "no changes"
+
+
+def _check_rds_available(settings: Settings, outputs: dict[str, Any]) -> None:
+    """The seeds' RDS check: the services need the database, so activation waits for it to be available."""
+    instance = outputs.get("db_instance_identifier") or settings.rds_instance_id
+    try:
+        status = aws.client(settings, "rds").describe_db_instances(
+            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+    except (ClientError, BotoCoreError) as exc:
+        raise DevopsError(f"cannot read RDS instance {instance}: {aws.describe(exc)}") from None
+    if status != "available":
+        raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
+                          f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")

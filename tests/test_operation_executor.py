@@ -1,0 +1,157 @@
+"""OperationExecutor: which calls `inv activate/deactivate ...` makes, in which order, and what it skips.
+
+Pure logic on a small collection of recording tasks (and, for the names, the real tasks.py collection);
+the operations themselves run against the sandbox in test_operations.py.
+"""
+
+import pytest
+from invoke import Collection, Config, Parser, task
+from invoke.exceptions import Exit
+
+from devops.cli import OperationExecutor, OperationTask
+from devops.environment import ACTIVE, PILOT, Operation, Planned
+
+ACTIVATE = Operation("activate", ACTIVE, "sync.neon-to-rds", "Neon -> RDS", "ACTIVATION PLAN")
+DEACTIVATE = Operation("deactivate", PILOT, "sync.rds-to-neon", "RDS -> Neon", "DEACTIVATION PLAN")
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+        self.proceed = True
+        self.failing = set()
+
+    def record(self, name, **flags):
+        self.calls.append((name, {k: v for k, v in flags.items() if v}))
+        if name in self.failing:
+            raise Exit(code=1)
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture
+def collection(recorder):
+    def plan_for(operation):
+        def plan(c, sync_data=False, dry_run=False, yes=False):
+            recorder.record(f"{operation.name}.plan", sync_data=sync_data, dry_run=dry_run, yes=yes)
+            return Planned(operation, proceed=recorder.proceed, dry_run=dry_run)
+        return plan
+
+    @task
+    def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False):
+        recorder.record("sync.neon-to-rds", dry_run=dry_run, yes=yes, json=json)
+
+    @task
+    def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False):
+        recorder.record("sync.rds-to-neon", dry_run=dry_run, yes=yes, json=json)
+
+    @task
+    def validate(c, verbose=False, json=False):
+        recorder.record("validate", verbose=verbose)
+
+    @task(klass=OperationTask, operation=ACTIVATE, plan=plan_for(ACTIVATE), post="validate")
+    def activate(c, sync_data=False, dry_run=False, yes=False):
+        recorder.record("activate", dry_run=dry_run)
+
+    @task(klass=OperationTask, operation=DEACTIVATE, plan=plan_for(DEACTIVATE), post="validate")
+    def deactivate(c, sync_data=False, dry_run=False, yes=False):
+        recorder.record("deactivate", dry_run=dry_run)
+
+    return Collection(Collection("sync", neon_to_rds, rds_to_neon), activate, deactivate, validate)
+
+
+def run(collection, *argv):
+    executor = OperationExecutor(collection, Config())
+    executor.execute(*Parser(contexts=collection.to_contexts()).parse_argv(list(argv)))
+    return executor
+
+
+def test_sync_data_runs_the_sync_as_a_pre_task_then_apply_then_validate(collection, recorder):
+    run(collection, "activate", "--sync-data")
+    assert recorder.calls == [
+        ("activate.plan", {"sync_data": True}),
+        ("sync.neon-to-rds", {"yes": True}),  # the plan step's confirmation covered it
+        ("activate", {}),
+        ("validate", {}),
+    ]
+
+
+def test_dry_run_reaches_the_sync_and_skips_validate(collection, recorder):
+    run(collection, "deactivate", "--sync-data", "--dry-run")
+    assert recorder.calls == [
+        ("deactivate.plan", {"sync_data": True, "dry_run": True}),
+        ("sync.rds-to-neon", {"dry_run": True, "yes": True}),
+        ("deactivate", {"dry_run": True}),
+    ]
+
+
+def test_without_sync_data_there_is_no_sync(collection, recorder):
+    run(collection, "activate", "--yes")
+    assert [name for name, _ in recorder.calls] == ["activate.plan", "activate", "validate"]
+
+
+@pytest.mark.parametrize("argv", [
+    ("sync.neon-to-rds", "activate", "--sync-data"),
+    ("activate", "--sync-data", "sync.neon-to-rds"),
+])
+def test_the_sync_runs_once_when_also_named(collection, recorder, argv):
+    run(collection, *argv)
+    names = [name for name, _ in recorder.calls]
+    assert names.count("sync.neon-to-rds") == 1
+    assert names.index("sync.neon-to-rds") < names.index("activate")
+    assert names[-1] == "validate"
+
+
+def test_validate_named_after_an_operation_runs_once(collection, recorder):
+    run(collection, "activate", "validate")
+    assert [name for name, _ in recorder.calls] == ["activate.plan", "activate", "validate"]
+
+
+def test_nothing_to_do_skips_the_rest_of_the_operation(collection, recorder, capsys):
+    recorder.proceed = False
+    executor = run(collection, "activate", "--sync-data")
+    assert [name for name, _ in recorder.calls] == ["activate.plan"]
+    assert [r.status for r in executor.results] == ["ok"]
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_a_failed_sync_stops_before_the_apply_and_the_summary_says_so(collection, recorder, capsys):
+    recorder.failing.add("sync.rds-to-neon")
+    with pytest.raises(Exit):
+        run(collection, "deactivate", "--sync-data", "--yes")
+    assert [name for name, _ in recorder.calls] == ["deactivate.plan", "sync.rds-to-neon"]
+    out = capsys.readouterr().out
+    assert "failed" in out and "not run" in out and "total" in out
+
+
+def test_every_step_is_timed_in_the_summary(collection, recorder, capsys):
+    executor = run(collection, "activate", "--sync-data", "--yes")
+    assert [r.label for r in executor.results] == ["activate (plan)", "sync.neon-to-rds", "activate", "validate"]
+    out = capsys.readouterr().out
+    for label in ("activate (plan)", "sync.neon-to-rds", "validate", "total"):
+        assert label in out
+
+
+def test_the_real_collection_wires_each_operation_to_its_sync():
+    import tasks
+
+    executor = OperationExecutor(tasks.ns, Config())
+    for argv, sync in ((["activate", "--sync-data"], "sync.neon-to-rds"),
+                       (["deactivate", "--sync-data"], "sync.rds-to-neon"),
+                       (["sync.rds-to-neon", "deactivate", "--sync-data"], "sync.rds-to-neon")):
+        calls = executor.plan_calls(*Parser(contexts=tasks.ns.to_contexts()).parse_argv(argv))
+        names = [getattr(call, "label", call.called_as) for call in calls]
+        operation = argv[-2]
+        assert names.count(sync) == 1 and names.index(sync) < names.index(operation), names
+        assert names[-1] == "validate"
+
+
+def test_a_failing_validate_is_the_exit_code(collection, recorder):
+    recorder.failing.add("validate")
+    with pytest.raises(Exit) as raised:
+        run(collection, "activate", "--yes")
+    assert raised.value.code == 1
+    assert [name for name, _ in recorder.calls] == ["activate.plan", "activate", "validate"]

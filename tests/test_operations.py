@@ -1,0 +1,214 @@
+"""`inv activate` / `inv deactivate` on the sandbox: the full cycle with --sync-data, dry runs, refusals.
+
+The session's sandbox is in pilot light; the cycle test activates and deactivates it once (about two
+minutes of the emulator's provider waits), and puts it back in pilot light if an assertion fails midway.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from devops.config import ECS_SERVICES
+from devops.environment import Change, plan_changes, refuse_always_on_destroy
+from devops.errors import DevopsError
+from devops.sandbox import SAMPLE_DATA
+from tests import dbtools
+from tests.test_environment import ACTIVE_OUTPUTS
+from tests.test_sync import assert_no_secret, inv, s3_state
+
+
+
+@pytest.fixture
+def neon_data(neon, rds):
+    """Neon holds the rich dataset; RDS is left as it is (Neon is the first source here). Afterwards both are
+    put back as the sandbox made them, for the tests that follow."""
+    dbtools.reset(neon)
+    dbtools.execute(neon, dbtools.RICH_DATA)
+    yield
+    dbtools.reset(neon)
+    dbtools.execute(neon, SAMPLE_DATA.read_text())
+    dbtools.reset(rds)
+
+
+def world(sandbox, settings, neon, rds) -> dict:
+    """Everything an operation could change: both databases, every S3 object (dumps and Terraform state)."""
+    state_bucket = sandbox.load_state()["terraform"]["state_bucket"]
+    return {"neon": dbtools.snapshot(neon), "rds": dbtools.snapshot(rds),
+            "dumps": s3_state(sandbox, settings.bucket_name), "state": s3_state(sandbox, state_bucket)}
+
+
+def _wrong_password(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:not-the-password@{parts.hostname}:{parts.port}"))
+
+
+def errors(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("[ERROR]")]
+
+
+def steps(result) -> dict[str, str]:
+    """The closing summary's rows: step -> status."""
+    rows = re.findall(r"^  (\S+(?: \(plan\))?)\s+(ok|failed|skipped|not run)\b", result.stdout, re.MULTILINE)
+    return dict(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan, as pure logic
+
+
+def test_plan_changes_reads_the_saved_plan_and_refuses_always_on_destroys():
+    plan = {"resource_changes": [
+        {"address": "aws_ecs_service.this[\"backend\"]", "type": "aws_ecs_service", "mode": "managed",
+         "change": {"actions": ["create"]}},
+        {"address": "aws_s3_bucket.db_backups", "type": "aws_s3_bucket", "mode": "managed",
+         "change": {"actions": ["no-op"]}},
+        {"address": "data.aws_caller_identity.current", "type": "aws_caller_identity", "mode": "data",
+         "change": {"actions": ["read"]}},
+        {"address": "aws_db_instance.main", "type": "aws_db_instance", "mode": "managed",
+         "change": {"actions": ["delete", "create"]}},
+    ]}
+    changes = plan_changes(plan)
+    assert [(c.address, c.action) for c in changes] == [('aws_ecs_service.this["backend"]', "create"),
+                                                        ("aws_db_instance.main", "replace")]
+    with pytest.raises(DevopsError, match=r"destroy always-on resources \(aws_db_instance.main\)"):
+        refuse_always_on_destroy(changes)
+    refuse_always_on_destroy((Change("aws_lb.main[0]", "aws_lb", ("delete",)),))  # active resources may go
+
+
+# --------------------------------------------------------------------------------------------------
+# Pilot light: nothing changes unless confirmed and synced
+
+
+def test_activate_dry_run_changes_nothing(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds):
+    before = world(sandbox, sandbox_settings, neon, rds)
+    result = inv(sandbox_env, "activate", "--sync-data", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "ACTIVATION PLAN" in out and "pilot light -> active (full mode)" in out
+    assert re.search(r"aws_ecs_service\s+4", out) and re.search(r"aws_lb\s+1", out)  # from the plan itself
+    assert "Data sync: Neon -> RDS before Terraform (sync.neon-to-rds, dry run)" in out
+    assert "SYNC PLAN" in out and "Dry run complete" in out  # the sync ran as a pre-task, as a dry run
+    assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "ok", "activate": "ok"}  # no validate
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+
+def test_without_a_terminal_activate_refuses_unless_yes(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds):
+    before = world(sandbox, sandbox_settings, neon, rds)
+    result = inv(sandbox_env, "activate", "--sync-data")
+    assert result.returncode == 1
+    assert errors(result) == ["[ERROR] refusing to activate without confirmation: no terminal to ask on; pass --yes"]
+    assert steps(result) == {"activate (plan)": "failed", "sync.neon-to-rds": "not run", "activate": "not run",
+                             "validate": "not run"}
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+
+def test_a_failed_sync_stops_activate_before_terraform(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds):
+    before = world(sandbox, sandbox_settings, neon, rds)
+    result = inv({**sandbox_env, "NEON_DATABASE_URL": _wrong_password(neon)}, "activate", "--sync-data", "--yes")
+    assert result.returncode == 1
+    assert len(errors(result)) == 1 and "password authentication failed" in errors(result)[0]
+    assert "Traceback" not in result.stderr and "not-the-password" not in result.stdout + result.stderr
+    assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "failed", "activate": "not run",
+                             "validate": "not run"}
+    assert world(sandbox, sandbox_settings, neon, rds) == before  # Terraform state untouched
+
+
+# --------------------------------------------------------------------------------------------------
+# The full cycle
+
+
+@pytest.fixture
+def back_to_pilot_light(sandbox):
+    yield
+    terraform = sandbox.terraform()
+    if terraform.outputs().get("dev_activated"):
+        terraform.apply(variables={"dev_activated": False})
+
+
+def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds,
+                                                back_to_pilot_light):
+    terraform = sandbox.terraform()
+    pilot_light = set(terraform.run("state", "list").stdout.split())
+
+    result = inv(sandbox_env, "activate", "--sync-data", "--yes", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)  # Neon's data is in RDS
+    active = terraform.outputs()
+    assert active["dev_activated"] is True and all(active[name] for name in ACTIVE_OUTPUTS)
+    _assert_active_resources(sandbox, sandbox_settings, active)
+    added = set(terraform.run("state", "list").stdout.split()) - pilot_light
+    assert pilot_light <= set(terraform.run("state", "list").stdout.split())
+    assert added and all("[" in address for address in added), added  # only counted/for_each'd resources
+    assert "Dev environment is healthy and fully activated" in result.stdout  # the validate post-task
+    assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "ok", "activate": "ok", "validate": "ok"}
+    assert re.search(r"^  total\s+\d+\.\d$", result.stdout, re.MULTILINE)
+    assert_no_secret(result, sandbox_env)
+
+    # A second activate is a no-op: nothing synced, nothing applied.
+    before = world(sandbox, sandbox_settings, neon, rds)
+    again = inv(sandbox_env, "activate", "--sync-data", "--yes")
+    assert again.returncode == 0 and "already active (full mode): nothing to change" in again.stdout
+    assert steps(again) == {"activate (plan)": "ok", "sync.neon-to-rds": "skipped", "activate": "skipped",
+                            "validate": "skipped"}
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+    # Work happens in RDS while dev is active.
+    dbtools.execute(rds, "UPDATE app.customers SET name = 'changed while active' WHERE id = 1;"
+                         "INSERT INTO app.orders (customer_id, total) VALUES (2, 4242);")
+
+    # A dry run of the way back changes nothing either.
+    before = world(sandbox, sandbox_settings, neon, rds)
+    dry = inv(sandbox_env, "deactivate", "--sync-data", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "DEACTIVATION PLAN" in dry.stdout and re.search(r"Resources to be DESTROYED:", dry.stdout)
+    assert "Data sync: RDS -> Neon before Terraform (sync.rds-to-neon, dry run)" in dry.stdout
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+    # The data cannot be saved to Neon: the active environment is not destroyed.
+    failed = inv({**sandbox_env, "NEON_DATABASE_URL": _wrong_password(neon)}, "deactivate", "--sync-data", "--yes")
+    assert failed.returncode == 1 and len(errors(failed)) == 1
+    assert steps(failed)["deactivate"] == "not run"
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+
+    result = inv(sandbox_env, "deactivate", "--sync-data", "--yes", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed while active"
+    assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
+    assert set(terraform.run("state", "list").stdout.split()) == pilot_light  # always-on intact, active gone
+    back = terraform.outputs()
+    assert back["dev_activated"] is False and all(back.get(name) is None for name in ACTIVE_OUTPUTS)
+    assert not sandbox.client("elbv2").describe_load_balancers()["LoadBalancers"]
+    assert sandbox.client("rds").describe_db_instances()["DBInstances"][0]["DBInstanceStatus"] == "available"
+    assert "Dev Pilot Light components are healthy" in result.stdout  # the validate post-task, in pilot light
+    assert steps(result) == {"deactivate (plan)": "ok", "sync.rds-to-neon": "ok", "deactivate": "ok", "validate": "ok"}
+
+
+def _assert_active_resources(sandbox, settings, outputs):
+    ecs = sandbox.client("ecs")
+    cluster = ecs.describe_clusters(clusters=[outputs["ecs_cluster_name"]])["clusters"][0]
+    assert cluster["status"] == "ACTIVE"
+    service_names = [outputs[f"{name}_service_name"] for name in ECS_SERVICES]
+    services = ecs.describe_services(cluster=outputs["ecs_cluster_name"], services=service_names)["services"]
+    assert sorted(s["serviceName"] for s in services) == sorted(service_names)
+    assert all(s["launchType"] == "FARGATE" and s["desiredCount"] >= 1 for s in services)
+
+    elbv2 = sandbox.client("elbv2")
+    albs = elbv2.describe_load_balancers()["LoadBalancers"]
+    assert [alb["DNSName"] for alb in albs] == [outputs["alb_dns_name"]]
+    groups = elbv2.describe_target_groups(LoadBalancerArn=albs[0]["LoadBalancerArn"])["TargetGroups"]
+    assert groups and all(group["HealthCheckPath"] == "/api/health" for group in groups)
+    listeners = elbv2.describe_listeners(LoadBalancerArn=albs[0]["LoadBalancerArn"])["Listeners"]
+    assert [(l["Port"], l["Protocol"]) for l in listeners] == [(80, "HTTP")]  # no certificate given
+
+    distribution = sandbox.client("cloudfront").get_distribution(Id=outputs["cloudfront_distribution_id"])
+    origins = distribution["Distribution"]["DistributionConfig"]["Origins"]["Items"]
+    assert origins[0]["DomainName"] == outputs["alb_dns_name"]
+
+    discovery = sandbox.client("servicediscovery")
+    namespaces = discovery.list_namespaces()["Namespaces"]
+    assert [ns["Name"] for ns in namespaces] == [settings.service_discovery_namespace]
+    registered = {s["Name"] for s in discovery.list_services()["Services"]}
+    assert registered == set(ECS_SERVICES)
