@@ -173,6 +173,16 @@ def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_se
     assert steps(failed)["deactivate"] == "not run"
     assert world(sandbox, sandbox_settings, neon, rds) == before
 
+    # Someone wrote to Neon while dev was active: the divergence guard stops the sync, and so the deactivation.
+    dbtools.execute(neon, "UPDATE public.settings SET value = '\"light\"' WHERE key = 'theme'")
+    before = world(sandbox, sandbox_settings, neon, rds)
+    refused = inv(sandbox_env, "deactivate", "--sync-data", "--yes")
+    assert refused.returncode == 1 and len(errors(refused)) == 1, refused.stderr
+    assert errors(refused)[0].startswith("[ERROR] refused: Neon was written to") and "public.settings" in errors(refused)[0]
+    assert steps(refused)["deactivate"] == "not run"
+    assert world(sandbox, sandbox_settings, neon, rds) == before
+    dbtools.execute(neon, "UPDATE public.settings SET value = '\"dark\"' WHERE key = 'theme'")  # as recorded again
+
     result = inv(sandbox_env, "deactivate", "--sync-data", "--yes", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed while active"
