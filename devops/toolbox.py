@@ -89,7 +89,10 @@ def rerun_in_toolbox_if_needed(config: Any, task_names: list[str], argv: list[st
     it should run here (inside the image, a toolbox.* task, or devops.toolbox = host)."""
     if inside() or any(name in HOST_TASKS for name in task_names) or mode(config) == "host":
         return None
-    return run(["inv", *argv], target_for(task_names))
+    target = target_for(task_names)
+    print(f"[INFO] running in the toolbox image ({target}); INVOKE_DEVOPS_TOOLBOX=host keeps tasks on this host",
+          file=sys.stderr, flush=True)
+    return run(["inv", *argv], target)
 
 
 class ToolboxExecutor(Executor):
@@ -97,6 +100,9 @@ class ToolboxExecutor(Executor):
 
     def execute(self, *tasks: Any) -> Any:
         names = [call.called_as or call.task.name for call in self.normalize(tasks)]
+        # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key).
+        self.config.load_collection(self.collection.configuration())
+        self.config.load_shell_env()
         try:
             code = rerun_in_toolbox_if_needed(self.config, names, sys.argv[1:])
         except DevopsError as exc:
@@ -310,3 +316,16 @@ def run_shell(dev: bool) -> int:
     if inside():
         os.execvp("bash", ["bash"])
     return run(["bash"], "dev" if dev else "toolbox")
+
+
+def run_tests(pytest_args: str = "") -> int:
+    """pytest over the whole suite, here (the dev image, or a host run with devops.toolbox = host)."""
+    import shlex
+    import subprocess
+
+    code = subprocess.run([sys.executable, "-m", "pytest", *shlex.split(pytest_args)], cwd=REPO_ROOT).returncode
+    if code == 5:
+        # pytest's "no tests collected": this suite always has tests, so that is a failure.
+        print("[ERROR] pytest collected no tests", file=sys.stderr)
+        return 1
+    return code
