@@ -51,6 +51,8 @@ HOME = "/home/toolbox"
 PLUGIN_VOLUME = "devops-toolbox-terraform"
 PLUGIN_DIR = "/var/cache/devops-toolbox"
 DOCKER_SOCKET = "/var/run/docker.sock"
+# The image's entrypoint script (caller's passwd entry, provider mirror); docker exec does not run it.
+ENTRYPOINT = "/usr/local/bin/toolbox-entrypoint"
 
 
 class ToolboxError(DevopsError):
@@ -92,7 +94,8 @@ def rerun_in_toolbox_if_needed(config: Any, task_names: list[str], argv: list[st
     target = target_for(task_names)
     print(f"[INFO] running in the toolbox image ({target}); INVOKE_DEVOPS_TOOLBOX=host keeps tasks on this host",
           file=sys.stderr, flush=True)
-    return run(["inv", *argv], target)
+    sandbox_task = next((name for name in task_names if name.startswith("sandbox.")), "")
+    return run(["inv", *argv], target, task=sandbox_task)
 
 
 class ToolboxExecutor(Executor):
@@ -211,38 +214,87 @@ def container_options(target: str, environ: Mapping[str, str] | None = None) -> 
             "environment": env, "volumes": volumes, "group_add": group_add}
 
 
-def run(command: list[str], target: str = "toolbox", tty: bool | None = None) -> int:
-    """Run ``command`` in a fresh container of the target image; its exit code.
+def run(command: list[str], target: str = "toolbox", tty: bool | None = None, task: str = "") -> int:
+    """Run ``command`` in a fresh container of the target image (a sandbox task: in the sandbox's
+    container, see sandbox_container); its exit code.
 
     A TTY only when stdin and stdout are terminals; Ctrl-C reaches the task (through the TTY, or as
-    SIGINT sent to the container; a second one kills it)."""
+    SIGINT sent to it; a second one kills it)."""
     engine = client()
     tag = ensure_image(target, engine)
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
-    options = container_options(target)
-    container = engine.api.create_container(
-        tag, command=command, tty=tty, stdin_open=tty, user=options["user"], working_dir=options["working_dir"],
-        environment=options["environment"],
-        volumes=[v["bind"] for v in options["volumes"].values()],
-        host_config=engine.api.create_host_config(
-            binds={src: spec for src, spec in options["volumes"].items()}, network_mode=options["network_mode"],
-            group_add=options["group_add"] or None),
-    )["Id"]
+    if task.startswith("sandbox."):
+        code = _run_in_sandbox_container(engine, tag, command, tty, task)
+        if code is not None:
+            return code
+    container = _create(engine, tag, command, tty, target)
     try:
         sock = engine.api.attach_socket(container, params={"stdin": int(tty), "stdout": 1, "stderr": 1,
                                                            "stream": 1})
         engine.api.start(container)
         if tty:
-            _pump_tty(engine, container, sock)
+            _pump_tty(sock, lambda h, w: engine.api.resize(container, height=h, width=w))
         else:
-            _pump_plain(engine, container, sock)
+            _pump_plain(sock, lambda first: engine.api.kill(container, signal="SIGINT" if first else "SIGKILL"))
         return int(engine.api.wait(container)["StatusCode"])
     finally:
         with contextlib.suppress(Exception):
             engine.api.remove_container(container, force=True)
 
 
-def _pump_plain(engine: Any, container: str, sock: Any) -> None:
+def _create(engine: Any, tag: str, command: list[str], tty: bool, target: str, name: str | None = None) -> str:
+    options = container_options(target)
+    return engine.api.create_container(
+        tag, command=command, tty=tty, stdin_open=tty, user=options["user"], working_dir=options["working_dir"],
+        environment=options["environment"], name=name,
+        volumes=[v["bind"] for v in options["volumes"].values()],
+        host_config=engine.api.create_host_config(
+            binds=options["volumes"], network_mode=options["network_mode"], group_add=options["group_add"] or None),
+    )["Id"]
+
+
+def sandbox_container() -> str:
+    """The long-lived container the sandbox's servers run in (one per checkout; toolbox/inv names it so too).
+
+    The servers must outlive the command that starts them: sandbox.* tasks are exec'd into this container,
+    other tasks (on the host's network) reach the servers on 127.0.0.1, and sandbox.down removes it."""
+    return "devops-sandbox-" + hashlib.sha256(f"{REPO_ROOT}\n".encode()).hexdigest()[:12]
+
+
+def _run_in_sandbox_container(engine: Any, tag: str, command: list[str], tty: bool, task: str) -> int | None:
+    """Exec the task in the sandbox's container (started by sandbox.up); None when there is none to use."""
+    name = sandbox_container()
+    try:
+        running = engine.api.inspect_container(name)["State"]["Running"]
+    except Exception:
+        running = None
+    if not running and task == "sandbox.up":
+        if running is not None:
+            engine.api.remove_container(name, force=True)
+        engine.api.start(_create(engine, tag, ["sleep", "infinity"], False, "dev", name=name))
+        running = True
+    if not running:
+        return None
+    options = container_options("dev")
+    exec_id = engine.api.exec_create(name, [ENTRYPOINT, *command], stdin=tty, tty=tty, environment=options["environment"],
+                                     workdir=str(REPO_ROOT), user=options["user"])["Id"]
+    sock = engine.api.exec_start(exec_id, tty=tty, socket=True)
+
+    def kill(first: bool) -> None:
+        os.kill(engine.api.exec_inspect(exec_id)["Pid"], signal.SIGINT if first else signal.SIGKILL)
+
+    if tty:
+        _pump_tty(sock, lambda h, w: engine.api.exec_resize(exec_id, height=h, width=w))
+    else:
+        _pump_plain(sock, kill)
+    code = int(engine.api.exec_inspect(exec_id)["ExitCode"] or 0)
+    # After sandbox.down, or a sandbox.up that failed (it stopped what it started), nothing runs there.
+    if task == "sandbox.down" or (task == "sandbox.up" and code != 0):
+        engine.api.remove_container(name, force=True)
+    return code
+
+
+def _pump_plain(sock: Any, kill: Any) -> None:
     from docker.utils.socket import frames_iter
 
     streams = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
@@ -255,13 +307,13 @@ def _pump_plain(engine: Any, container: str, sock: Any) -> None:
                 target.flush()
             return
         except KeyboardInterrupt:
-            # The task gets the interrupt as it would in a terminal; a second Ctrl-C stops the container.
+            # The task gets the interrupt as it would in a terminal; a second Ctrl-C kills it.
             interrupts += 1
             with contextlib.suppress(Exception):
-                engine.api.kill(container, signal="SIGINT" if interrupts == 1 else "SIGKILL")
+                kill(interrupts == 1)
 
 
-def _pump_tty(engine: Any, container: str, sock: Any) -> None:
+def _pump_tty(sock: Any, resize_to: Any) -> None:
     """Shuttle bytes between this terminal (in raw mode: Ctrl-C goes to the container's TTY) and the TTY."""
     import termios
     import tty as ttymod
@@ -273,7 +325,7 @@ def _pump_tty(engine: Any, container: str, sock: Any) -> None:
     def resize(*_: Any) -> None:
         with contextlib.suppress(Exception):
             size = os.get_terminal_size(stdout)
-            engine.api.resize(container, height=size.lines, width=size.columns)
+            resize_to(size.lines, size.columns)
 
     previous = signal.signal(signal.SIGWINCH, resize)
     try:

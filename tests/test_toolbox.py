@@ -9,8 +9,10 @@ the repository (.toolbox-tmp) for the same reason: /tmp of the dev container is 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +27,7 @@ import pytest
 from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
+from devops.terraform import PROVIDER_MIRRORS
 from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
@@ -56,7 +59,13 @@ def _bin_dir(path: Path, docker: str | None) -> str:
 
 def _shim_env(bin_dir: str, **extra: str) -> dict[str, str]:
     keep = ("HOME", "DOCKER_HOST", "TF_PROVIDER_MIRROR")
-    return {**{k: v for k, v in os.environ.items() if k in keep}, "PATH": bin_dir, **extra}
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    # The machine's provider mirror, for the sandbox's Terraform in the container (toolbox/entrypoint).
+    mirror = next((m for m in (env.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS)
+                   if m and Path(m, "registry.terraform.io").is_dir()), None)
+    if mirror:
+        env["TF_PROVIDER_MIRROR"] = mirror
+    return {**env, "PATH": bin_dir, **extra}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,11 +203,17 @@ def test_shim_passes_the_exit_code_through(docker_only_path):
     assert unknown.returncode == 1 and "no-such-task" in unknown.stderr
 
 
-def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, scratch):
-    # A copy of the repository owned by an unprivileged caller, who may use the engine (the docker group).
+def _copy_repo(scratch: Path) -> Path:
+    """A checkout of its own: its own sandbox folder and sandbox container, nothing shared with this one."""
     repo = scratch / "repo"
     shutil.copytree(REPO_ROOT, repo, ignore=shutil.ignore_patterns(".git", ".venv", ".sandbox", ".toolbox-tmp",
                                                                   "__pycache__", ".pytest_cache"))
+    return repo
+
+
+def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, scratch):
+    # A copy of the repository owned by an unprivileged caller, who may use the engine (the docker group).
+    repo = _copy_repo(scratch)
     uid = gid = 4321
     for path in [repo, *repo.rglob("*")]:
         os.lchown(path, uid, gid)
@@ -249,6 +264,73 @@ def test_host_inv_reruns_the_task_in_the_toolbox(engine, scratch):
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert "running in the toolbox image" not in native.stderr
     assert native.returncode == 1 and '"up": false' in native.stdout
+
+
+def _exports(text: str) -> dict[str, str | None]:
+    """`inv sandbox.env`'s lines as a dict (None: unset)."""
+    values: dict[str, str | None] = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            values[name] = value
+        elif words[0] == "unset":
+            values[words[1]] = None
+    return values
+
+
+def _sandbox_container(repo: Path) -> str:
+    """The name toolbox/inv and devops.toolbox.sandbox_container give a checkout's sandbox container."""
+    return "devops-sandbox-" + hashlib.sha256(f"{repo}\n".encode()).hexdigest()[:12]
+
+
+def test_sandbox_container_name_matches_the_shim():
+    assert toolbox.sandbox_container() == _sandbox_container(REPO_ROOT)
+
+
+def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_only_path, scratch):
+    """sandbox.up leaves its servers in the checkout's sandbox container; later commands, each in a fresh
+    container, find them: the Docker-only user's workflow, through the shim."""
+    repo = _copy_repo(scratch)
+    shim = ["sh", str(repo / "toolbox" / "inv")]
+    env = _shim_env(docker_only_path)
+    keeper = _sandbox_container(repo)
+
+    def inv(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
+        run_env = {**env, **{k: v for k, v in (extra or {}).items() if v is not None}}
+        return subprocess.run([*shim, *args], env=run_env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=600)
+
+    try:
+        up = inv("sandbox.up")
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        assert subprocess.run([engine, "inspect", "--format", "{{.State.Running}}", keeper], capture_output=True,
+                              text=True).stdout.strip() == "true"
+        assert inv("sandbox.status").returncode == 0
+        exported = inv("sandbox.env")
+        assert exported.returncode == 0, exported.stderr
+        validate = inv("validate", extra=_exports(exported.stdout))
+        assert validate.returncode == 0, validate.stdout[-2000:] + validate.stderr[-2000:]
+        assert "[PASS]" in validate.stdout and "pilot light" in validate.stdout.lower()
+    finally:
+        down = inv("sandbox.down")
+    assert down.returncode == 0, down.stderr
+    assert subprocess.run([engine, "inspect", keeper], capture_output=True).returncode != 0
+    assert not (repo / ".sandbox").exists()
+
+
+def test_a_failed_sandbox_up_leaves_no_sandbox_container(engine, scratch):
+    """Through the docker SDK (the host's inv): sandbox.up in the checkout's sandbox container; it fails (no
+    PostgreSQL where the setting points), exits 1, and the container goes with it."""
+    repo = _copy_repo(scratch)
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    env["INVOKE_DEVOPS_SANDBOX_PG_BIN"] = "/nonexistent/bin"
+    result = subprocess.run([sys.executable, "-m", "invoke", "sandbox.up"], cwd=repo, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "no initdb in /nonexistent/bin" in result.stdout + result.stderr
+    keeper = _sandbox_container(repo)
+    assert subprocess.run([engine, "inspect", keeper], capture_output=True).returncode != 0
 
 
 # --------------------------------------------------------------------------------------------------
