@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ class Demo:
         self.step_number += 1
         self.console.line()
         self.console.line(f"== {self.step_number}/{self.steps}  {title}")
-        self.console.line(f"   {why}")
+        for line in textwrap.wrap(why, 96):
+            self.console.line(f"   {line}")
         self.console.line()
 
     def inv(self, *args: str) -> None:
@@ -84,6 +86,7 @@ class Demo:
             self._story(started_here)
         finally:
             if started_here:
+                self.step_number = self.steps - 1  # the last step, even when the story stopped early
                 self.step("Tear the sandbox down", "Everything the demo started stops, and its folder goes.")
                 self.sandbox.down()
             else:
