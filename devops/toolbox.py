@@ -329,7 +329,7 @@ def _pump_tty(sock: Any, resize_to: Any) -> None:
 
     previous = signal.signal(signal.SIGWINCH, resize)
     try:
-        ttymod.setraw(stdin)
+        ttymod.setraw(stdin, termios.TCSANOW)  # keeps what was typed ahead
         resize()
         while True:
             readable, _, _ = select.select([raw, stdin], [], [])

@@ -430,3 +430,16 @@ def test_terraform_in_the_image_matches_the_machine(engine):
     out = subprocess.run([engine, "run", "--rm", toolbox.image_tag("toolbox"), "terraform", "version"],
                          capture_output=True, text=True).stdout
     assert out.startswith(f"Terraform v{pinned}")
+
+
+@pytest.mark.parametrize("how", ["shim", "sdk"])
+def test_a_terminal_gets_a_tty_and_the_exit_code(engine, how):
+    """Under a terminal (script(1) gives one) the task gets a TTY, through the shim and the host's inv alike."""
+    command = f"sh {SHIM} toolbox.shell" if how == "shim" else f"{sys.executable} -m invoke toolbox.shell"
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    typed = "sleep 2; echo in-$DEVOPS_TOOLBOX; tty; exit 4\n"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=REPO_ROOT, env=env, input=typed,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "in-toolbox" in result.stdout
+    assert re.search(r"^/dev/pts/\d+\r?$", result.stdout, re.M), result.stdout
