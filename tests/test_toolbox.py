@@ -160,6 +160,17 @@ def test_shim_with_no_docker_engine_says_so_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_host_inv_with_no_docker_engine_says_so_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
+    result = subprocess.run([sys.executable, "-m", "invoke", "validate"], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("[INFO]")]
+    assert len(lines) == 1 and lines[0].startswith("[ERROR] no Docker engine reachable"), result.stderr
+    assert "INVOKE_DEVOPS_TOOLBOX=host" in lines[0]
+
+
 # --------------------------------------------------------------------------------------------------
 # Against the real engine
 
