@@ -98,21 +98,27 @@ def rerun_in_toolbox_if_needed(config: Any, task_names: list[str], argv: list[st
     return run(["inv", *argv], target, task=sandbox_task)
 
 
+def reenter(executor: Executor, tasks: tuple[Any, ...]) -> None:
+    """The hook at the start of an Executor's execute(): when this invocation belongs in the toolbox, run
+    it there and exit with its code (Invoke's Exit); otherwise return and let the tasks run here."""
+    names = [call.called_as or call.task.name for call in executor.normalize(tasks)]
+    # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key).
+    executor.config.load_collection(executor.collection.configuration())
+    executor.config.load_shell_env()
+    try:
+        code = rerun_in_toolbox_if_needed(executor.config, names, sys.argv[1:])
+    except DevopsError as exc:
+        print(f"[ERROR] {mask(exc)}", file=sys.stderr)
+        raise Exit(code=exc.exit_code) from None
+    if code is not None:
+        raise Exit(code=code)
+
+
 class ToolboxExecutor(Executor):
-    """Invoke's Executor, with the toolbox hook before any task runs (registered in invoke.yaml)."""
+    """Invoke's Executor with the toolbox hook before any task runs (registered in invoke.yaml)."""
 
     def execute(self, *tasks: Any) -> Any:
-        names = [call.called_as or call.task.name for call in self.normalize(tasks)]
-        # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key).
-        self.config.load_collection(self.collection.configuration())
-        self.config.load_shell_env()
-        try:
-            code = rerun_in_toolbox_if_needed(self.config, names, sys.argv[1:])
-        except DevopsError as exc:
-            print(f"[ERROR] {mask(exc)}", file=sys.stderr)
-            raise Exit(code=exc.exit_code) from None
-        if code is not None:
-            raise Exit(code=code)
+        reenter(self, tasks)
         return super().execute(*tasks)
 
 
