@@ -111,7 +111,8 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     fake.chmod(0o755)
     log = tmp_path / "calls.log"
     secret = "s3cr3t-pw"
-    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log),
+    (tmp_path / "home" / ".aws").mkdir(parents=True)
+    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log), HOME=str(tmp_path / "home"),
                     NEON_DATABASE_URL=f"postgresql://owner:{secret}@example/db", AWS_PROFILE="dev",
                     AWS_CA_BUNDLE="/host/only.pem", INVOKE_DEVOPS_PROJECT_NAME="acme")
     result = subprocess.run(["sh", str(SHIM), "sync.neon-to-rds", "--dry-run"], env=env, stdin=subprocess.DEVNULL,
@@ -128,6 +129,7 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     assert f"--user {os.getuid()}:{os.getgid()}" in run_line
     assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in run_line
     assert "--network host" in run_line
+    assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in run_line
     assert " -t " not in f" {run_line} "  # stdin is not a terminal: no TTY
 
 
