@@ -2,11 +2,13 @@
 
 - Inside the image, DEVOPS_TOOLBOX is set (to its target, "toolbox" or "dev"): tasks run where they are.
 - On a host with Python, ``inv TASK`` re-runs the same command line inside the image through the docker
-  SDK (ToolboxExecutor below, after Invoke has parsed it, so ``inv --list``/``--help`` stay native and
-  fast), unless the ``devops.toolbox`` setting is ``host`` (INVOKE_DEVOPS_TOOLBOX=host): the switch the
-  host-native test run sets.
-- toolbox/inv does the same from a host with only Docker; it computes the same tag (content_hash) and
-  passes the same mounts and environment (keep the two in step).
+  SDK (``reenter``, called at the start of the project's Executor.execute(): after Invoke has parsed the
+  command line, so ``inv --list``/``--help`` stay native and fast), unless the ``devops.toolbox`` setting
+  is ``host`` (INVOKE_DEVOPS_TOOLBOX=host): the switch the host-native test run sets.
+- toolbox/inv does the same from a host with only Docker; it computes the same tag (content_hash), the
+  same sandbox container name, and passes the same mounts and environment (keep the two in step).
+- sandbox.* tasks run in a long-lived container per checkout, so that the sandbox's servers outlive the
+  command that started them (sandbox_container).
 
 The image is tagged by a hash of the files it is built from, so it is rebuilt exactly when the Dockerfile,
 the requirements or the extra CA certificates change.
