@@ -7,8 +7,10 @@
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
+from devops import demo as demo_engine
 from devops import environment
 from devops import sandbox as sandbox_engine
+from devops import toolbox as toolbox_engine
 from devops.sync import engine as sync_engine
 from devops.validate import runner as validate_engine
 from devops.cli import OperationTask, handled, stderr_console
@@ -161,6 +163,38 @@ def deactivate(c, sync_data=False, dry_run=False, yes=False):
     environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
 
 
+@task(help={"dev": "Also build the dev image (the sandbox's servers, the emulator, the tests)."})
+@handled
+def toolbox_build(c, dev=False):
+    """Build the toolbox image now (tasks build it themselves when it is missing or out of date)."""
+    toolbox_engine.run_build(dev)
+
+
+@task(help={"dev": "A shell in the dev image (PostgreSQL server, moto, pytest) instead of the runtime one."})
+@handled
+def toolbox_shell(c, dev=False):
+    """An interactive shell inside the toolbox image, with the repository mounted."""
+    code = toolbox_engine.run_shell(dev)
+    if code:
+        raise Exit(code=code)
+
+
+@task
+@handled
+def demo(c):
+    """The whole story on the sandbox: activate, validate, an edit in RDS, deactivate, the edit in Neon."""
+    demo_engine.run_demo(Settings.from_context(c), Console())
+
+
+@task(help={"pytest-args": "Arguments for pytest, in one string (e.g. \"-k sync -x\")."})
+@handled
+def test(c, pytest_args=""):
+    """Run the whole test suite (in the dev image, as `./toolbox/inv test`)."""
+    code = toolbox_engine.run_tests(pytest_args)
+    if code:
+        raise Exit(code=code)
+
+
 sync = Collection("sync")
 sync.add_task(neon_to_rds)
 sync.add_task(rds_to_neon)
@@ -173,5 +207,9 @@ sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
-ns = Collection(sandbox, sync, activate, deactivate, validate)
+toolbox = Collection("toolbox")
+toolbox.add_task(toolbox_build, "build")
+toolbox.add_task(toolbox_shell, "shell")
+
+ns = Collection(sandbox, sync, toolbox, activate, deactivate, validate, demo, test)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

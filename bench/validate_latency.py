@@ -48,6 +48,7 @@ def environment(sandbox: Sandbox, settings: Settings) -> dict[str, str]:
     env = sandbox.environment()
     env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(settings.sandbox_dir)
     env["NO_COLOR"] = "1"
+    env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the host-native task, against the host's sandbox
     return env
 
 

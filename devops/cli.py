@@ -12,6 +12,7 @@ from typing import Any, Callable
 from invoke import Call, Executor, Task
 from invoke.exceptions import Exit
 
+from devops import toolbox
 from devops.console import Console, mask
 from devops.environment import Operation, Planned
 from devops.errors import DevopsError
@@ -106,6 +107,7 @@ class OperationExecutor(Executor):
         self.done: list[Call] = []  # operations whose plan step found nothing to do
 
     def execute(self, *tasks: Any) -> dict[Task, Any]:
+        toolbox.reenter(self, tasks)  # on a host, the whole invocation re-runs in the toolbox image
         return self.run_calls(self.plan_calls(*tasks))
 
     def plan_calls(self, *tasks: Any) -> list[Call]:

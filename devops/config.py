@@ -34,6 +34,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_pg_bin": "",
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
     "dump_compression": "auto",
+    # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
+    # (devops/toolbox.py); "host" keeps it here (the host-native test run sets INVOKE_DEVOPS_TOOLBOX=host).
+    "toolbox": "container",
 }
 DEFAULT_REGION = "us-east-1"
 ENVIRONMENT = "dev"

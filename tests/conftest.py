@@ -13,31 +13,14 @@ import pytest
 from devops.config import Settings
 from devops.console import Console
 from devops.sandbox import Sandbox
-
-# Where machines without internet access keep a filesystem mirror of Terraform providers.
-PROVIDER_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins")
+from devops.terraform import use_provider_mirror
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _use_provider_mirror()
-
-
-def _use_provider_mirror() -> None:
-    """Point Terraform at a local provider mirror for this test run, if the machine carries one.
-
-    Only tests (and CI) do this; the product's `terraform init` downloads providers as usual. An existing
-    CLI config named by TF_CLI_CONFIG_FILE is left alone.
-    """
-    current = os.environ.get("TF_CLI_CONFIG_FILE")
-    if current and Path(current).is_file():
-        return
-    candidates = [os.environ.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS]
-    mirror = next((path for path in candidates if path and Path(path, "registry.terraform.io").is_dir()), None)
-    if mirror is None:
-        return
-    config = Path(tempfile.mkdtemp(prefix="devops-tfcli-")) / "cli.tfrc"
-    config.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n}}\n')
-    os.environ["TF_CLI_CONFIG_FILE"] = str(config)
+    # The machine's provider mirror, if it carries one (devops.terraform.use_provider_mirror).
+    use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-tfcli-")))
+    # Tasks run as subprocesses stay on this host, in this environment (not in the toolbox image).
+    os.environ.setdefault("INVOKE_DEVOPS_TOOLBOX", "host")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -60,7 +60,9 @@ def collection(recorder):
     def deactivate(c, sync_data=False, dry_run=False, yes=False):
         recorder.record("deactivate", dry_run=dry_run)
 
-    return Collection(Collection("sync", neon_to_rds, rds_to_neon), activate, deactivate, validate)
+    collection = Collection(Collection("sync", neon_to_rds, rds_to_neon), activate, deactivate, validate)
+    collection.configure({"devops": {"toolbox": "host"}})  # run here, not re-run in the toolbox image
+    return collection
 
 
 def run(collection, *argv):

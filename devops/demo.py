@@ -1,0 +1,140 @@
+"""The demo: the whole story on the sandbox, the first thing a new user runs (`./toolbox/inv demo`).
+
+Each step is a real task run as its own `inv` process with the sandbox's environment, exactly as a user
+would type it after `eval "$(inv sandbox.env)"`. A sandbox that is already up is used and left up; one the
+demo starts, it also tears down, even when a step fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from devops.config import REPO_ROOT, Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.sandbox import Sandbox
+from devops.terraform import use_provider_mirror
+
+TABLES_SQL = """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+                AND c.relkind IN ('r', 'p') ORDER BY 1"""
+
+
+class DemoError(DevopsError):
+    pass
+
+
+class Demo:
+    def __init__(self, settings: Settings, console: Console):
+        self.settings = settings
+        self.console = console
+        self.sandbox = Sandbox(settings, console)
+        self.step_number = 0
+        self.steps = 8
+
+    def step(self, title: str, why: str) -> None:
+        self.step_number += 1
+        self.console.line()
+        self.console.line(f"== {self.step_number}/{self.steps}  {title}")
+        for line in textwrap.wrap(why, 96):
+            self.console.line(f"   {line}")
+        self.console.line()
+
+    def inv(self, *args: str) -> None:
+        """One task, as a user would run it in a shell pointed at the sandbox."""
+        env = self.sandbox.environment()
+        env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.settings.sandbox_dir)
+        env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the demo already runs where the tasks should
+        self.console.line(f"$ inv {' '.join(args)}")
+        started = time.monotonic()
+        code = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
+                              stdin=subprocess.DEVNULL).returncode
+        if code != 0:
+            raise DemoError(f"`inv {' '.join(args)}` failed with exit code {code} (its output is above)")
+        self.console.info(f"`inv {' '.join(args)}` done in {time.monotonic() - started:.0f}s")
+
+    def query(self, url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = psycopg2.connect(url, connect_timeout=10)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def row_counts(self, url: str) -> list[list[Any]]:
+        tables = [row[0] for row in self.query(url, TABLES_SQL)]
+        return [[table, self.query(url, f'SELECT count(*) FROM "{table}"')[0][0]] for table in tables]
+
+    def run(self) -> None:
+        self.console.banner("DEMO: the dev environment's pilot light, end to end",
+                            "Target: sandbox (local stand-ins: PostgreSQL for Neon and RDS, moto for AWS)",
+                            f"Sandbox folder: {self.settings.sandbox_dir}")
+        started_here = not self.sandbox.is_up()
+        self.steps = 8 if started_here else 7  # the last one tears down what the demo started
+        if use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-demo-tfcli-"))):
+            self.console.info("Terraform uses this machine's provider mirror (no registry access here)")
+        try:
+            self._story(started_here)
+        finally:
+            if started_here:
+                self.step_number = self.steps - 1  # the last step, even when the story stopped early
+                self.step("Tear the sandbox down", "Everything the demo started stops, and its folder goes.")
+                self.sandbox.down()
+            else:
+                self.console.info("The sandbox was up before the demo: left running (`inv sandbox.down` stops it)")
+
+    def _story(self, started_here: bool) -> None:
+        self.step("Start the sandbox",
+                  "Real PostgreSQL servers play Neon and RDS, a moto server plays AWS, and the real Terraform "
+                  "code is applied against it in pilot light (about a minute and a half).")
+        self.sandbox.up()
+        env = self.sandbox.env_values()
+        neon_url, rds_url = env["NEON_DATABASE_URL"], env["SANDBOX_RDS_URL"]
+
+        self.step("Sample data in the Neon stand-in",
+                  "While dev is off, the app's data lives in Neon. The sandbox loaded the sample data:")
+        self.console.table(self.row_counts(neon_url), headers=["table", "rows in Neon"])
+
+        self.step("Activate, bringing the data along",
+                  "Neon's data goes to RDS through S3 (with a safety copy of RDS first), then Terraform "
+                  "switches the environment to active: ECS services, ALB, CloudFront, service discovery.")
+        self.inv("activate", "--sync-data", "--yes")
+
+        self.step("Validate", "Every check of the active mode, in about a second.")
+        self.inv("validate")
+
+        title = f"Edited in RDS by the demo at {time.strftime('%H:%M:%S')}"
+        self.step("Change a row in RDS",
+                  "While dev is on, people work against RDS. One project's title changes there:")
+        slug = self.query(rds_url, "UPDATE projects SET title = %s WHERE id = (SELECT min(id) FROM projects) "
+                                   "RETURNING slug", (title,))[0][0]
+        self.console.info(f"RDS: projects[{slug}].title = {title!r}")
+        before = self.query(neon_url, "SELECT title FROM projects WHERE slug = %s", (slug,))[0][0]
+        self.console.info(f"Neon still has: {before!r}")
+
+        self.step("Deactivate, bringing the data back",
+                  "RDS's data goes back to Neon through S3 (with a safety copy of Neon first), then Terraform "
+                  "removes the active set: the environment idles in pilot light again.")
+        self.inv("deactivate", "--sync-data", "--yes")
+
+        self.step("The change arrived in Neon", "The row edited in RDS, read back from the Neon stand-in:")
+        after = self.query(neon_url, "SELECT title FROM projects WHERE slug = %s", (slug,))[0][0]
+        if after != title:
+            raise DemoError(f"Neon has {after!r} for {slug}, expected {title!r}: the change did not arrive")
+        self.console.passed(f"Neon: projects[{slug}].title = {after!r}")
+        self.console.table(self.row_counts(neon_url), headers=["table", "rows in Neon"])
+
+
+def run_demo(settings: Settings, console: Console) -> None:
+    Demo(settings, console).run()
+    console.line()
+    console.passed("Demo complete: activate, validate, deactivate, with the data round trip through S3")

@@ -1,0 +1,42 @@
+"""`inv demo`: the whole story, on the session's sandbox (already up, so the demo uses it and leaves it up).
+
+It runs late (marked `last`, before the sandbox's own shutdown): it switches the environment to active and
+back and replaces Neon's data with RDS's, as a user's demo does.
+"""
+
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+
+from devops.config import REPO_ROOT
+
+pytestmark = pytest.mark.last
+
+
+def _has_tasks(*names: str) -> bool:
+    listed = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO_ROOT, capture_output=True,
+                            text=True).stdout.split()
+    return all(name in listed for name in names)
+
+
+@pytest.mark.xfail(not _has_tasks("activate", "deactivate"), strict=True,
+                   reason="inv activate/deactivate come with the environment issue (not merged into this branch yet)")
+def test_demo_tells_the_story_and_the_edit_in_rds_reaches_neon(sandbox_env):
+    result = subprocess.run([sys.executable, "-m", "invoke", "demo"], cwd=REPO_ROOT, env=sandbox_env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for step in ("Start the sandbox", "Sample data in the Neon stand-in", "$ inv activate --sync-data --yes",
+                 "$ inv validate", "Change a row in RDS", "$ inv deactivate --sync-data --yes",
+                 "The change arrived in Neon", "Demo complete"):
+        assert step in out, step
+    assert "left running" in out  # it did not start this sandbox, so it does not stop it
+    conn = psycopg2.connect(sandbox_env["NEON_DATABASE_URL"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT title FROM projects ORDER BY id LIMIT 1")
+            assert cur.fetchone()[0].startswith("Edited in RDS by the demo")
+    finally:
+        conn.close()

@@ -1,0 +1,458 @@
+"""The toolbox: the sh shim (toolbox/inv), the host-side re-run through the docker SDK, and the reason the
+image exists (pg_dump 17 against a PostgreSQL 17 server, which an older host pg_dump refuses).
+
+Tests that need a Docker engine run wherever one is reachable. In the dev image (`./toolbox/inv test`, CI)
+the host's engine socket is mounted and the repository sits at its host path, so a container started from
+here mounts the same folders; there a missing engine is a failure, not a skip. Scratch folders live under
+the repository (.toolbox-tmp) for the same reason: /tmp of the dev container is not the host's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devops import toolbox
+from devops.config import REPO_ROOT
+from devops.errors import DevopsError
+from devops.terraform import PROVIDER_MIRRORS
+from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
+
+SHIM = REPO_ROOT / "toolbox" / "inv"
+SCRATCH = REPO_ROOT / ".toolbox-tmp"
+# What toolbox/inv runs with besides docker: a host with only Docker and core utilities.
+CORE_UTILITIES = ("sh", "dirname", "id", "sha256sum", "sort", "cut", "env", "grep", "stat", "tail", "cat",
+                  "sleep")
+
+
+@pytest.fixture
+def scratch():
+    SCRATCH.mkdir(exist_ok=True)
+    path = SCRATCH / uuid.uuid4().hex[:8]
+    path.mkdir()
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _bin_dir(path: Path, docker: str | None) -> str:
+    """A PATH holding only the core utilities (and docker when given): no python3."""
+    path.mkdir()
+    for name in CORE_UTILITIES:
+        os.symlink(shutil.which(name), path / name)
+    if docker:
+        os.symlink(docker, path / "docker")
+    return str(path)
+
+
+def _shim_env(bin_dir: str, **extra: str) -> dict[str, str]:
+    keep = ("HOME", "DOCKER_HOST", "TF_PROVIDER_MIRROR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    # The machine's provider mirror, for the sandbox's Terraform in the container (toolbox/entrypoint).
+    mirror = next((m for m in (env.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS)
+                   if m and Path(m, "registry.terraform.io").is_dir()), None)
+    if mirror:
+        env["TF_PROVIDER_MIRROR"] = mirror
+    return {**env, "PATH": bin_dir, **extra}
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure logic, and the shim against a stand-in docker that records what it is asked
+
+
+def test_target_for_picks_the_dev_image_for_the_sandbox_demo_and_tests():
+    assert toolbox.target_for(["validate"]) == "toolbox"
+    assert toolbox.target_for(["sync.neon-to-rds"]) == "toolbox"
+    assert toolbox.target_for(["sandbox.up"]) == "dev"
+    assert toolbox.target_for(["demo"]) == "dev"
+    assert toolbox.target_for(["test"]) == "dev"
+
+
+def test_passed_environment_by_prefix_without_host_paths():
+    env = {"AWS_PROFILE": "dev", "AWS_CA_BUNDLE": "/host/ca.pem", "INVOKE_DEVOPS_RDS_ADDRESS": "127.0.0.1:1",
+           "NEON_DATABASE_URL": "postgresql://u:p@h/db", "TF_DATA_DIR": "/x", "HOME": "/root", "PATH": "/bin"}
+    assert toolbox.passed_environment(env) == {
+        "AWS_PROFILE": "dev", "INVOKE_DEVOPS_RDS_ADDRESS": "127.0.0.1:1",
+        "NEON_DATABASE_URL": "postgresql://u:p@h/db", "TF_DATA_DIR": "/x"}
+
+
+def test_an_unknown_toolbox_mode_is_one_clear_error():
+    class Config:
+        devops = {"toolbox": "laptop"}
+
+    with pytest.raises(DevopsError, match="use container or host"):
+        toolbox.mode(Config())
+
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+    image) exit 0 ;;
+    run) exit 7 ;;
+esac
+"""
+
+
+def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
+    fake = tmp_path / "docker"
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    secret = "s3cr3t-pw"
+    (tmp_path / "home" / ".aws").mkdir(parents=True)
+    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log), HOME=str(tmp_path / "home"),
+                    NEON_DATABASE_URL=f"postgresql://owner:{secret}@example/db", AWS_PROFILE="dev",
+                    AWS_CA_BUNDLE="/host/only.pem", INVOKE_DEVOPS_PROJECT_NAME="acme")
+    result = subprocess.run(["sh", str(SHIM), "sync.neon-to-rds", "--dry-run"], env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True)
+    assert result.returncode == 7, result.stderr
+    run_line = [line for line in log.read_text().splitlines() if line.startswith("run ")][0]
+    assert secret not in log.read_text()
+    args = run_line.split()
+    tag = toolbox.image_tag("toolbox")
+    assert args[-3:] == [tag, "inv", "sync.neon-to-rds"] or args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
+    for name in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
+        assert f"-e {name} " in run_line
+    assert "AWS_CA_BUNDLE" not in run_line
+    assert f"--user {os.getuid()}:{os.getgid()}" in run_line
+    assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in run_line
+    assert "--network host" in run_line
+    assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in run_line
+    assert " -t " not in f" {run_line} "  # stdin is not a terminal: no TTY
+
+
+def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
+    fake = tmp_path / "docker"
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log))
+    subprocess.run(["sh", str(SHIM), "test"], env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    assert f"{toolbox.image_tag('dev')} inv test" in log.read_text()
+
+
+def test_shim_without_docker_says_so_in_one_line(tmp_path):
+    env = _shim_env(_bin_dir(tmp_path / "bin", None))
+    result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["[ERROR] docker not found on PATH: install Docker (the toolbox needs nothing else)"]
+
+
+def test_shim_with_no_docker_engine_says_so_in_one_line(tmp_path):
+    docker = shutil.which("docker")
+    if not docker:
+        pytest.skip("no docker CLI on this machine")
+    env = _shim_env(_bin_dir(tmp_path / "bin", docker), DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("[ERROR] no Docker engine reachable"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_host_inv_with_no_docker_engine_says_so_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
+    result = subprocess.run([sys.executable, "-m", "invoke", "validate"], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("[INFO]")]
+    assert len(lines) == 1 and lines[0].startswith("[ERROR] no Docker engine reachable"), result.stderr
+    assert "INVOKE_DEVOPS_TOOLBOX=host" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Against the real engine
+
+
+def _engine_reachable() -> bool:
+    docker = shutil.which("docker")
+    return bool(docker) and subprocess.run([docker, "version"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not _engine_reachable():
+        if toolbox.inside() == "dev":
+            pytest.fail("no Docker engine in the dev container: toolbox/inv mounts /var/run/docker.sock")
+        pytest.skip("no Docker engine reachable on this host")
+    # Both images, built once when missing (toolbox/inv builds them the same way).
+    for target in ("toolbox", "dev"):
+        toolbox.ensure_image(target)
+    return shutil.which("docker")
+
+
+@pytest.fixture
+def docker_only_path(engine, scratch):
+    return _bin_dir(scratch / "bin", engine)
+
+
+def test_shim_runs_with_only_docker_and_core_utilities(docker_only_path):
+    assert shutil.which("python3", path=docker_only_path) is None
+    result = subprocess.run(["sh", str(SHIM), "--version"], env=_shim_env(docker_only_path),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Invoke ")
+
+
+def test_shim_passes_the_exit_code_through(docker_only_path):
+    shell = subprocess.run(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
+                           input="exit 42\n", capture_output=True, text=True)
+    assert shell.returncode == 42, shell.stderr
+    unknown = subprocess.run(["sh", str(SHIM), "no-such-task"], env=_shim_env(docker_only_path),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert unknown.returncode == 1 and "no-such-task" in unknown.stderr
+
+
+def _copy_repo(scratch: Path) -> Path:
+    """A checkout of its own: its own sandbox folder and sandbox container, nothing shared with this one."""
+    repo = scratch / "repo"
+    shutil.copytree(REPO_ROOT, repo, ignore=shutil.ignore_patterns(".git", ".venv", ".sandbox", ".toolbox-tmp",
+                                                                  "__pycache__", ".pytest_cache"))
+    return repo
+
+
+def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, scratch):
+    # A copy of the repository owned by an unprivileged caller, who may use the engine (the docker group).
+    repo = _copy_repo(scratch)
+    uid = gid = 4321
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, uid, gid)
+    socket_gid = os.stat("/var/run/docker.sock").st_gid
+    as_caller = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}"] if os.getuid() == 0 \
+        else []
+    if os.getuid() != 0:
+        uid, gid = os.getuid(), os.getgid()
+    result = subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), "toolbox.shell"],
+                            env=_shim_env(docker_only_path, HOME=str(repo)),
+                            input="touch made-in-the-container && id -u\n", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(uid)
+    made = (repo / "made-in-the-container").stat()
+    assert (made.st_uid, made.st_gid) == (uid, gid)
+
+
+def test_ctrl_c_reaches_the_task(docker_only_path):
+    script = "trap 'echo interrupted; exit 130' INT\necho ready\nsleep 60 & wait\n"
+    process = subprocess.Popen(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        process.stdin.write(script)
+        process.stdin.close()
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the shim in a terminal
+        process.wait(timeout=30)
+        out, err = process.stdout.read(), process.stderr.read()
+    finally:
+        process.kill()
+    assert "interrupted" in out, err
+    assert process.returncode == 130
+
+
+def test_host_inv_reruns_the_task_in_the_toolbox(engine, scratch):
+    """`inv TASK` on a host with Python: the same command line, in the dev image, through the docker SDK."""
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(scratch / "sandbox")
+    result = subprocess.run([sys.executable, "-m", "invoke", "sandbox.status", "--json"], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert "[INFO] running in the toolbox image (dev)" in result.stderr
+    assert result.returncode == 1, result.stderr  # no sandbox there: status exits 1, through the container
+    assert '"up": false' in result.stdout and str(scratch / "sandbox") in result.stdout
+    # The documented switch keeps it on this host.
+    env["INVOKE_DEVOPS_TOOLBOX"] = "host"
+    native = subprocess.run([sys.executable, "-m", "invoke", "sandbox.status", "--json"], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert "running in the toolbox image" not in native.stderr
+    assert native.returncode == 1 and '"up": false' in native.stdout
+
+
+def _exports(text: str) -> dict[str, str | None]:
+    """`inv sandbox.env`'s lines as a dict (None: unset)."""
+    values: dict[str, str | None] = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            values[name] = value
+        elif words[0] == "unset":
+            values[words[1]] = None
+    return values
+
+
+def _sandbox_container(repo: Path) -> str:
+    """The name toolbox/inv and devops.toolbox.sandbox_container give a checkout's sandbox container."""
+    return "devops-sandbox-" + hashlib.sha256(f"{repo}\n".encode()).hexdigest()[:12]
+
+
+def test_sandbox_container_name_matches_the_shim():
+    assert toolbox.sandbox_container() == _sandbox_container(REPO_ROOT)
+
+
+def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_only_path, scratch):
+    """sandbox.up leaves its servers in the checkout's sandbox container; later commands, each in a fresh
+    container, find them: the Docker-only user's workflow, through the shim."""
+    repo = _copy_repo(scratch)
+    shim = ["sh", str(repo / "toolbox" / "inv")]
+    env = _shim_env(docker_only_path)
+    keeper = _sandbox_container(repo)
+
+    def inv(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
+        run_env = {**env, **{k: v for k, v in (extra or {}).items() if v is not None}}
+        return subprocess.run([*shim, *args], env=run_env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=600)
+
+    try:
+        up = inv("sandbox.up")
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        assert subprocess.run([engine, "inspect", "--format", "{{.State.Running}}", keeper], capture_output=True,
+                              text=True).stdout.strip() == "true"
+        assert inv("sandbox.status").returncode == 0
+        exported = inv("sandbox.env")
+        assert exported.returncode == 0, exported.stderr
+        validate = inv("validate", extra=_exports(exported.stdout))
+        assert validate.returncode == 0, validate.stdout[-2000:] + validate.stderr[-2000:]
+        assert "[PASS]" in validate.stdout and "pilot light" in validate.stdout.lower()
+    finally:
+        down = inv("sandbox.down")
+    assert down.returncode == 0, down.stderr
+    assert subprocess.run([engine, "inspect", keeper], capture_output=True).returncode != 0
+    assert not (repo / ".sandbox").exists()
+
+
+def test_a_failed_sandbox_up_leaves_no_sandbox_container(engine, scratch):
+    """Through the docker SDK (the host's inv): sandbox.up in the checkout's sandbox container; it fails (no
+    PostgreSQL where the setting points), exits 1, and the container goes with it."""
+    repo = _copy_repo(scratch)
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    env["INVOKE_DEVOPS_SANDBOX_PG_BIN"] = "/nonexistent/bin"
+    result = subprocess.run([sys.executable, "-m", "invoke", "sandbox.up"], cwd=repo, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "no initdb in /nonexistent/bin" in result.stdout + result.stderr
+    keeper = _sandbox_container(repo)
+    assert subprocess.run([engine, "inspect", keeper], capture_output=True).returncode != 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Why the toolbox exists: the Neon stand-in in the toolbox is PostgreSQL 17
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def postgres17(engine):
+    """A PostgreSQL 17 server from the dev image on 127.0.0.1 (trust auth on loopback: no password)."""
+    port = _free_port()
+    name = f"devops-test-pg17-{uuid.uuid4().hex[:8]}"
+    bin_dir = "/usr/lib/postgresql/17/bin"
+    script = (f"{bin_dir}/initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec {bin_dir}/postgres "
+              f"-D /tmp/pg -c listen_addresses=127.0.0.1 -c unix_socket_directories= -p {port}")
+    subprocess.run([engine, "run", "-d", "--rm", "--network", "host", "--name", name, toolbox.image_tag("dev"),
+                    "sh", "-c", script], check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([engine, "exec", name, f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "PostgreSQL 17 did not start"
+            time.sleep(0.3)
+        yield port
+    finally:
+        subprocess.run([engine, "rm", "-f", name], capture_output=True)
+
+
+def _host_pg_dump(engine: str) -> list[str] | None:
+    """How to run this host's own pg_dump: directly, or (from the dev container) in the host's root
+    filesystem through a container that chroots into it."""
+    if toolbox.inside():
+        prefix = [engine, "run", "--rm", "--network", "host", "--user", "0", "-v", "/:/host:ro",
+                  "--entrypoint", "chroot", toolbox.image_tag("toolbox"), "/host"]
+        found = subprocess.run([*prefix, "sh", "-c", "command -v pg_dump"], capture_output=True, text=True)
+        return [*prefix, "pg_dump"] if found.returncode == 0 else None
+    binary = shutil.which("pg_dump")
+    return [binary] if binary else None
+
+
+def test_an_older_host_pg_dump_refuses_postgres_17_and_the_toolbox_succeeds(engine, postgres17):
+    host_pg_dump = _host_pg_dump(engine)
+    version_out = subprocess.run([*host_pg_dump, "--version"], capture_output=True, text=True).stdout \
+        if host_pg_dump else ""
+    found = re.search(r"(\d+)\.(\d+)", version_out)
+    if not found or int(found.group(1)) >= 17:
+        pytest.skip(f"this host has no pg_dump older than 17 to show the refusal ({version_out.strip() or 'none'})")
+    host_version = found.group(0)
+    target = ["-h", "127.0.0.1", "-p", str(postgres17), "-U", "postgres", "-Fc", "postgres"]
+
+    refused = subprocess.run([*host_pg_dump, *target], capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "server version mismatch" in refused.stderr
+    # The tasks say it before trying, in one line that names the way out.
+    with pytest.raises(PipelineError, match=rf"pg_dump {host_version} is older than the Neon server "
+                                            r"\(PostgreSQL 17\).*toolbox"):
+        check_tools_match_servers(ToolVersions({"pg_dump": host_version, "pg_restore": host_version,
+                                                "psql": host_version}), {"Neon": 170000})
+
+    in_toolbox = subprocess.run([engine, "run", "--rm", "--network", "host", toolbox.image_tag("toolbox"),
+                                 "pg_dump", *target], capture_output=True, text=True)
+    assert in_toolbox.returncode == 0, in_toolbox.stderr
+    version = subprocess.run([engine, "run", "--rm", toolbox.image_tag("toolbox"), "pg_dump", "--version"],
+                             capture_output=True, text=True).stdout
+    assert re.search(r"\) 17\.\d+", version), version
+
+
+def test_the_dev_image_sandbox_runs_postgres_17(engine):
+    """In the container the sandbox's servers (the Neon stand-in among them) are PostgreSQL 17."""
+    result = subprocess.run([engine, "run", "--rm", "-v", f"{REPO_ROOT}:{REPO_ROOT}:ro", "-w", str(REPO_ROOT),
+                             toolbox.image_tag("dev"), "python", "-c",
+                             "from devops.sandbox import find_pg_bin; print(find_pg_bin())"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "/usr/lib/postgresql/17/bin"
+
+
+def test_image_labels_carry_the_pinned_versions(engine):
+    labels = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}",
+                             toolbox.image_tag("toolbox")], capture_output=True, text=True, check=True).stdout
+    dockerfile = (REPO_ROOT / "toolbox" / "Dockerfile").read_text()
+    for arg, label in (("TERRAFORM_VERSION", "terraform"), ("AWSCLI_VERSION", "awscli"),
+                       ("POSTGRES_MAJOR", "postgresql-client")):
+        pinned = re.search(rf"^ARG {arg}=(\S+)", dockerfile, re.M).group(1)
+        assert f'"devops.toolbox.{label}":"{pinned}"' in labels
+
+
+def test_terraform_in_the_image_matches_the_machine(engine):
+    """The image copies Terraform from hashicorp/terraform:<TERRAFORM_VERSION>; it is the version pinned."""
+    pinned = re.search(r"^ARG TERRAFORM_VERSION=(\S+)", (REPO_ROOT / "toolbox" / "Dockerfile").read_text(),
+                       re.M).group(1)
+    out = subprocess.run([engine, "run", "--rm", toolbox.image_tag("toolbox"), "terraform", "version"],
+                         capture_output=True, text=True).stdout
+    assert out.startswith(f"Terraform v{pinned}")
+
+
+@pytest.mark.parametrize("how", ["shim", "sdk"])
+def test_a_terminal_gets_a_tty_and_the_exit_code(engine, how):
+    """Under a terminal (script(1) gives one) the task gets a TTY, through the shim and the host's inv alike."""
+    command = f"sh {SHIM} toolbox.shell" if how == "shim" else f"{sys.executable} -m invoke toolbox.shell"
+    env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    typed = "sleep 2; echo in-$DEVOPS_TOOLBOX; tty; exit 4\n"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=REPO_ROOT, env=env, input=typed,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "in-toolbox" in result.stdout
+    assert re.search(r"^/dev/pts/\d+\r?$", result.stdout, re.M), result.stdout
