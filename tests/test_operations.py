@@ -17,20 +17,22 @@ from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
 from tests.test_environment import ACTIVE_OUTPUTS
-from tests.test_sync import assert_no_secret, inv, s3_state
+from tests.test_sync import assert_no_secret, forget_syncs, inv, s3_state
 
 
 
 @pytest.fixture
-def neon_data(neon, rds):
-    """Neon holds the rich dataset; RDS is left as it is (Neon is the first source here). Afterwards both are
-    put back as the sandbox made them, for the tests that follow."""
+def neon_data(sandbox, sandbox_settings, neon, rds):
+    """Neon holds the rich dataset; RDS is left as it is; no sync recorded yet. Afterwards both databases are
+    put back as the sandbox made them (written directly, so the records of this test's syncs are dropped)."""
+    forget_syncs(sandbox, sandbox_settings.bucket_name)
     dbtools.reset(neon)
     dbtools.execute(neon, dbtools.RICH_DATA)
     yield
     dbtools.reset(neon)
     dbtools.execute(neon, SAMPLE_DATA.read_text())
     dbtools.reset(rds)
+    forget_syncs(sandbox, sandbox_settings.bucket_name)
 
 
 def world(sandbox, settings, neon, rds) -> dict:
