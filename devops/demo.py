@@ -21,11 +21,15 @@ import psycopg2
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import Sandbox
+from devops.sandbox import SAMPLE_DATA, Sandbox
 from devops.terraform import use_provider_mirror
 
 TABLES_SQL = """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
                 AND c.relkind IN ('r', 'p') ORDER BY 1"""
+
+
+# The tables devops/sample_data.sql creates.
+SAMPLE_TABLES = ("project_technologies", "contact_messages", "projects", "technologies")
 
 
 class DemoError(DevopsError):
@@ -62,11 +66,16 @@ class Demo:
         self.console.info(f"`inv {' '.join(args)}` done in {time.monotonic() - started:.0f}s")
 
     def query(self, url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(url, connect_timeout=10)
+        try:
+            conn = psycopg2.connect(url, connect_timeout=10)
+        except psycopg2.Error as exc:
+            raise DemoError(f"cannot connect to a sandbox database: {str(exc).strip().splitlines()[0]}") from None
         try:
             with conn, conn.cursor() as cur:
                 cur.execute(statement, params)
                 return cur.fetchall() if cur.description else []
+        except psycopg2.Error as exc:
+            raise DemoError(f"the demo's query failed: {str(exc).strip().splitlines()[0]}") from None
         finally:
             conn.close()
 
@@ -102,6 +111,10 @@ class Demo:
 
         self.step("Sample data in the Neon stand-in",
                   "While dev is off, the app's data lives in Neon. The sandbox loaded the sample data:")
+        if self.query(neon_url, "SELECT to_regclass('public.projects')")[0][0] is None:
+            # A sandbox used since it started may hold other data: the story needs the sample's projects.
+            self.console.info("The Neon stand-in holds other data (the sandbox was used): loading the sample data")
+            self.query(neon_url, f"DROP TABLE IF EXISTS {', '.join(SAMPLE_TABLES)} CASCADE; {SAMPLE_DATA.read_text()}")
         self.console.table(self.row_counts(neon_url), headers=["table", "rows in Neon"])
 
         self.step("Activate, bringing the data along",

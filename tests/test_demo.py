@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 from devops.config import REPO_ROOT
+from tests import dbtools
 from tests.test_sync import forget_syncs
 
 pytestmark = pytest.mark.last
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.last
 
 def test_demo_tells_the_story_and_the_edit_in_rds_reaches_neon(sandbox, sandbox_settings, sandbox_env):
     forget_syncs(sandbox, sandbox_settings.bucket_name)  # earlier tests wrote the databases directly
+    dbtools.reset(sandbox_env["NEON_DATABASE_URL"])  # a used sandbox: Neon no longer holds the sample data
     result = subprocess.run([sys.executable, "-m", "invoke", "demo"], cwd=REPO_ROOT, env=sandbox_env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -26,6 +28,7 @@ def test_demo_tells_the_story_and_the_edit_in_rds_reaches_neon(sandbox, sandbox_
                  "$ inv validate", "Change a row in RDS", "$ inv deactivate --sync-data --yes",
                  "The change arrived in Neon", "Demo complete"):
         assert step in out, step
+    assert "loading the sample data" in out
     assert "left running" in out  # it did not start this sandbox, so it does not stop it
     conn = psycopg2.connect(sandbox_env["NEON_DATABASE_URL"])
     try:
