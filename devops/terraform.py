@@ -121,14 +121,12 @@ def _error_summary(output: str) -> str:
     return mask(tail[-1] if tail else "no output")
 
 
-# Where machines without internet access keep a filesystem mirror of Terraform providers.
-PROVIDER_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins")
-
-
-def use_provider_mirror(directory: Path, environ: dict[str, str] | None = None) -> str | None:
-    """Point Terraform at a local provider mirror (TF_PROVIDER_MIRROR, or a usual place) when the machine
-    carries one: writes a CLI config into ``directory`` and sets TF_CLI_CONFIG_FILE in ``environ``
-    (os.environ by default). Returns the mirror, or None when there is none.
+def use_provider_mirror(directory: Path, environ: dict[str, str] | None = None,
+                        candidates: tuple[str, ...] = ()) -> str | None:
+    """Point Terraform at a local provider mirror when one is named: TF_PROVIDER_MIRROR, else the first of
+    ``candidates`` (the tests pass the places machines without internet keep one). Writes a CLI config into
+    ``directory`` and sets TF_CLI_CONFIG_FILE in ``environ`` (os.environ by default). Returns the mirror, or
+    None when there is none.
 
     Only the tests and the sandbox demo do this; the tasks' `terraform init` downloads providers as usual.
     An existing CLI config named by TF_CLI_CONFIG_FILE is left alone.
@@ -137,8 +135,8 @@ def use_provider_mirror(directory: Path, environ: dict[str, str] | None = None) 
     current = env.get("TF_CLI_CONFIG_FILE")
     if current and Path(current).is_file():
         return None
-    candidates = [env.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS]
-    mirror = next((path for path in candidates if path and Path(path, "registry.terraform.io").is_dir()), None)
+    mirror = next((path for path in (env.get("TF_PROVIDER_MIRROR", ""), *candidates)
+                   if path and Path(path, "registry.terraform.io").is_dir()), None)
     if mirror is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,14 @@ from devops.console import Console
 from devops.sandbox import Sandbox
 from devops.terraform import use_provider_mirror
 
+# Where machines without internet access keep a filesystem mirror of Terraform providers (tests only: the
+# product uses a mirror only when TF_PROVIDER_MIRROR names one).
+PROVIDER_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # The machine's provider mirror, if it carries one (devops.terraform.use_provider_mirror).
-    use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-tfcli-")))
+    use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-tfcli-")), candidates=PROVIDER_MIRRORS)
     # Tasks run as subprocesses stay on this host, in this environment (not in the toolbox image).
     os.environ.setdefault("INVOKE_DEVOPS_TOOLBOX", "host")
 

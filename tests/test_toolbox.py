@@ -27,7 +27,7 @@ import pytest
 from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
-from devops.terraform import PROVIDER_MIRRORS
+from tests.conftest import PROVIDER_MIRRORS
 from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
