@@ -71,6 +71,18 @@ def read_secret_json(
     return value
 
 
+def require_rds_available(settings: Settings, instance: str) -> None:
+    """The RDS instance must be `available` (the services and the syncs need it); else one clear line."""
+    try:
+        status = client(settings, "rds").describe_db_instances(
+            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+    except Exception as exc:  # noqa: BLE001 - boto errors of any kind become one line
+        raise DevopsError(f"cannot read RDS instance {instance}: {describe(exc)}") from None
+    if status != "available":
+        raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
+                          f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")
+
+
 def describe(exc: Exception) -> str:
     """A one-line description of a boto error."""
     if isinstance(exc, ClientError):

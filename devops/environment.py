@@ -21,8 +21,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from devops import aws
 from devops.config import Settings
 from devops.console import Console
@@ -119,8 +117,8 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
         console.passed(f"Dev is already {MODE_LABELS[current]}: nothing to change"
                        + (" (no data synced either)" if flags.sync_data else ""))
         return Planned(operation, proceed=False, dry_run=flags.dry_run)
-    if operation.activated:
-        _check_rds_available(settings, outputs)
+    if operation.activated:  # the seeds' RDS check: the services need the database
+        aws.require_rds_available(settings, outputs.get("db_instance_identifier") or settings.rds_instance_id)
 
     planned = Planned(operation, proceed=True, dry_run=flags.dry_run, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
     try:
@@ -210,16 +208,3 @@ def confirm(console: Console, operation: Operation, yes: bool) -> None:
 def _counts(changes: tuple[Change, ...]) -> str:
     counts = Counter(c.action for c in changes)
     return ", ".join(f"{counts[a]} to {a}" for a in ("create", "replace", "update", "destroy") if counts[a]) or "no changes"
-
-
-def _check_rds_available(settings: Settings, outputs: dict[str, Any]) -> None:
-    """The seeds' RDS check: the services need the database, so activation waits for it to be available."""
-    instance = outputs.get("db_instance_identifier") or settings.rds_instance_id
-    try:
-        status = aws.client(settings, "rds").describe_db_instances(
-            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
-    except (ClientError, BotoCoreError) as exc:
-        raise DevopsError(f"cannot read RDS instance {instance}: {aws.describe(exc)}") from None
-    if status != "available":
-        raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
-                          f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")

@@ -111,15 +111,7 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any]) -> Endpoint:
                                  "db_instance_identifier") if not outputs.get(name)]
     if missing:
         raise DevopsError(f"Terraform outputs lack {', '.join(missing)}: apply terraform/environments/dev first")
-    instance = outputs["db_instance_identifier"]
-    try:
-        status = aws.client(settings, "rds").describe_db_instances(
-            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
-    except Exception as exc:  # noqa: BLE001 - boto errors of any kind become one line
-        raise DevopsError(f"cannot read RDS instance {instance}: {aws.describe(exc)}") from None
-    if status != "available":
-        raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
-                          f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")
+    aws.require_rds_available(settings, outputs["db_instance_identifier"])
     secret = aws.read_secret_json(settings, outputs["database_secret_arn"])
     host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
     override = settings.rds_address_override()
