@@ -83,7 +83,6 @@ class Planned:
     """What the plan step decided; the executor skips the rest of the operation when ``proceed`` is False."""
     operation: Operation
     proceed: bool
-    dry_run: bool = False
     plan_dir: Path | None = None
     changes: tuple[Change, ...] = ()
 
@@ -116,11 +115,11 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
     if current == operation.mode:
         console.passed(f"Dev is already {MODE_LABELS[current]}: nothing to change"
                        + (" (no data synced either)" if flags.sync_data else ""))
-        return Planned(operation, proceed=False, dry_run=flags.dry_run)
+        return Planned(operation, proceed=False)
     if operation.activated:  # the seeds' RDS check: the services need the database
         aws.require_rds_available(settings, outputs.get("db_instance_identifier") or settings.rds_instance_id)
 
-    planned = Planned(operation, proceed=True, dry_run=flags.dry_run, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
+    planned = Planned(operation, proceed=True, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
     try:
         console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
         terraform.plan(variables={"dev_activated": operation.activated}, out=planned.plan_file)

@@ -37,7 +37,7 @@ def collection(recorder):
     def plan_for(operation):
         def plan(c, sync_data=False, dry_run=False, yes=False):
             recorder.record(f"{operation.name}.plan", sync_data=sync_data, dry_run=dry_run, yes=yes)
-            return Planned(operation, proceed=recorder.proceed, dry_run=dry_run)
+            return Planned(operation, proceed=recorder.proceed)
         return plan
 
     @task
