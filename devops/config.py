@@ -30,8 +30,13 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "alb_address": "",
     "terraform_dir": "terraform/environments/dev",
     "sandbox_dir": ".sandbox",
-    # Directory holding initdb/pg_ctl/postgres for the sandbox; empty means search the usual places.
+    # PostgreSQL server binaries (initdb, pg_ctl, postgres) for the sandbox's stand-ins: a directory, or a
+    # pattern with {major} (/usr/lib/postgresql/{major}/bin); empty means search the usual places.
     "sandbox_pg_bin": "",
+    # The stand-ins' server majors, as the real services run them: Neon creates projects on 17; RDS runs
+    # Terraform's db_engine_version (empty: that variable's default; the sandbox passes it to Terraform).
+    "sandbox_neon_major": "17",
+    "sandbox_rds_major": "",
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
     "dump_compression": "auto",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
@@ -51,6 +56,8 @@ class Settings:
     terraform_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["terraform_dir"]
     sandbox_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["sandbox_dir"]
     sandbox_pg_bin: str = ""
+    sandbox_neon_major: str = "17"
+    sandbox_rds_major: str = ""
     dump_compression: str = "auto"
     rds_address: str = ""
     alb_address: str = ""
@@ -91,6 +98,8 @@ class Settings:
             terraform_dir=_repo_path(values["terraform_dir"]),
             sandbox_dir=_repo_path(values["sandbox_dir"]),
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
+            sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "17",
+            sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
             alb_address=str(values["alb_address"] or ""),
@@ -154,6 +163,15 @@ def _address(value: str, setting: str, port_required: bool) -> tuple[str, int | 
         expected = "host:port" if port_required else "host or host:port"
         raise DevopsError(f"invalid {setting} {value!r}: expected {expected} (INVOKE_DEVOPS_{setting.upper()})")
     return host, int(port)
+
+
+def _major(value: Any, setting: str) -> str:
+    """A PostgreSQL major version setting ("15"), or "" when empty."""
+    text = str(value or "").strip()
+    if text and not text.isdigit():
+        raise DevopsError(f"invalid {setting} {text!r}: expected a PostgreSQL major version such as 17 "
+                          f"(INVOKE_DEVOPS_{setting.upper()})")
+    return text
 
 
 def _repo_path(value: Any) -> Path:

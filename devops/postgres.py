@@ -27,13 +27,26 @@ LIBPQ_PARAMS = {
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
 # Fixed output settings, so that a row's text (and so its checksum) is the same on any server.
-CANONICAL_SESSION = (
-    "SET TimeZone = 'UTC'",
-    "SET DateStyle = 'ISO, YMD'",
-    "SET IntervalStyle = 'postgres'",
-    "SET extra_float_digits = 3",
-    "SET bytea_output = 'hex'",
+CANONICAL_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
 )
+# The user tables that are counted and checksummed: every table (partitioned ones too) outside the system
+# schemas and other sessions' temporary ones, except an extension's. The restore's verification
+# (devops.sync.pipeline.VERIFY) reads the same set with the same expression.
+USER_TABLES = """
+    SELECT n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY 1, 2"""
+# An order-independent checksum of a table's rows (alias t): the sum of a 64-bit hash of each row's text.
+CHECKSUM = "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,21 +172,11 @@ def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None) 
     with conn.cursor() as cur:
         if snapshot:
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-        for statement in CANONICAL_SESSION:
-            cur.execute(statement.replace("SET ", "SET LOCAL ", 1))
-        cur.execute(
-            """
-            SELECT n.nspname, c.relname
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p')
-              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
-              AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-            ORDER BY 1, 2
-            """
-        )
+        for name, value in CANONICAL_SETTINGS:
+            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+        cur.execute(USER_TABLES)
         stats = {}
-        aggregate = "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)" if checksums else "NULL"
+        aggregate = CHECKSUM if checksums else "NULL"
         for schema, table in cur.fetchall():
             cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
             rows, checksum = cur.fetchone()

@@ -71,29 +71,57 @@ PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/
 # PostgreSQL server binaries and one stand-in server
 
 
-def find_pg_bin(configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS, path: str | None = None) -> Path:
-    """The directory of the newest PostgreSQL server binaries on the machine."""
+def find_pg_bin(major: str, configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS,
+                path: str | None = None) -> Path:
+    """The directory of PostgreSQL ``major``'s server binaries (initdb, pg_ctl, postgres).
+
+    ``configured`` (devops.sandbox_pg_bin) is a directory, or a pattern with {major}; otherwise the usual
+    places are searched, then PATH.
+    """
     if configured:
-        candidate = Path(configured)
+        candidate = Path(configured.replace("{major}", major))
         if not (candidate / "initdb").exists():
-            raise DevopsError(f"no initdb in {candidate} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory")
+            raise DevopsError(f"no initdb in {candidate} (devops.sandbox_pg_bin): point it at PostgreSQL's bin "
+                              "directory, or a pattern such as /usr/lib/postgresql/{major}/bin")
+        found_major = server_major(candidate)
+        if found_major != major:
+            raise DevopsError(f"{candidate} holds PostgreSQL {found_major}, not {major} (devops.sandbox_pg_bin): "
+                              "use a pattern with {major}, or set the stand-in's major to it")
         return candidate
-    found = [Path(p) for pattern in search for p in glob.glob(pattern) if (Path(p) / "initdb").exists()]
-    if found:
-        return max(found, key=lambda p: _version_key(p))
+    candidates = [Path(p) for pattern in search for p in glob.glob(pattern) if (Path(p) / "initdb").exists()]
     initdb = shutil.which("initdb", path=path)
     if initdb:
-        return Path(initdb).resolve().parent
+        candidates.append(Path(initdb).resolve().parent)
+    found = {server_major(candidate): candidate for candidate in sorted(set(candidates), key=str, reverse=True)}
+    if major in found:
+        return found[major]
+    have = f" (found: {', '.join(sorted(found, key=int))})" if found else ""
     raise DevopsError(
-        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: install them "
-        "(Debian/Ubuntu: apt-get install postgresql-17; macOS: brew install postgresql@17) "
-        "or set INVOKE_DEVOPS_SANDBOX_PG_BIN to their directory"
+        f"no PostgreSQL {major} server binaries (initdb, pg_ctl, postgres){have}: install them "
+        f"(Debian/Ubuntu: apt-get install postgresql-{major}; macOS: brew install postgresql@{major}), "
+        "set INVOKE_DEVOPS_SANDBOX_PG_BIN to their directory, or pick another major with "
+        "INVOKE_DEVOPS_SANDBOX_NEON_MAJOR / INVOKE_DEVOPS_SANDBOX_RDS_MAJOR (or use the toolbox: ./toolbox/inv)"
     )
 
 
-def _version_key(path: Path) -> tuple[int, ...]:
-    digits = "".join(ch if ch.isdigit() else " " for ch in str(path)).split()
-    return tuple(int(d) for d in digits)
+def server_major(bin_dir: Path) -> str:
+    """The major version of the server binaries in ``bin_dir`` ("postgres (PostgreSQL) 15.18 ..." -> "15")."""
+    try:
+        out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    found = re.search(r"\) (\d+)", out)
+    return found.group(1) if found else "?"
+
+
+def terraform_default(settings: Settings, variable: str) -> str:
+    """A variable's default in the environment's Terraform code (variables.tf), e.g. db_engine_version."""
+    text = (settings.terraform_dir / "variables.tf").read_text()
+    block = re.search(r'variable\s+"' + re.escape(variable) + r'"\s*\{(.*?)\n\}', text, re.S)
+    default = re.search(r'^\s*default\s*=\s*"([^"]*)"', block.group(1), re.M) if block else None
+    if not default:
+        raise DevopsError(f"no default for variable {variable} in {settings.terraform_dir / 'variables.tf'}")
+    return default.group(1)
 
 
 @dataclasses.dataclass
@@ -103,6 +131,7 @@ class Server:
     name: str
     port: int
     superuser_password: str
+    version: str = ""
     user: str = ""
     password: str = ""
     database: str = ""
@@ -265,7 +294,7 @@ class Sandbox:
     def cluster(self, name: str) -> PostgresCluster:
         """The PostgreSQL server of one stand-in ("neon" or "rds")."""
         state = self.load_state()
-        return PostgresCluster(Path(state["pg_bin"]), self.dir / name, state.get("run_as"))
+        return PostgresCluster(Path(state["pg_bin"][name]), self.dir / name, state.get("run_as"))
 
     def emulator_url(self, state: dict[str, Any]) -> str:
         return f"http://{HOST}:{state['emulator']['port']}"
@@ -279,6 +308,9 @@ class Sandbox:
             "AWS_PROFILE": None,
             "AWS_SESSION_TOKEN": None,
             "TF_DATA_DIR": str(self.dir / "terraform"),
+            # The emulated RDS runs the RDS stand-in's major: every Terraform run against the sandbox
+            # (activate, validate --drift) keeps it, as a tfvars entry would on AWS.
+            "TF_VAR_db_engine_version": state.get("rds_major") or None,
         }
 
     def _boto_session(self) -> boto3.Session:
@@ -300,6 +332,12 @@ class Sandbox:
         state = state or self.load_state()
         return Terraform(self.settings, env=self.aws_environment(state), log=self.dir / "terraform.log")
 
+    def majors(self) -> dict[str, str]:
+        """The stand-ins' PostgreSQL majors: Neon's setting, and RDS's (Terraform's db_engine_version default
+        unless set)."""
+        return {"neon": self.settings.sandbox_neon_major,
+                "rds": self.settings.sandbox_rds_major or terraform_default(self.settings, "db_engine_version")}
+
     # ---- status ------------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
@@ -313,7 +351,7 @@ class Sandbox:
                 server = self._server(state, name)
                 rows.append({"component": name, "address": f"{HOST}:{server.port}",
                              "running": port_open(server.port),
-                             "detail": f"{role}, PostgreSQL {state.get('pg_version', '?')}, "
+                             "detail": f"{role}, PostgreSQL {server.version or '?'}, "
                                        f"database {server.database or '-'}"})
         if "emulator" in state:
             emulator = state["emulator"]
@@ -357,12 +395,14 @@ class Sandbox:
         return state
 
     def _start(self) -> dict[str, Any]:
-        bin_dir = find_pg_bin(self.settings.sandbox_pg_bin)
+        majors = self.majors()
+        bin_dirs = {name: find_pg_bin(major, self.settings.sandbox_pg_bin) for name, major in majors.items()}
         run_as = _unprivileged_user()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # the PostgreSQL user must reach its data folders
-        state: dict[str, Any] = {"project_name": self.settings.project_name, "pg_bin": str(bin_dir),
-                                 "run_as": run_as}
+        state: dict[str, Any] = {"project_name": self.settings.project_name, "run_as": run_as,
+                                 "pg_bin": {name: str(path) for name, path in bin_dirs.items()},
+                                 "rds_major": majors["rds"]}
         state["emulator"] = self._start_emulator()
         self._save_state(state)
         state["app"] = self._start_app()
@@ -372,9 +412,8 @@ class Sandbox:
             # PostgreSQL servers are created and loaded.
             applied = pool.submit(self._apply_terraform, state)
             for name in ("neon", "rds"):
-                state[name] = dataclasses.asdict(self._start_server(name, bin_dir, run_as))
+                state[name] = dataclasses.asdict(self._start_server(name, bin_dirs[name], run_as))
                 self._save_state(state)
-            state["pg_version"] = PostgresCluster(bin_dir, self.dir / "neon", run_as).version()
             neon = self._server(state, "neon")
             self._create_app_database(neon, NEON_ROLE, secrets.token_urlsafe(18), NEON_DATABASE)
             state["neon"] = dataclasses.asdict(neon)
@@ -445,11 +484,12 @@ class Sandbox:
         self._save_state(state)
 
     def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:
-        server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18))
         cluster = PostgresCluster(bin_dir, self.dir / name, run_as)
+        server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18),
+                        version=cluster.version())
         cluster.init(server)
         cluster.start()
-        self.console.info(f"PostgreSQL for the {name} stand-in on {HOST}:{server.port}")
+        self.console.info(f"PostgreSQL {server.version} for the {name} stand-in on {HOST}:{server.port}")
         return server
 
     @staticmethod
@@ -513,12 +553,10 @@ class Sandbox:
             pid = state.get(component, {}).get("pid")
             if pid_alive(pid):
                 _terminate_group(pid)
-        bin_dir = Path(state["pg_bin"]) if state.get("pg_bin") else None
         for name in ("neon", "rds"):
             root = self.dir / name
             if (root / "data" / "postmaster.pid").exists():
-                cluster = PostgresCluster(bin_dir or find_pg_bin(self.settings.sandbox_pg_bin), root,
-                                          state.get("run_as", _unprivileged_user()))
+                cluster = PostgresCluster(Path(state["pg_bin"][name]), root, state.get("run_as", _unprivileged_user()))
                 cluster.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         if not quiet:

@@ -37,7 +37,11 @@ def sandbox_settings():
     # Not under pytest's tmp_path: that is private to root, and the servers run as the postgres user.
     root = Path(tempfile.mkdtemp(prefix="devops-sandbox-"))
     root.chmod(0o755)
-    yield Settings.load({"sandbox_dir": str(root / "sandbox")}, environ={})
+    # The strictest pairing the real services run: Neon on 17, RDS on an older major (15), so that every sync
+    # crosses majors through the same client tools. A host without both majors sets them (scripts/test).
+    yield Settings.load({"sandbox_dir": str(root / "sandbox"),
+                         "sandbox_neon_major": os.environ.get("INVOKE_DEVOPS_SANDBOX_NEON_MAJOR", "17"),
+                         "sandbox_rds_major": os.environ.get("INVOKE_DEVOPS_SANDBOX_RDS_MAJOR", "15")}, environ={})
     shutil.rmtree(root, ignore_errors=True)
 
 

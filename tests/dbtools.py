@@ -35,8 +35,79 @@ def snapshot(url: str) -> dict:
         cur.execute("SELECT table_schema, table_name FROM information_schema.views WHERE table_schema NOT IN %s "
                     "ORDER BY 1, 2", (SYSTEM,))
         result["views"] = cur.fetchall()
+        result.update(objects(cur))
     conn.close()
     return result
+
+
+# Everything but tables' rows and sequences, each read from the catalogs as plainly as possible: names,
+# signatures, bodies as written, and the contents of every view and materialized view (deparsed text such as
+# a view's definition differs between server majors, so views are compared by what they return). Objects
+# that belong to an extension are left out: a sync leaves them alone.
+NOT_EXTENSION = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {catalog}::regclass "
+                 "AND d.objid = {oid} AND d.deptype = 'e')")
+OBJECT_QUERIES = {
+    "schemas": "SELECT nspname FROM pg_namespace n WHERE nspname NOT IN ('pg_catalog', 'information_schema') "
+               "AND nspname !~ '^pg_' AND " + NOT_EXTENSION.format(catalog="'pg_namespace'", oid="n.oid") + " ORDER BY 1",
+    "relations": "SELECT n.nspname, c.relname, c.relkind::text, c.relrowsecurity, c.relispartition, "
+                 "pg_get_expr(c.relpartbound, c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND n.nspname NOT IN ('pg_catalog', "
+                 "'information_schema') AND n.nspname !~ '^pg_' AND "
+                 + NOT_EXTENSION.format(catalog="'pg_class'", oid="c.oid") + " ORDER BY 1, 2",
+    "columns": "SELECT table_schema, table_name, column_name, data_type, udt_schema, udt_name, is_nullable, "
+               "is_identity, is_generated, generation_expression, collation_name FROM information_schema.columns "
+               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2, ordinal_position",
+    "routines": "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind::text, "
+                "l.lanname, p.prosrc, pg_get_function_result(p.oid) FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND "
+                + NOT_EXTENSION.format(catalog="'pg_proc'", oid="p.oid") + " ORDER BY 1, 2, 3",
+    "types": "SELECT n.nspname, t.typname, t.typtype::text, format_type(t.typbasetype, t.typtypmod), "
+             "(SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid), "
+             "(SELECT array_agg(attname || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) FROM pg_attribute "
+             " WHERE attrelid = t.typrelid AND attnum > 0 AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'), "
+             "(SELECT array_agg(pg_get_constraintdef(oid) ORDER BY conname) FROM pg_constraint WHERE contypid = t.oid) "
+             "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'c', 'd', 'r') "
+             "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_' "
+             "AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') AND "
+             + NOT_EXTENSION.format(catalog="'pg_type'", oid="t.oid") + " ORDER BY 1, 2",
+    "collations": "SELECT n.nspname, c.collname, c.collprovider::text FROM pg_collation c "
+                  "JOIN pg_namespace n ON n.oid = c.collnamespace WHERE n.nspname NOT IN ('pg_catalog', "
+                  "'information_schema') AND " + NOT_EXTENSION.format(catalog="'pg_collation'", oid="c.oid")
+                  + " ORDER BY 1, 2",
+    "operators": "SELECT n.nspname, o.oprname, format_type(o.oprleft, NULL), format_type(o.oprright, NULL) "
+                 "FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname NOT IN "
+                 "('pg_catalog', 'information_schema') AND "
+                 + NOT_EXTENSION.format(catalog="'pg_operator'", oid="o.oid") + " ORDER BY 1, 2",
+    "constraints": "SELECT conrelid::regclass::text, conname, contype::text, condeferrable FROM pg_constraint "
+                   "WHERE conrelid <> 0 AND connamespace::regnamespace::text NOT IN ('pg_catalog', "
+                   "'information_schema') ORDER BY 1, 2",
+    "indexes": "SELECT schemaname, tablename, indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', "
+               "'information_schema') ORDER BY 1, 2, 3",
+    "triggers": "SELECT tgrelid::regclass::text, tgname, tgfoid::regproc::text, tgtype, tgenabled::text "
+                "FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2",
+    "policies": "SELECT schemaname, tablename, policyname, permissive, roles::text[], cmd FROM pg_policies "
+                "ORDER BY 1, 2, 3",
+    "large_objects": "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",
+    "extensions": "SELECT extname, extnamespace::regnamespace::text FROM pg_extension ORDER BY 1",
+}
+
+
+def objects(cur) -> dict:
+    """Every object kind a full replace must carry (OBJECT_QUERIES), and the rows every view and
+    materialized view returns."""
+    found = {}
+    for kind, query in OBJECT_QUERIES.items():
+        cur.execute(query)
+        found[kind] = cur.fetchall()
+    found["view_rows"] = {}
+    for schema, name, kind, *_ in found["relations"]:
+        if kind in ("v", "m"):
+            buffer = io.StringIO()
+            cur.copy_expert(sql.SQL("COPY (SELECT * FROM {} ORDER BY 1) TO STDOUT").format(
+                sql.Identifier(schema, name)).as_string(cur), buffer)
+            found["view_rows"][f"{schema}.{name}"] = sorted(buffer.getvalue().splitlines())
+    return found
 
 
 def execute(url: str, statements: str) -> None:
@@ -89,4 +160,101 @@ INSERT INTO app.orders (customer_id, total, note)
 SELECT 1 + g % 300, g * 3.3, CASE WHEN g % 4 = 0 THEN NULL ELSE E'line\\twith\\ttabs and\\nnewlines ' || g END
 FROM generate_series(1, 1000) g;
 INSERT INTO public.settings VALUES ('theme', '"dark"'), ('limits', '{"max": 10}');
+"""
+
+
+def every_kind(scale: int) -> str:
+    """A schema with every object kind a full replace must handle, across schemas and with dependencies
+    between them; ``scale`` varies the contents, so that two databases built from it differ."""
+    return f"""
+CREATE SCHEMA ext;
+CREATE EXTENSION citext SCHEMA ext;                       -- extension objects in a schema of their own
+CREATE EXTENSION IF NOT EXISTS pgcrypto;                  -- ... and in public
+CREATE SCHEMA app;
+CREATE SCHEMA reporting;
+CREATE TYPE app.mood AS ENUM ('happy', 'sad', 'meh');
+CREATE TYPE app.address AS (street text, city text);
+CREATE DOMAIN app.positive AS integer CHECK (VALUE > 0);
+CREATE TYPE app.span AS RANGE (subtype = integer);
+CREATE COLLATION app.bytewise FROM "C";
+CREATE FUNCTION app.same_text(a text, b text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT lower(a) = lower(b)';
+CREATE OPERATOR app.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = app.same_text);
+CREATE TABLE app.customers (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text COLLATE app.bytewise NOT NULL,
+    email ext.citext UNIQUE,
+    mood app.mood,
+    home app.address,
+    visits app.positive,
+    band app.span,
+    name_length integer GENERATED ALWAYS AS (length(name)) STORED
+);
+CREATE TABLE app.orders (
+    id serial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES app.customers (id),
+    total numeric(12, 2),
+    updated timestamptz
+);
+CREATE FUNCTION app.total_for(customer bigint) RETURNS numeric LANGUAGE sql STABLE
+    AS 'SELECT coalesce(sum(total), 0) FROM app.orders WHERE customer_id = customer';
+CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.updated := '2026-01-01T00:00:00Z'; RETURN NEW; END $$;
+CREATE TRIGGER orders_touch BEFORE UPDATE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.touch();
+CREATE PROCEDURE app.forget(older_than integer) LANGUAGE plpgsql AS $$
+BEGIN DELETE FROM app.orders WHERE id < older_than; END $$;
+CREATE AGGREGATE app.total_of(integer) (SFUNC = int4pl, STYPE = integer, INITCOND = '0');
+-- a foreign-key cycle
+CREATE TABLE app.teams (id int PRIMARY KEY, lead_id int);
+CREATE TABLE app.people (id int PRIMARY KEY, team_id int REFERENCES app.teams (id) DEFERRABLE INITIALLY DEFERRED);
+ALTER TABLE app.teams ADD FOREIGN KEY (lead_id) REFERENCES app.people (id) DEFERRABLE INITIALLY DEFERRED;
+-- partitions
+CREATE TABLE app.events (id int, happened date NOT NULL, what text) PARTITION BY RANGE (happened);
+CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE app.events_2026 PARTITION OF app.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+-- a standalone sequence
+CREATE SEQUENCE app.tickets START 100;
+-- row-level security
+CREATE TABLE app.notes (id int PRIMARY KEY, owner name DEFAULT current_user, body text);
+ALTER TABLE app.notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes_own ON app.notes USING (owner = current_user);
+-- views over tables, over views, across schemas; a materialized view over a view
+CREATE VIEW app.big_orders AS SELECT * FROM app.orders WHERE total > 10;
+CREATE VIEW reporting.customer_totals AS
+    SELECT c.id, c.name, app.total_for(c.id) AS total, count(b.id) AS big
+    FROM app.customers c LEFT JOIN app.big_orders b ON b.customer_id = c.id GROUP BY c.id, c.name;
+CREATE MATERIALIZED VIEW reporting.moods AS
+    SELECT c.mood, count(*) AS customers, sum(t.total) AS total
+    FROM app.customers c JOIN reporting.customer_totals t ON t.id = c.id GROUP BY c.mood;
+CREATE VIEW public.recent_events AS SELECT * FROM app.events WHERE happened > '2025-06-01';
+
+INSERT INTO app.customers (name, email, mood, home, visits, band)
+SELECT 'customer ' || g, 'C' || g || '@Example.com', (ARRAY['happy', 'sad', 'meh'])[1 + g % 3]::app.mood,
+       ROW('street ' || g, 'city ' || g % 7)::app.address, 1 + g % 9, app.span(g, g + {scale})
+FROM generate_series(1, 40 * {scale}) g;
+INSERT INTO app.orders (customer_id, total) SELECT 1 + g % (40 * {scale}), g * 1.5 FROM generate_series(1, 90 * {scale}) g;
+UPDATE app.orders SET total = total + 1 WHERE id % 10 = 0;
+INSERT INTO app.teams VALUES (1, NULL), (2, NULL);
+INSERT INTO app.people SELECT g, 1 + g % 2 FROM generate_series(1, 5 * {scale}) g;
+UPDATE app.teams SET lead_id = 1;
+INSERT INTO app.events SELECT g, date '2025-01-01' + g * 3, 'event ' || g FROM generate_series(1, 100 + {scale}) g;
+SELECT nextval('app.tickets') FROM generate_series(1, {scale});
+INSERT INTO app.notes (id, body) SELECT g, 'note ' || g FROM generate_series(1, 3 * {scale}) g;
+REFRESH MATERIALIZED VIEW reporting.moods;
+SELECT lo_from_bytea(0, convert_to('large object ' || g || ' of scale {scale}', 'UTF8')) FROM generate_series(1, {scale}) g;
+COMMENT ON VIEW reporting.customer_totals IS 'per customer';
+"""
+
+
+# Objects only a target has before a sync: every one must be gone after it.
+TARGET_ONLY = """
+CREATE TABLE public.stray (id int PRIMARY KEY);
+CREATE VIEW public.stray_view AS SELECT * FROM public.stray;
+CREATE FUNCTION public.stray_fn(x app.mood) RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE TYPE public.stray_type AS ENUM ('x');
+CREATE DOMAIN public.stray_domain AS text;
+CREATE SCHEMA only_here;
+CREATE TABLE only_here.things (id int REFERENCES public.stray (id));
+CREATE VIEW app.orders_view AS SELECT * FROM app.orders;
+CREATE MATERIALIZED VIEW public.stray_matview AS SELECT * FROM app.big_orders;
+CREATE FUNCTION ext.not_the_extensions() RETURNS int LANGUAGE sql AS 'SELECT 2';
 """

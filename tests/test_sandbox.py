@@ -1,7 +1,9 @@
 """The sandbox: real PostgreSQL stand-ins, the emulator, Terraform applied, and the shell environment."""
 
+import dataclasses
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open
+from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, terraform_default
 
 INV = [sys.executable, "-m", "invoke"]
 
@@ -105,17 +107,49 @@ def test_task_banner_names_the_sandbox(sandbox_env):
     assert "Target: sandbox (local stand-ins in" in result.stdout
 
 
+def fake_server_binaries(root, version: str):
+    """A bin directory whose postgres reports ``version`` (and an initdb to be found by)."""
+    bin_dir = root / "postgresql" / version.split(".")[0] / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "initdb").touch()
+    (bin_dir / "postgres").write_text(f"#!/bin/sh\necho 'postgres (PostgreSQL) {version}'\n")
+    (bin_dir / "postgres").chmod(0o755)
+    return bin_dir
+
+
 def test_find_pg_bin_names_what_to_install_when_there_is_none(tmp_path):
     with pytest.raises(DevopsError, match="apt-get install postgresql-17"):
-        find_pg_bin(search=(str(tmp_path / "none*"),), path=str(tmp_path))
+        find_pg_bin("17", search=(str(tmp_path / "none*"),), path=str(tmp_path))
 
 
-def test_find_pg_bin_takes_the_newest_version(tmp_path):
-    for version in ("9.6", "15", "17"):
-        bin_dir = tmp_path / "postgresql" / version / "bin"
-        bin_dir.mkdir(parents=True)
-        (bin_dir / "initdb").touch()
-    assert find_pg_bin(search=(str(tmp_path / "postgresql/*/bin"),)) == tmp_path / "postgresql/17/bin"
+def test_find_pg_bin_takes_the_asked_major_and_names_the_ones_there_are(tmp_path):
+    for version in ("14.9", "15.18", "17.6"):
+        fake_server_binaries(tmp_path, version)
+    search = (str(tmp_path / "postgresql/*/bin"),)
+    assert find_pg_bin("15", search=search, path=str(tmp_path)) == tmp_path / "postgresql/15/bin"
+    assert find_pg_bin("17", search=search, path=str(tmp_path)) == tmp_path / "postgresql/17/bin"
+    with pytest.raises(DevopsError, match=r"no PostgreSQL 16 server binaries .*\(found: 14, 15, 17\)"):
+        find_pg_bin("16", search=search, path=str(tmp_path))
+
+
+def test_a_configured_pg_bin_pattern_takes_the_major(tmp_path):
+    fake_server_binaries(tmp_path, "15.18")
+    pattern = str(tmp_path / "postgresql" / "{major}" / "bin")
+    assert find_pg_bin("15", configured=pattern) == tmp_path / "postgresql/15/bin"
+    with pytest.raises(DevopsError, match="no initdb in"):
+        find_pg_bin("17", configured=pattern)
+    with pytest.raises(DevopsError, match="holds PostgreSQL 15, not 17"):
+        find_pg_bin("17", configured=str(tmp_path / "postgresql" / "15" / "bin"))
+
+
+def test_the_rds_stand_in_runs_terraforms_engine_version_unless_set(sandbox_settings):
+
+    variables = (REPO_ROOT / "terraform/environments/dev/variables.tf").read_text()
+    default = re.search(r'variable "db_engine_version" \{[^}]*default\s*=\s*"(\d+)"', variables).group(1)
+    assert terraform_default(sandbox_settings, "db_engine_version") == default == "17"
+    unset = dataclasses.replace(sandbox_settings, sandbox_rds_major="")
+    assert Sandbox(unset).majors() == {"neon": "17", "rds": default}
+    assert Sandbox(sandbox_settings).majors()["rds"] == sandbox_settings.sandbox_rds_major
 
 
 def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
@@ -125,7 +159,8 @@ def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        f"[ERROR] no initdb in {tmp_path / 'missing'} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory"
+        f"[ERROR] no initdb in {tmp_path / 'missing'} (devops.sandbox_pg_bin): point it at PostgreSQL's bin "
+        "directory, or a pattern such as /usr/lib/postgresql/{major}/bin"
     ]
     assert not (tmp_path / "sandbox").exists()
 

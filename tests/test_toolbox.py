@@ -416,14 +416,18 @@ def test_an_older_host_pg_dump_refuses_postgres_17_and_the_toolbox_succeeds(engi
     assert re.search(r"\) 17\.\d+", version), version
 
 
-def test_the_dev_image_sandbox_runs_postgres_17(engine):
-    """In the container the sandbox's servers (the Neon stand-in among them) are PostgreSQL 17."""
+def test_the_dev_image_has_the_server_majors_neon_and_rds_run(engine):
+    """In the container the sandbox's stand-ins run PostgreSQL 17 (Neon) and 15 (an older RDS), and the
+    client tools on PATH stay 17's."""
+    script = ("from devops.sandbox import find_pg_bin, server_major; "
+              "print(*[server_major(find_pg_bin(m)) for m in ('17', '15')])")
     result = subprocess.run([engine, "run", "--rm", "-v", f"{REPO_ROOT}:{REPO_ROOT}:ro", "-w", str(REPO_ROOT),
-                             toolbox.image_tag("dev"), "python", "-c",
-                             "from devops.sandbox import find_pg_bin; print(find_pg_bin())"],
+                             toolbox.image_tag("dev"), "sh", "-c", f'python -c "{script}" && pg_restore --version'],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "/usr/lib/postgresql/17/bin"
+    majors, tools = result.stdout.splitlines()
+    assert majors == "17 15"
+    assert re.search(r"\) 17\.\d+", tools), tools
 
 
 def test_image_labels_carry_the_pinned_versions(engine):

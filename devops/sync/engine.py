@@ -31,7 +31,7 @@ from devops.console import RULE, Console, age
 from devops.errors import DevopsError
 from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, make_endpoint, parse_url,
                              sequence_values, server_identity, table_stats, transactions_seen)
-from devops.sync.pipeline import (Processes, Restore, ToolVersions, check_tools_match_servers,
+from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
@@ -336,6 +336,61 @@ def compare_sequences(expected: dict[str, Any], actual: dict[str, Any]) -> list[
     return [name for name in sorted(set(expected) | set(actual)) if expected.get(name) != actual.get(name)]
 
 
+@dataclasses.dataclass
+class Verified:
+    """What the restore's transaction held when it was checked, before COMMIT, and whether it committed
+    (only when every table and sequence matched the source)."""
+
+    tables: dict[str, TableStats]
+    sequences: dict[str, Any]
+    sequence_mismatches: list[str]
+    left_out: list[str]
+    committed: bool
+
+
+def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any]) -> Verified:
+    """Commit the restore only if the target's tables (rows, checksums) and sequences equal ``expected``."""
+    try:
+        result = restore.commit({"tables": expected, "sequences": sequences})
+    except VerificationFailed as failed:
+        found = failed.found
+        return Verified(_as_stats(found["tables"]), found["sequences"],
+                        compare_sequences(sequences, found["sequences"]), restore.result.left_out, False)
+    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True)
+
+
+def _as_stats(tables: dict[str, dict[str, Any]]) -> dict[str, TableStats]:
+    return {name: TableStats(*name.split(".", 1), int(t["rows"]), str(t["checksum"])) for name, t in tables.items()}
+
+
+def downgrade_hint(source_version: int | None, target_version: int, label: str) -> str:
+    """Advice added to a restore error when the data comes from a newer major than the target runs."""
+    if not source_version or source_version // 10000 <= target_version // 10000:
+        return ""
+    newer, older = source_version // 10000, target_version // 10000
+    fix = (f'run RDS on {newer} (db_engine_version = "{newer}" in terraform/environments/dev, then upgrade the '
+           "instance)" if label == "RDS" else f"use a Neon project on PostgreSQL {newer}")
+    return (f" -- the data comes from PostgreSQL {newer} and {label} runs {older}, which lacks what this object "
+            f"uses: {fix}, or change the object in the source")
+
+
+def downgrade_note(source_version: int | None, target_version: int) -> str:
+    """'PostgreSQL 17 -> 15 (a downgrade ...)' for the plan, or '' when the target is not older."""
+    if not source_version or source_version // 10000 <= target_version // 10000:
+        return ""
+    return (f"PostgreSQL {source_version // 10000} -> {target_version // 10000}: a downgrade (an object using "
+            f"what {target_version // 10000} lacks fails the restore, which then changes nothing)")
+
+
+def _version_num(text: str | None) -> int | None:
+    """'17.2' (a manifest's server_version) -> 170002."""
+    try:
+        major, _, minor = str(text).partition(".")
+        return int(major) * 10000 + int(minor or 0)
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Confirmation
 
@@ -406,6 +461,9 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         "plan": {name: {"source_rows": s.rows, "target_rows": target_before[name].rows if name in target_before else None}
                  for name, s in source_before.items()},
         "divergence": verdict.report(),
+        "versions": {"source": _version_text(env.versions[direction.source]),
+                     "target": _version_text(env.versions[direction.target]),
+                     "downgrade": bool(downgrade_note(env.versions[direction.source], env.versions[direction.target]))},
     }
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "sync"):
         return report
@@ -422,28 +480,27 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 safety_info = safety_copy(env, console, direction.target, safety_key, processes,
                                           f"safety copy of {target.label} before {direction.name}", direction.name,
                                           state, verdict, guard, report, asked)
-            with phases("dump + restore"):
+            with phases("dump + restore + verify"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
-                restore = Restore(target, processes, workdir)
+                restore = Restore(target, processes, workdir,
+                                  hint=downgrade_hint(env.versions[direction.source], env.versions[direction.target],
+                                                      target.label))
                 source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore,))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
                 source_manifest = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
                 env.store.put_manifest(source_key, source_manifest)
-                restored = restore.commit()
+                console.info(f"Verifying every table (rows and checksums) and sequence in {target.label} "
+                             "before COMMIT...")
+                expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
+                verified = commit_verified(restore, expected, source_dump.sequences)
         finally:
             processes.close()
-    with phases("verify"):
-        console.info("Verifying every table (rows and checksums) and sequence...")
-        target_after = _stats(target)
-        sequences_after = _sequences(target)
-    expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
-    report = _finish(console, report, phases, target, expected, target_after,
-                     compare_sequences(source_dump.sequences, sequences_after), restored.left_out,
+    report = _finish(console, report, phases, target, expected, verified,
                      {"dump": _dump_info(env, source_dump), "safety_copy": safety_info})
     if report["status"] == "ok":
         # What the target holds now, recorded with the dump it came from: the next sync's safety copy
         # can point at this dump instead of dumping the same data again.
-        source_manifest["restored"] = fingerprint(env, direction.target, target_after, sequences_after,
+        source_manifest["restored"] = fingerprint(env, direction.target, verified.tables, verified.sequences,
                                                   schema_hash(target))
         env.store.put_manifest(source_key, source_manifest)
     return report
@@ -512,14 +569,14 @@ def _dump_info(env: Environment, result: Dump) -> dict[str, Any]:
 
 
 def _finish(console: Console, report: dict[str, Any], phases: Phases, target: Endpoint,
-            expected: dict[str, dict[str, Any]], target_after: dict[str, TableStats],
-            sequence_mismatches: list[str], left_out: list[str], dumps: dict[str, Any]) -> dict[str, Any]:
-    tables = compare(expected, target_after)
-    ok = all(row["match"] for row in tables) and not sequence_mismatches
-    report.update(status="ok" if ok else "mismatch", tables=tables, sequence_mismatches=sequence_mismatches,
-                  left_out=left_out, seconds={**phases.seconds, "total": phases.total()}, **dumps)
+            expected: dict[str, dict[str, Any]], verified: "Verified", dumps: dict[str, Any]) -> dict[str, Any]:
+    tables = compare(expected, verified.tables)
+    ok = verified.committed
+    report.update(status="ok" if ok else "mismatch", committed=verified.committed, tables=tables,
+                  sequence_mismatches=verified.sequence_mismatches, left_out=verified.left_out,
+                  seconds={**phases.seconds, "total": phases.total()}, **dumps)
     operation = report["operation"].upper()
-    console.banner(f"{operation} COMPLETE" if ok else f"{operation} FINISHED WITH DIFFERENCES")
+    console.banner(f"{operation} COMPLETE" if ok else f"{operation} ROLLED BACK: THE RESTORED DATA DIFFERED")
     console.fields([
         ("Target", f"{target.label} ({target.where()})"),
         ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
@@ -533,16 +590,16 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
     console.table([[name, f"{seconds:.1f}s"] for name, seconds in report["seconds"].items()],
                   headers=["phase", "time"])
     console.line()
-    for entry in left_out:
+    for entry in verified.left_out:
         console.info(f"Left out on purpose (not allowed on a managed service): {entry}")
-    for name in sequence_mismatches:
+    for name in verified.sequence_mismatches:
         console.fail(f"Sequence {name} differs between source and target")
     if ok:
-        console.passed(f"Row counts and checksums match - {report['operation']} successful!")
+        console.passed(f"Row counts and checksums match (checked before COMMIT) - {report['operation']} successful!")
     else:
         console.fail(f"Verification failed: {sum(not r['match'] for r in tables)} table(s) and "
-                     f"{len(sequence_mismatches)} sequence(s) differ; the previous {target.label} data is in "
-                     f"{dumps['safety_copy']['url']}")
+                     f"{len(verified.sequence_mismatches)} sequence(s) differ; {target.label} was left as it was "
+                     "(the restore was rolled back)")
     return report
 
 
@@ -568,6 +625,8 @@ def _print_plan(console: Console, env: Environment, direction: Direction, source
         ("S3 Dump", env.store.url(source_key)),
         ("Safety copy", f"{env.store.url(safety_key)} (or an earlier dump, if it holds the target's data)"),
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in env.tools.versions.items())),
+        *([("Versions", note)] if (note := downgrade_note(env.versions[direction.source],
+                                                           env.versions[direction.target])) else []),
     ])
     console.line()
     names = sorted(set(source) | set(target))
@@ -613,8 +672,11 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         state, verdict = check_divergence(env, side, guard, pool)
     target_before = state.tables
     console.banner("RESTORE PLAN")
+    dumped_from = _version_num(recorded.get("source", {}).get("server_version"))
     console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
-                    ("Target", f"{target.label} ({target.masked()})"), ("Safety copy", env.store.url(safety_key))])
+                    ("Target", f"{target.label} ({target.masked()}, PostgreSQL {_version_text(env.versions[side])})"),
+                    ("Safety copy", env.store.url(safety_key)),
+                    *([("Versions", note)] if (note := downgrade_note(dumped_from, env.versions[side])) else [])])
     console.line()
     names = sorted(set(recorded.get("tables", {})) | set(target_before))
     console.table([[n, _n(recorded.get("tables", {}).get(n, {}).get("rows")),
@@ -635,23 +697,21 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
                 safety_info = safety_copy(env, console, side, safety_key, processes,
                                           f"safety copy of {target.label} before restoring {key}", f"restore-to-{side}",
                                           state, verdict, guard, report, asked)
-            with phases("restore"):
+            with phases("restore + verify"):
                 console.info(f"Restoring {env.store.url(key)} into {target.label}...")
-                restore = Restore(target, processes, workdir)
+                restore = Restore(target, processes, workdir,
+                                  hint=downgrade_hint(dumped_from, env.versions[side], target.label))
                 again = hashlib.sha256()
                 for chunk in env.store.read(key):
                     again.update(chunk)
                     restore.write(chunk)
                 if again.hexdigest() != recorded["sha256"]:
                     raise DevopsError(f"{env.store.url(key)} changed while it was read; nothing was changed")
-                restored = restore.commit()
+                verified = commit_verified(restore, recorded.get("tables", {}), recorded.get("sequences", {}))
         finally:
             processes.close()
-    with phases("verify"):
-        target_after = _stats(target)
-        sequences_after = _sequences(target)
-    report = _finish(console, report, phases, target, recorded.get("tables", {}), target_after,
-                     compare_sequences(recorded.get("sequences", {}), sequences_after), restored.left_out,
+    target_after, sequences_after = verified.tables, verified.sequences
+    report = _finish(console, report, phases, target, recorded.get("tables", {}), verified,
                      {"safety_copy": safety_info})
     if report["status"] == "ok":
         # What the target holds now is that dump: the next sync neither takes the rollback for foreign writes

@@ -13,6 +13,7 @@ of contents, and named in the report; any other error fails the restore.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from devops.console import mask
 from devops.errors import DevopsError
-from devops.postgres import Endpoint
+from devops.postgres import CANONICAL_SETTINGS, CHECKSUM, USER_TABLES, Endpoint
 
 CHUNK = 1024 * 1024
 TOOLS = ("pg_dump", "pg_restore", "psql")
@@ -36,40 +37,91 @@ MANAGED_SERVICE_EXCLUSIONS = (
     re.compile(r" PUBLICATION( TABLE| TABLES IN SCHEMA)? "),
     re.compile(r" SUBSCRIPTION "),
 )
-# Drops every user relation and schema of the target (not those of extensions), so that the restore is a
-# full replace: tables that exist only in the target do not survive it. Runs inside the restore's
-# transaction.
-PRELUDE = r"""
+# The full replace: drops everything of the target's own (not an extension's), inside the restore's
+# transaction, so that afterwards it holds exactly what the archive creates. Every statement is built from
+# the catalogs before the first one runs, and each drops all objects of one kind at once with IF EXISTS and
+# CASCADE: what an earlier CASCADE took (a view over a dropped table, a function taking a dropped type) is
+# skipped by name, so no order of visiting matters and no name is read back from a dropped object's OID.
+# Schemas go whole, except public and those holding an extension's objects, which are kept (their own
+# objects emptied) and whose CREATE SCHEMA is left out of the restore (KEPT_SCHEMAS).
+OWN_SCHEMAS = r"""
+    n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                    AND d.deptype = 'e')"""
+KEPT_SCHEMAS = f"""
+    SELECT n.nspname FROM pg_namespace n WHERE {OWN_SCHEMAS} AND (n.nspname = 'public'
+        OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+                   AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass)
+                   AND n.oid = CASE d.classid WHEN 'pg_class'::regclass
+                                    THEN (SELECT relnamespace FROM pg_class WHERE oid = d.objid)
+                                  WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = d.objid)
+                                  ELSE (SELECT typnamespace FROM pg_type WHERE oid = d.objid) END)
+        OR EXISTS (SELECT 1 FROM pg_extension e WHERE e.extnamespace = n.oid))"""
+PRELUDE = rf"""
 BEGIN;
 SET LOCAL client_min_messages = warning;
 DO $devops$
 DECLARE
-    obj record;
+    statements text[];
+    statement text;
 BEGIN
-    FOR obj IN
-        SELECT n.nspname FROM pg_namespace n
-        WHERE n.nspname NOT IN ('public', 'pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\_%'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                          AND d.objid = n.oid AND d.deptype = 'e')
-          AND NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extnamespace = n.oid)
-    LOOP
-        EXECUTE format('DROP SCHEMA %I CASCADE', obj.nspname);
+    WITH kept AS (SELECT oid FROM pg_namespace WHERE nspname IN ({KEPT_SCHEMAS})),
+    own AS (  -- not a member of an extension
+        SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
+    ),
+    objects(kind, position, name) AS (  -- names as text, schema-qualified and quoted
+        SELECT 'SCHEMA', 0, format('%I', n.nspname) FROM pg_namespace n
+        WHERE {OWN_SCHEMAS} AND n.oid NOT IN (SELECT oid FROM kept)
+        UNION ALL
+        SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                   WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+               CASE c.relkind WHEN 'v' THEN 1 WHEN 'm' THEN 2 WHEN 'f' THEN 3 WHEN 'S' THEN 5 ELSE 4 END,
+               format('%s.%I', c.relnamespace::regnamespace, c.relname)
+        FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM kept) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND ('pg_class'::regclass, c.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'ROUTINE', 6, format('%s.%I(%s)', p.pronamespace::regnamespace, p.proname,
+                                    pg_get_function_identity_arguments(p.oid))
+        FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM kept)
+          AND ('pg_proc'::regclass, p.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, 7,
+               format('%s.%I', t.typnamespace::regnamespace, t.typname)
+        FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM kept)
+          AND (t.typtype IN ('e', 'r', 'd')
+               OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+          AND ('pg_type'::regclass, t.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'COLLATION', 8, format('%s.%I', c.collnamespace::regnamespace, c.collname)
+        FROM pg_collation c WHERE c.collnamespace IN (SELECT oid FROM kept)
+          AND ('pg_collation'::regclass, c.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'CONVERSION', 9, format('%s.%I', c.connamespace::regnamespace, c.conname)
+        FROM pg_conversion c WHERE c.connamespace IN (SELECT oid FROM kept)
+          AND ('pg_conversion'::regclass, c.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'TEXT SEARCH CONFIGURATION', 10, format('%s.%I', c.cfgnamespace::regnamespace, c.cfgname)
+        FROM pg_ts_config c WHERE c.cfgnamespace IN (SELECT oid FROM kept)
+          AND ('pg_ts_config'::regclass, c.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'TEXT SEARCH DICTIONARY', 11, format('%s.%I', d.dictnamespace::regnamespace, d.dictname)
+        FROM pg_ts_dict d WHERE d.dictnamespace IN (SELECT oid FROM kept)
+          AND ('pg_ts_dict'::regclass, d.oid) NOT IN (SELECT * FROM own)
+        UNION ALL
+        SELECT 'OPERATOR', 12, format('%s.%s(%s, %s)', o.oprnamespace::regnamespace, o.oprname,
+                                      CASE o.oprleft WHEN 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END,
+                                      format_type(o.oprright, NULL))
+        FROM pg_operator o WHERE o.oprnamespace IN (SELECT oid FROM kept)
+          AND ('pg_operator'::regclass, o.oid) NOT IN (SELECT * FROM own)
+    )
+    SELECT array_agg(format('DROP %s IF EXISTS %s CASCADE', kind, names) ORDER BY position)
+    INTO statements
+    FROM (SELECT kind, min(position) AS position, string_agg(name, ', ') AS names FROM objects GROUP BY kind) k;
+    FOREACH statement IN ARRAY coalesce(statements, '{{}}') LOOP
+        EXECUTE statement;
     END LOOP;
-    FOR obj IN
-        SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
-        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                          AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
-    LOOP
-        BEGIN
-            EXECUTE format('DROP %s IF EXISTS %s CASCADE',
-                CASE obj.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                    WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, obj.rel);
-        EXCEPTION WHEN undefined_table OR undefined_object THEN
-            NULL;  -- already gone with an earlier CASCADE
-        END;
-    END LOOP;
+    -- Large objects are not in any schema; the archive recreates its own under their original OIDs.
+    PERFORM pg_catalog.lo_unlink(l.oid) FROM pg_largeobject_metadata l WHERE pg_has_role(l.lomowner, 'USAGE');
 END
 $devops$;
 """
@@ -152,15 +204,19 @@ class Processes:
         self.procs.append((name, proc, err))
         return proc
 
-    def error_of(self, proc: subprocess.Popen[bytes]) -> str:
-        """The meaningful last line of a process's stderr, masked."""
-        for name, candidate, err in self.procs:
+    def stderr_of(self, proc: subprocess.Popen[bytes]) -> str:
+        for _, candidate, err in self.procs:
             if candidate is proc:
                 err.seek(0)
-                lines = [line.strip() for line in err.read().decode(errors="replace").splitlines() if line.strip()]
-                errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
-                return mask((errors or lines or [f"{name} exited with {proc.returncode}"])[0])
+                return err.read().decode(errors="replace")
         return ""
+
+    def error_of(self, proc: subprocess.Popen[bytes]) -> str:
+        """The meaningful first error line of a process's stderr, masked; or how it ended."""
+        name = next((name for name, candidate, _ in self.procs if candidate is proc), "process")
+        lines = [line.strip() for line in self.stderr_of(proc).splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
+        return mask((errors or lines or [ended(name, proc.returncode)])[0])
 
     def close(self) -> None:
         for _, proc, err in self.procs:
@@ -180,6 +236,14 @@ class Processes:
         self.procs.clear()
 
 
+def ended(name: str, returncode: int | None) -> str:
+    """'pg_restore was stopped by SIGPIPE' rather than 'exited with -13'."""
+    if returncode is not None and returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"{name} was stopped by {signal.Signals(-returncode).name}"
+    return f"{name} exited with {returncode}"
+
+
 def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
     while chunk := stream.read1(CHUNK) if hasattr(stream, "read1") else stream.read(CHUNK):
         yield chunk
@@ -194,18 +258,124 @@ class RestoreResult:
     left_out: list[str] = field(default_factory=list)
 
 
+class VerificationFailed(PipelineError):
+    """The restored tables or sequences differ from the archive's record: the restore was rolled back.
+    ``found`` is what the target held inside the restore's transaction (tables: rows and checksum)."""
+
+    def __init__(self, message: str, found: dict[str, Any]):
+        super().__init__(message)
+        self.found = found
+
+
+# What the restore's transaction checks before COMMIT: every table's rows and checksum (the same expression
+# and table selection as devops.postgres.table_stats) and every sequence, against the source's, passed in
+# as {expected}. A difference raises, psql stops, and the server rolls the whole restore back.
+VERIFY = f"""
+DO $devops_verify$
+DECLARE
+    expected jsonb := {{expected}};
+    found jsonb := '{{}}';
+    sequences jsonb;
+    r record;
+    counted record;
+BEGIN
+{{settings}}
+    FOR r IN {USER_TABLES} LOOP
+        EXECUTE format('SELECT count(*) AS n, {CHECKSUM} AS checksum FROM %I.%I AS t', r.nspname, r.relname)
+            INTO counted;
+        found := found || jsonb_build_object(r.nspname || '.' || r.relname,
+                                             jsonb_build_object('rows', counted.n, 'checksum', counted.checksum::text));
+    END LOOP;
+    SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{{}}') INTO sequences
+    FROM pg_sequences;
+    IF found IS DISTINCT FROM expected->'tables' OR sequences IS DISTINCT FROM expected->'sequences' THEN
+        RAISE EXCEPTION 'devops-verify %', jsonb_build_object('tables', found, 'sequences', sequences)::text;
+    END IF;
+END
+$devops_verify$;
+"""
+PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
+ENTRY_HEADER = re.compile(rb"-- (?:Data for )?Name: (.*?); Type: (.*?); Schema: (.*?); Owner:")
+HEADER_SET = re.compile(rb"^SET ([a-z_]+) = [^\n]*;\n", re.M)
+# pg_restore --single-transaction's own BEGIN (at the top) and COMMIT (at the end, before the closing
+# comments): the transaction is the prelude's, and COMMIT is withheld until the verification passed.
+HEADER_BEGIN = re.compile(rb"^BEGIN;\n", re.M)
+SCRIPT_END = re.compile(rb"(?:^|\n)COMMIT;\n(?:\s*(?:--[^\n]*|\\unrestrict [^\n]*)?\n)*\s*\Z")
+TAIL = 4096
+
+
+class Script:
+    """The SQL on its way to psql: counts its lines and remembers where each archive entry begins (the
+    '-- Name: ...; Type: ...; Schema: ...' comment pg_restore writes before it, and the statement's first
+    line), so that the line number in a psql error names the entry that failed."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.entries: list[tuple[int, str, str]] = []  # (line, "VIEW app.big_orders", first statement line)
+        self._carry = b""  # the last, unfinished line (with the newline before it): a header may straddle chunks
+
+    def feed(self, chunk: bytes) -> None:
+        buf = self._carry + chunk
+        line = self.lines - (1 if self._carry else 0)  # newlines before buf
+        counted = 0
+        start = 0
+        while (found := buf.find(b"\n-- ", start)) != -1:
+            end = buf.find(b"\n", found + 1)
+            if end == -1:
+                break
+            header = ENTRY_HEADER.match(buf, found + 1, end)
+            if header:
+                line += buf.count(b"\n", counted, found + 1)
+                counted = found + 1
+                name, kind, schema = (part.decode(errors="replace") for part in header.groups())
+                self.entries.append((line + 1, f"{kind} {name if schema == '-' else schema + '.' + name}",
+                                     _statement_after(buf, end)))
+            start = end
+        self.lines += chunk.count(b"\n")
+        last = buf.rfind(b"\n")
+        self._carry = buf[last:] if last != -1 and len(buf) - last < 4096 else b""
+
+    def entry_at(self, line: int) -> tuple[str, str] | None:
+        """The archive entry whose SQL holds ``line`` (1-based): (what, its statement's first line)."""
+        found = None
+        for start, what, statement in self.entries:
+            if start > line:
+                break
+            found = (what, statement)
+        return found
+
+
+def _statement_after(buf: bytes, end: int) -> str:
+    """The first line of SQL after an entry's header comment, shortened; empty when not in this chunk."""
+    position = end + 1
+    while position < len(buf):
+        stop = buf.find(b"\n", position)
+        if stop == -1:
+            return ""
+        text = buf[position:stop].decode(errors="replace").strip()
+        if text and not text.startswith("--"):
+            return text if len(text) <= 100 else text[:97] + "..."
+        position = stop + 1
+    return ""
+
+
 class Restore:
-    """Feed an archive with ``write``; ``commit`` makes it visible, anything else leaves the target as it was.
+    """Feed an archive with ``write``; ``commit`` verifies and makes it visible, anything else leaves the
+    target as it was.
 
     The first bytes (the archive's table of contents) go to ``pg_restore -l`` to find the entries to leave
-    out; they are kept in memory (the TOC is small) and replayed into the real restore.
+    out; they are kept in memory (the TOC is small) and replayed into the real restore. ``hint`` is added to
+    the error when an archive entry fails (the engine's advice, e.g. on a downgrade between majors).
     """
 
-    def __init__(self, target: Endpoint, processes: Processes, workdir: str):
+    def __init__(self, target: Endpoint, processes: Processes, workdir: str, hint: str = ""):
         self.target = target
         self.processes = processes
         self.workdir = workdir
+        self.hint = hint
         self.result = RestoreResult()
+        self.script = Script()
+        self._prelude_lines = PRELUDE.count("\n")
         self._prefix: list[bytes] = []
         self._probe = processes.start("pg_restore -l", ["pg_restore", "--list"], stdin=subprocess.PIPE)
         self._probe_out: list[bytes] = []
@@ -216,6 +386,7 @@ class Restore:
         self._psql: subprocess.Popen[bytes] | None = None
         self._copier: threading.Thread | None = None
         self._copy_error: list[BaseException] = []
+        self._settings: set[str] = set()
 
     def write(self, chunk: bytes) -> None:
         if self._restore is None:
@@ -236,43 +407,66 @@ class Restore:
         except BrokenPipeError:
             raise self._failure() from None
 
+    def _inspect_target(self) -> set[str]:
+        """The target's settings (so that none it lacks is sent) and the schemas the prelude keeps."""
+        conn = self.target.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT name FROM pg_settings")
+                self._settings = {name for (name,) in cur.fetchall()}
+                cur.execute(KEPT_SCHEMAS)
+                return {name for (name,) in cur.fetchall()}
+        finally:
+            conn.close()
+
     def _start_restore(self) -> None:
         self._probe_reader.join()
         if self._probe.wait() != 0:
             raise PipelineError(f"the dump is not a valid archive: {self.processes.error_of(self._probe)}")
         listing = (self._probe_out[0] if self._probe_out else b"").decode(errors="replace")
+        kept_schemas = self._inspect_target()
         kept = []
         for line in listing.splitlines():
+            schema = re.match(r"^\d+; \d+ \d+ SCHEMA - (.+) \S*$", line)
             if line and not line.startswith(";") and any(p.search(line) for p in MANAGED_SERVICE_EXCLUSIONS):
                 self.result.left_out.append(_describe_entry(line))
                 kept.append(";" + line)  # commented out: pg_restore skips it
+            elif schema and schema.group(1) in kept_schemas:
+                kept.append(";" + line)  # the target keeps this schema (public, or it holds an extension)
             else:
                 kept.append(line)
         list_file = os.path.join(self.workdir, "restore.list")
         with open(list_file, "w") as handle:
             handle.write("\n".join(kept) + "\n")
+        # No --clean: the prelude has already emptied the target, whatever it held. --single-transaction:
+        # otherwise pg_restore wraps large objects in a BEGIN/COMMIT of its own, whose COMMIT would end the
+        # prelude's transaction halfway; its opening BEGIN and closing COMMIT are taken out on the way.
         self._restore = self.processes.start(
             "pg_restore",
-            ["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl", f"--use-list={list_file}",
-             "--file=-"],
+            ["pg_restore", "--no-owner", "--no-acl", "--single-transaction", f"--use-list={list_file}", "--file=-"],
             stdin=subprocess.PIPE,
         )
         self._psql = self.processes.start(
             "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--file=-"],
             endpoint=self.target, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         )
-        self._psql.stdin.write(PRELUDE.encode())
+        self._send(PRELUDE.encode())
         self._copier = threading.Thread(target=self._copy_sql, daemon=True, name="restore-sql")
         self._copier.start()
         for chunk in self._prefix:
             self._feed(chunk)
         self._prefix = []
 
+    def _send(self, sql: bytes) -> None:
+        self.script.feed(sql)
+        self._psql.stdin.write(sql)
+
     def _copy_sql(self) -> None:
         """pg_restore's SQL into psql (through here, so that COMMIT is ours to add or withhold)."""
         try:
-            for chunk in read_chunks(self._restore.stdout):
-                self._psql.stdin.write(chunk)
+            chunks = read_chunks(self._restore.stdout)
+            for chunk in _without_final_commit(self._without_unknown_settings(chunks)):
+                self._send(chunk)
             self._psql.stdin.flush()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._copy_error.append(exc)
@@ -280,16 +474,71 @@ class Restore:
             with contextlib.suppress(OSError):
                 self._restore.stdout.close()
 
+    def _without_unknown_settings(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The script's opening SETs, less those the target's major does not have (pg_restore 17 writes
+        ``SET transaction_timeout = 0;``, which a server before 17 refuses), and less its BEGIN; the rest
+        passes untouched."""
+        head = b""
+        for chunk in chunks:
+            if head is None:
+                yield chunk
+                continue
+            head += chunk
+            first_entry = head.find(b"\n-- Name: ")
+            if first_entry == -1 and len(head) < CHUNK:
+                continue
+            cut = first_entry if first_entry != -1 else len(head)
+            yield self._header(head[:cut])
+            yield head[cut:]
+            head = None
+        if head:
+            yield self._header(head)
+
+    def _header(self, head: bytes) -> bytes:
+        head = HEADER_BEGIN.sub(b"", head, count=1)
+        return HEADER_SET.sub(lambda m: m.group(0) if m.group(1).decode() in self._settings else b"", head)
+
     def _failure(self) -> PipelineError:
-        """The reason the restore stopped, from whichever process failed first."""
+        """The reason the restore stopped, from the process that failed first: the server refusing a
+        statement ends psql, and pg_restore's broken pipe follows; so psql is asked first (given a moment
+        to exit when another process has already died)."""
+        others_died = any(proc is not None and proc.poll() not in (None, 0) for proc in (self._restore, self._probe))
+        if self._psql is not None and self._psql.poll() is None and (others_died or self._copy_error):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._psql.wait(timeout=5)
         if self._psql is not None and self._psql.poll() not in (None, 0):
-            return PipelineError(f"restore into {self.target.label} failed: {self.processes.error_of(self._psql)}")
+            return self._psql_failure()
         if self._restore is not None and self._restore.poll() not in (None, 0):
             return PipelineError(f"pg_restore failed: {self.processes.error_of(self._restore)}")
+        if self._copy_error:
+            return PipelineError(f"restore into {self.target.label} stopped: {mask(str(self._copy_error[0]))}")
         return PipelineError(f"restore into {self.target.label} stopped unexpectedly")
 
-    def commit(self) -> RestoreResult:
-        """All input written: let pg_restore finish, then COMMIT; any error leaves the target unchanged."""
+    def _psql_failure(self) -> PipelineError:
+        """psql's first error, named by the archive entry its line falls in."""
+        stderr = self.processes.stderr_of(self._psql)
+        error = PSQL_ERROR.search(stderr)
+        if not error:
+            return PipelineError(f"restore into {self.target.label} failed: {self.processes.error_of(self._psql)}")
+        line, message = int(error.group(1)), mask(error.group(2).strip())
+        if message.startswith("devops-verify "):
+            found = json.loads(message.removeprefix("devops-verify "))
+            return VerificationFailed(f"the restored data differs from the source; {self.target.label} was "
+                                      "left as it was (the restore was rolled back)", found)
+        if line <= self._prelude_lines:
+            return PipelineError(f"clearing {self.target.label} before the restore failed: {message} "
+                                 "(objects the login role may not drop? the restore was rolled back)")
+        entry = self.script.entry_at(line)
+        if entry is None:
+            return PipelineError(f"restore into {self.target.label} failed: {message}")
+        what, statement = entry
+        at = f"{what} ({statement})" if statement else what
+        return PipelineError(f"restore into {self.target.label} failed at {at}: {message}{self.hint}")
+
+    def commit(self, expected: dict[str, Any] | None = None) -> RestoreResult:
+        """All input written: let pg_restore finish, check the restored tables and sequences against
+        ``expected`` ({"tables": {name: {"rows", "checksum"}}, "sequences": {name: last_value}}) inside the
+        transaction, then COMMIT; any error or difference leaves the target unchanged."""
         if self._restore is None:
             # The whole archive fitted in what pg_restore -l read.
             with contextlib.suppress(BrokenPipeError):
@@ -303,13 +552,39 @@ class Restore:
         if self._copy_error or self._psql.poll() not in (None, 0):
             raise self._failure()
         try:
-            self._psql.stdin.write(b"\nCOMMIT;\n")
+            if expected is not None:
+                self._send(verification_sql(expected).encode())
+            self._send(b"\nCOMMIT;\n")
             self._psql.stdin.close()
         except BrokenPipeError:
             raise self._failure() from None
         if self._psql.wait() != 0:
             raise self._failure()
         return self.result
+
+
+def _without_final_commit(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The script less its closing COMMIT (pg_restore --single-transaction's), which is always in its last
+    few lines: the stream is passed on with its last TAIL bytes held back until the end."""
+    held = b""
+    for chunk in chunks:
+        held += chunk
+        if len(held) > 2 * TAIL:
+            yield held[:-TAIL]
+            held = held[-TAIL:]
+    end = SCRIPT_END.search(held)
+    if not end:
+        raise PipelineError("pg_restore's script did not end with its COMMIT: nothing was committed")
+    yield held[:end.start()] + b"\n"
+
+
+def verification_sql(expected: dict[str, Any]) -> str:
+    """VERIFY with ``expected`` as a jsonb literal (dollar-quoted with a tag no JSON text contains)."""
+    literal = json.dumps({"tables": expected["tables"], "sequences": expected["sequences"]}, sort_keys=True)
+    tag = "$devops_expected$"
+    assert tag not in literal
+    settings = "\n".join(f"    PERFORM set_config('{name}', '{value}', true);" for name, value in CANONICAL_SETTINGS)
+    return VERIFY.replace("{expected}", f"{tag}{literal}{tag}::jsonb").replace("{settings}", settings)
 
 
 def _describe_entry(line: str) -> str:

@@ -62,10 +62,13 @@ variable "private_subnet_cidrs" {
 # Database
 # ---------------------------------------------------------------------------
 
+# The major Neon creates projects on (17), so that a Neon -> RDS sync is never a downgrade. An RDS already
+# on an older major keeps it by setting this (db_engine_version = "15" in a tfvars file): the sync
+# supports targets on 14 and later, and names a downgrade in its plan.
 variable "db_engine_version" {
   description = "PostgreSQL engine version (major, or major.minor)."
   type        = string
-  default     = "15"
+  default     = "17"
 }
 
 variable "db_instance_class" {
