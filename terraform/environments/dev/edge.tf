@@ -5,7 +5,7 @@
 # serves HTTPS and 80 redirects to 443.
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV2_AWS_28: a WAF web ACL costs $5/month plus $1 per rule and per million requests; dev serves its own team, not the public
+  #checkov:skip=CKV2_AWS_28: a WAF web ACL costs $5/month plus $1 per rule and $0.60 per million requests; dev is the team's test copy with sample data, not production traffic
   count = var.dev_activated ? 1 : 0
 
   name               = "${local.name_prefix}-alb"
@@ -128,7 +128,7 @@ locals {
 resource "aws_cloudfront_distribution" "this" {
   #checkov:skip=CKV2_AWS_42: a custom certificate needs a domain of our own; dev is reached at its *.cloudfront.net name, under CloudFront's default certificate
   #checkov:skip=CKV2_AWS_32: a response headers policy is attached: AWS's managed SecurityHeadersPolicy, by its fixed ID (see locals); the check recognises only a policy resource or data source, and the emulator serves neither
-  #checkov:skip=CKV2_AWS_47: no WAF in dev (a web ACL costs $5/month plus $1 per rule and per million requests), so no Log4j rule set to attach
+  #checkov:skip=CKV2_AWS_47: no WAF in dev (a web ACL costs $5/month plus $1 per rule and $0.60 per million requests), so no Log4j rule set to attach
   count = var.dev_activated ? 1 : 0
 
   enabled         = true
