@@ -31,8 +31,6 @@ def test_outputs_in_pilot_light(outputs, sandbox_settings):
 def test_backups_bucket_is_protected(sandbox, sandbox_settings):
     s3 = sandbox.client("s3")
     bucket = sandbox_settings.bucket_name
-    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    assert [(rule["Status"], rule["Expiration"]["Days"]) for rule in rules] == [("Enabled", 30)]
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                      "RestrictPublicBuckets": True}
@@ -44,6 +42,26 @@ def test_backups_bucket_is_protected(sandbox, sandbox_settings):
     assert deny_tls, policy
 
 
+def test_backups_bucket_expires_dumps_and_aborts_incomplete_uploads(sandbox, sandbox_settings):
+    # A sync killed hard leaves its multipart upload's parts behind: only the abort rule removes them.
+    rules = sandbox.client("s3").get_bucket_lifecycle_configuration(Bucket=sandbox_settings.bucket_name)["Rules"]
+    enabled = [rule for rule in rules if rule["Status"] == "Enabled" and not rule.get("Filter", {}).get("Prefix")]
+    assert [rule["Expiration"]["Days"] for rule in enabled if "Expiration" in rule] == [30], rules
+    assert [rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for rule in enabled
+            if "AbortIncompleteMultipartUpload" in rule] == [1], rules
+
+
+def test_default_security_group_denies_all_traffic_and_the_database_sends_nothing(sandbox, outputs):
+    ec2 = sandbox.client("ec2")
+    vpc = {"Name": "vpc-id", "Values": [outputs["vpc_id"]]}
+    default = ec2.describe_security_groups(Filters=[vpc, {"Name": "group-name", "Values": ["default"]}])
+    [group] = default["SecurityGroups"]
+    assert (group["IpPermissions"], group["IpPermissionsEgress"]) == ([], []), group
+    db = ec2.describe_security_groups(Filters=[vpc, {"Name": "group-name", "Values": ["*-db-sg"]}])
+    [group] = db["SecurityGroups"]
+    assert group["IpPermissionsEgress"] == [] and group["IpPermissions"], group
+
+
 def test_database_instance_is_available_with_a_managed_secret(sandbox, sandbox_settings, outputs):
     rds = sandbox.client("rds")
     db = rds.describe_db_instances(DBInstanceIdentifier=sandbox_settings.rds_instance_id)["DBInstances"][0]
@@ -51,6 +69,8 @@ def test_database_instance_is_available_with_a_managed_secret(sandbox, sandbox_s
     assert db["Engine"] == "postgres"
     assert db["MasterUserSecret"]["SecretArn"] == outputs["database_secret_arn"]
     assert db["Endpoint"]["Address"] == outputs["database_endpoint"]
+    assert (db["DeletionProtection"], db["IAMDatabaseAuthenticationEnabled"], db["AutoMinorVersionUpgrade"]) == \
+        (True, True, True)
 
 
 def test_three_ecr_repositories_with_lifecycle_policies(sandbox, sandbox_settings, outputs):

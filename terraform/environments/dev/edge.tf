@@ -5,6 +5,7 @@
 # serves HTTPS and 80 redirects to 443.
 
 resource "aws_lb" "this" {
+  #checkov:skip=CKV2_AWS_28: a WAF web ACL costs $5/month plus $1 per rule and $0.60 per million requests; dev is the team's test copy with sample data, not production traffic
   count = var.dev_activated ? 1 : 0
 
   name               = "${local.name_prefix}-alb"
@@ -19,6 +20,7 @@ resource "aws_lb" "this" {
 }
 
 resource "aws_lb_target_group" "service" {
+  #checkov:skip=CKV_AWS_378: TLS from the ALB to the tasks would need a certificate in every container; that hop stays inside the VPC, behind the tasks' security group
   for_each = local.active_lb_services
 
   # Target group names are limited to 32 characters.
@@ -119,9 +121,14 @@ locals {
   # recommended for ALB origins.
   cloudfront_cache_policy_caching_disabled            = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
   cloudfront_origin_request_policy_all_viewer_no_host = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+  # SecurityHeadersPolicy: HSTS, nosniff, X-Frame-Options, Referrer-Policy on every response (free).
+  cloudfront_response_headers_policy_security_headers = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 }
 
 resource "aws_cloudfront_distribution" "this" {
+  #checkov:skip=CKV2_AWS_42: a custom certificate needs a domain of our own; dev is reached at its *.cloudfront.net name, under CloudFront's default certificate
+  #checkov:skip=CKV2_AWS_32: a response headers policy is attached: AWS's managed SecurityHeadersPolicy, by its fixed ID (see locals); the check recognises only a policy resource or data source, and the emulator serves neither
+  #checkov:skip=CKV2_AWS_47: no WAF in dev (a web ACL costs $5/month plus $1 per rule and $0.60 per million requests), so no Log4j rule set to attach
   count = var.dev_activated ? 1 : 0
 
   enabled         = true
@@ -151,8 +158,9 @@ resource "aws_cloudfront_distribution" "this" {
     cached_methods         = ["GET", "HEAD"]
     compress               = true
 
-    cache_policy_id          = local.cloudfront_cache_policy_caching_disabled
-    origin_request_policy_id = local.cloudfront_origin_request_policy_all_viewer_no_host
+    cache_policy_id            = local.cloudfront_cache_policy_caching_disabled
+    origin_request_policy_id   = local.cloudfront_origin_request_policy_all_viewer_no_host
+    response_headers_policy_id = local.cloudfront_response_headers_policy_security_headers
   }
 
   restrictions {

@@ -107,9 +107,9 @@ variable "db_backup_retention_days" {
 }
 
 variable "db_deletion_protection" {
-  description = "Enable RDS deletion protection."
+  description = "Enable RDS deletion protection (the instance is always on; turn it off only to delete dev for good)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "db_backups_retention_days" {
