@@ -243,10 +243,12 @@ def run(command: list[str], target: str = "toolbox", tty: bool | None = None, ta
 
 
 def _create(engine: Any, tag: str, command: list[str], tty: bool, target: str, name: str | None = None) -> str:
+    """A task's container; named, the sandbox's: it gets no environment, which docker inspect would show for
+    as long as it lives (secrets included): each exec into it brings its own."""
     options = container_options(target)
     return engine.api.create_container(
         tag, command=command, tty=tty, stdin_open=tty, user=options["user"], working_dir=options["working_dir"],
-        environment=options["environment"], name=name,
+        environment=options["environment"] if name is None else {}, name=name,
         volumes=[v["bind"] for v in options["volumes"].values()],
         host_config=engine.api.create_host_config(
             binds=options["volumes"], network_mode=options["network_mode"], group_add=options["group_add"] or None),

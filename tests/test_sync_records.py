@@ -63,7 +63,7 @@ def test_two_syncs_started_at_once_one_runs_the_other_refuses(sandbox, sandbox_e
     assert sorted(code for *_, code in results) == [0, 1], results
     winner = next(r for r in results if r[3] == 0)
     loser = next(r for r in results if r[3] == 1)
-    errors = [line for line in loser[2].splitlines() if line.strip()]
+    errors = [line for line in loser[2].splitlines() if line.startswith("[ERROR]")]  # --json: the plan is on stderr
     assert len(errors) == 1 and "Traceback" not in loser[2], loser[2]
     assert errors[0].startswith("[ERROR] another sync is running: sync neon-to-rds on "
                                 f"{socket.gethostname()} (pid {winner[0]})"), errors[0]

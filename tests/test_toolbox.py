@@ -143,6 +143,36 @@ def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
     assert f"{toolbox.image_tag('dev')} inv test" in log.read_text()
 
 
+KEEPER_DOCKER = """#!/bin/sh
+echo "$*" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+    image) exit 0 ;;
+    inspect) [ -e "$FAKE_DOCKER_LOG.keeper" ] && echo true; exit 0 ;;
+    run) case "$*" in *" -d --name "*) : > "$FAKE_DOCKER_LOG.keeper" ;; esac; exit 0 ;;
+esac
+"""
+
+
+def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path):
+    """The long-lived container gets no environment (docker inspect would show it while it lives); the
+    task's exec into it gets the variables, by name."""
+    fake = tmp_path / "docker"
+    fake.write_text(KEEPER_DOCKER)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log),
+                    NEON_DATABASE_URL="postgresql://owner:pw@example/db", AWS_SECRET_ACCESS_KEY="very-secret")
+    result = subprocess.run(["sh", str(SHIM), "sandbox.up"], env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    created = [line for line in calls if line.startswith("run ") and " -d --name " in line]
+    executed = [line for line in calls if line.startswith("exec ")]
+    assert len(created) == 1 and len(executed) == 1, calls
+    assert " -e " not in created[0] and "pw" not in created[0]
+    assert "-e NEON_DATABASE_URL" in executed[0] and "-e AWS_SECRET_ACCESS_KEY" in executed[0]
+
+
 def test_shim_without_docker_says_so_in_one_line(tmp_path):
     env = _shim_env(_bin_dir(tmp_path / "bin", None))
     result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
