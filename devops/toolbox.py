@@ -206,10 +206,14 @@ def container_options(target: str, environ: Mapping[str, str] | None = None) -> 
     if mirror and Path(mirror).is_dir():
         volumes[mirror] = {"bind": mirror, "mode": "ro"}
     group_add: list[str] = []
-    if target == "dev" and Path(DOCKER_SOCKET).exists():
-        # The shim tests start containers through the host's engine.
-        volumes[DOCKER_SOCKET] = {"bind": DOCKER_SOCKET, "mode": "rw"}
-        group_add.append(str(os.stat(DOCKER_SOCKET).st_gid))
+    # The shim tests start containers through the engine this process talks to (DOCKER_HOST's, if set).
+    host = (os.environ if environ is None else environ).get("DOCKER_HOST", "")
+    if target == "dev" and host and not host.startswith("unix://"):
+        env["DOCKER_HOST"] = host  # tcp://...: reachable on the host's network
+    elif target == "dev" and Path(host.removeprefix("unix://") or DOCKER_SOCKET).exists():
+        socket_path = host.removeprefix("unix://") or DOCKER_SOCKET
+        volumes[socket_path] = {"bind": DOCKER_SOCKET, "mode": "rw"}
+        group_add.append(str(os.stat(socket_path).st_gid))
     return {"user": f"{os.getuid()}:{os.getgid()}", "working_dir": str(REPO_ROOT), "network_mode": "host",
             "environment": env, "volumes": volumes, "group_add": group_add}
 

@@ -173,6 +173,71 @@ def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path
     assert "-e NEON_DATABASE_URL" in executed[0] and "-e AWS_SECRET_ACCESS_KEY" in executed[0]
 
 
+def _shim_calls(tmp_path: Path, *args: str, **extra: str) -> list[str]:
+    """What the shim asks a stand-in docker (FAKE_DOCKER) for ``args``."""
+    fake = tmp_path / "docker"
+    if not fake.exists():
+        fake.write_text(FAKE_DOCKER)
+        fake.chmod(0o755)
+        _bin_dir(tmp_path / "bin", str(fake))
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    subprocess.run(["sh", str(SHIM), *args], env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra),
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    return log.read_text().splitlines()
+
+
+def _image_run(calls: list[str]) -> str:
+    return next(line for line in calls if line.startswith("run "))
+
+
+def test_shim_picks_the_image_from_task_names_only(tmp_path):
+    runtime, dev = toolbox.image_tag("toolbox"), toolbox.image_tag("dev")
+    # An option's value that looks like a task name picks nothing (nor a sandbox container).
+    for args in (["sync.restore", "--key", "test", "--to", "rds"], ["sync.restore", "-t", "rds", "-k", "sandbox.up"],
+                 ["-c", "demo", "validate"]):
+        calls = _shim_calls(tmp_path, *args)
+        assert f" {runtime} inv {args[0]}" in _image_run(calls), calls
+        assert not any(line.startswith(("inspect ", "exec ")) for line in calls), calls
+    assert f" {dev} inv test --pytest-args -k validate" in _image_run(
+        _shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
+    # --dev, wherever it is, for the toolbox tasks.
+    for args in (["toolbox.shell", "--dev"], ["--dev", "toolbox.shell"], ["toolbox.shell", "-d"]):
+        assert f" {dev} inv " in _image_run(_shim_calls(tmp_path, *args)), args
+    assert f" {runtime} inv " in _image_run(_shim_calls(tmp_path, "toolbox.shell"))
+
+
+def test_the_shims_value_options_are_the_tasks():
+    """The shim skips the values of these options; they must be exactly the tasks' non-boolean ones."""
+    from tasks import ns
+
+    def value_options(collection) -> set[str]:
+        found = {f"--{n}" if len(n) > 1 else f"-{n}" for task in collection.tasks.values()
+                 for arg in task.get_arguments() if arg.kind is not bool for n in arg.names}
+        return found.union(*(value_options(sub) for sub in collection.collections.values()))
+
+    listed = re.search(r'^TASK_VALUE_OPTIONS="([^"]*)"', SHIM.read_text(), re.M).group(1).split()
+    assert set(listed) == value_options(ns)
+
+
+def test_shim_and_sdk_mount_the_engine_docker_host_names(tmp_path):
+    engine_socket = socket.socket(socket.AF_UNIX)
+    engine_socket.bind(str(tmp_path / "engine.sock"))
+    try:
+        run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST=f"unix://{tmp_path}/engine.sock"))
+        assert f"-v {tmp_path}/engine.sock:/var/run/docker.sock" in run, run
+        options = toolbox.container_options("dev", environ={"DOCKER_HOST": f"unix://{tmp_path}/engine.sock"})
+        assert options["volumes"][f"{tmp_path}/engine.sock"]["bind"] == "/var/run/docker.sock"
+        assert options["group_add"] == [str(os.stat(tmp_path / "engine.sock").st_gid)]
+    finally:
+        engine_socket.close()
+    # An engine over TCP: the dev container (on the host's network) is told where it is.
+    run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST="tcp://127.0.0.1:2375"))
+    assert "-e DOCKER_HOST" in run
+    assert toolbox.container_options("dev", environ={"DOCKER_HOST": "tcp://127.0.0.1:2375"})["environment"][
+        "DOCKER_HOST"] == "tcp://127.0.0.1:2375"
+
+
 def test_shim_without_docker_says_so_in_one_line(tmp_path):
     env = _shim_env(_bin_dir(tmp_path / "bin", None))
     result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
