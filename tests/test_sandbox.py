@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import psycopg2
 import pytest
@@ -27,10 +26,8 @@ def test_status_shows_every_component_up(sandbox):
 
 def test_up_again_is_a_no_op(sandbox, sandbox_settings, sandbox_state):
     out = io.StringIO()
-    started = time.monotonic()
-    state = Sandbox(sandbox_settings, Console(out=out)).up()
-    assert time.monotonic() - started < 5
-    assert state == sandbox_state
+    state = Sandbox(sandbox_settings, Console(out=out)).up()  # how fast: bench/, not here
+    assert state == sandbox_state  # the same servers, ports and processes: nothing was started again
     assert "already up" in out.getvalue()
 
 

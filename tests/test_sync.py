@@ -126,7 +126,7 @@ def test_restore_of_the_safety_copy_brings_the_old_target_back(sandbox_env, fres
 
 
 def test_list_shows_the_dumps_newest_first(sandbox_env, fresh):
-    inv(sandbox_env, "sync.neon-to-rds", "--yes")
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
     result = inv(sandbox_env, "sync.list", "--json")
     assert result.returncode == 0, result.stderr
     dumps = json.loads(result.stdout)["dumps"]
@@ -206,7 +206,8 @@ def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchange
         assert dbtools.snapshot(rds) == changed
         if "INDEX" in change:
             assert dbtools.scalar(rds, "SELECT to_regclass('public.extra_idx')") is not None
-        inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        # The restore recorded what it put back: RDS is unchanged since, and the next sync goes through.
+        assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     assert secret not in log.read_text()
     args = run_line.split()
     tag = toolbox.image_tag("toolbox")
-    assert args[-3:] == [tag, "inv", "sync.neon-to-rds"] or args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
+    assert args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
     for name in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
         assert f"-e {name} " in run_line
     assert "AWS_CA_BUNDLE" not in run_line
@@ -322,14 +322,14 @@ def _copy_repo(scratch: Path) -> Path:
 def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, scratch):
     # A copy of the repository owned by an unprivileged caller, who may use the engine (the docker group).
     repo = _copy_repo(scratch)
-    uid = gid = 4321
-    for path in [repo, *repo.rglob("*")]:
-        os.lchown(path, uid, gid)
-    socket_gid = os.stat("/var/run/docker.sock").st_gid
-    as_caller = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}"] if os.getuid() == 0 \
-        else []
-    if os.getuid() != 0:
-        uid, gid = os.getuid(), os.getgid()
+    if os.getuid() == 0:
+        uid = gid = 4321  # as root: hand the copy to an unprivileged caller, and run the shim as that caller
+        for path in [repo, *repo.rglob("*")]:
+            os.lchown(path, uid, gid)
+        socket_gid = os.stat("/var/run/docker.sock").st_gid
+        as_caller = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}"]
+    else:
+        uid, gid, as_caller = os.getuid(), os.getgid(), []
     result = subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), "toolbox.shell"],
                             env=_shim_env(docker_only_path, HOME=str(repo)),
                             input="touch made-in-the-container && id -u\n", capture_output=True, text=True)
@@ -392,8 +392,10 @@ def _sandbox_container(repo: Path) -> str:
     return "devops-sandbox-" + hashlib.sha256(f"{repo}\n".encode()).hexdigest()[:12]
 
 
-def test_sandbox_container_name_matches_the_shim():
-    assert toolbox.sandbox_container() == _sandbox_container(REPO_ROOT)
+def test_sandbox_container_name_matches_the_shim(tmp_path):
+    """The name the shim asks docker about for sandbox.up is the one the SDK path uses."""
+    asked = [line.split()[-1] for line in _shim_calls(tmp_path, "sandbox.up") if line.startswith("inspect ")]
+    assert asked and set(asked) == {toolbox.sandbox_container()}
 
 
 def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_only_path, scratch):

@@ -7,6 +7,7 @@ back in pilot light, healthy, when the module ends.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -89,7 +90,10 @@ def test_verbose_shows_detail_and_duration(sandbox_env):
     assert result.returncode == 0
     # The account's ARN is the credentials check's detail; every check line is followed by its seconds.
     assert "arn:aws:" in result.stdout
-    assert result.stdout.count("s\n") >= len(PILOT_CHECKS)
+    lines = result.stdout.splitlines()
+    for name in PILOT_CHECKS:
+        at = next(i for i, line in enumerate(lines) if re.match(rf"\[(PASS|WARN|FAIL)\] {re.escape(name)}\b", line))
+        assert re.fullmatch(r" {7}(.*; )?\d+\.\d\ds", lines[at + 1]), (name, lines[at + 1])
 
 
 def test_secrets_are_never_printed(sandbox_env, sandbox_state):
