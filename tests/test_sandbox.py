@@ -4,7 +4,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 
 import psycopg2
 import pytest
@@ -13,8 +12,8 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open
+from tests.helpers import INV
 
-INV = [sys.executable, "-m", "invoke"]
 
 
 def test_status_shows_every_component_up(sandbox):

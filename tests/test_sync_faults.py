@@ -17,7 +17,7 @@ from devops.errors import DevopsError
 from devops.sync.pipeline import ToolVersions, check_tools_match_servers
 from tests import dbtools
 from tests.faults import S3FaultProxy
-from tests.test_sync import INV, assert_no_secret, forget_syncs, inv, s3_state
+from tests.helpers import INV, assert_no_secret, forget_syncs, inv, s3_state
 
 BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
         "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, 24576) g;"  # 24 MB, incompressible

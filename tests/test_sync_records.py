@@ -15,7 +15,7 @@ from devops.config import REPO_ROOT
 from devops.sync.store import LOCK_KEY, utcnow
 from tests import dbtools
 from tests.faults import S3FaultProxy
-from tests.test_sync import INV, forget_syncs, inv, s3_state
+from tests.helpers import INV, forget_syncs, inv, s3_state
 
 
 @pytest.fixture

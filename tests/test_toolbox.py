@@ -27,6 +27,7 @@ import pytest
 from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
+from devops.sandbox import free_port
 from tests.conftest import PROVIDER_MIRRORS
 from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
 
@@ -447,16 +448,10 @@ def test_a_failed_sandbox_up_leaves_no_sandbox_container(engine, scratch):
 # Why the toolbox exists: the Neon stand-in in the toolbox is PostgreSQL 17
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres17(engine):
     """A PostgreSQL 17 server from the dev image on 127.0.0.1 (trust auth on loopback: no password)."""
-    port = _free_port()
+    port = free_port()
     name = f"devops-test-pg17-{uuid.uuid4().hex[:8]}"
     bin_dir = "/usr/lib/postgresql/17/bin"
     script = (f"{bin_dir}/initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec {bin_dir}/postgres "

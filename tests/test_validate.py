@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 
 from devops.config import REPO_ROOT, ECR_REPOSITORIES, ECS_SERVICES
+from tests.helpers import INV
 
-INV = [sys.executable, "-m", "invoke"]
 PILOT_CHECKS = ["AWS credentials", "Terraform state", *(f"ECR {r}" for r in ECR_REPOSITORIES),
                 "S3 db-backups bucket", "S3 db-backups protections", "Recent dump", "RDS instance",
                 "RDS connection", "VPC"]
