@@ -12,7 +12,8 @@ and prints medians, ratios, the sync's phases (the divergence guard's among them
 sync's total) and its peak memory (polled from /proc). Targets: sync <= 1.5x pipe, seeds >= 3x sync, sync
 peak RSS < 150 MB.
 
-    cd /work/main && export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
+    # from the repository's root
+    export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
     .venv/bin/python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--sandbox-dir /tmp/bench-sandbox]
                                               [--reuse] [--keep]
 

@@ -8,7 +8,7 @@ per mode, then --runs timed runs, alternating; medians and the ratio are printed
 Targets: inv validate < 1.5 s in pilot light, and >= 5x faster than the seeds' script.
 
     export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
-    .venv/bin/python bench/validate_latency.py [--runs 5] [--sandbox-dir /tmp/bench-validate] [--reuse] [--keep]
+    .venv/bin/python bench/validate_latency.py --seeds-plan PATH/implementation-plan.md [--runs 5] [--sandbox-dir /tmp/bench-validate] [--reuse] [--keep]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from devops.config import Settings  # noqa: E402
 from devops.console import Console  # noqa: E402
 from devops.sandbox import Sandbox  # noqa: E402
 
-SEEDS_PLAN = Path("/work/shared/seeds/implementation-plan.md")
 PILOT_TARGET = 1.5
 RATIO_TARGET = 5.0
 
@@ -60,6 +59,8 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds-plan", type=Path, required=True,
+                        help="the seeds' implementation-plan.md, whose Task 4 holds dev-validation.sh")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sandbox-dir", default="/tmp/bench-validate/sandbox")
     parser.add_argument("--awscli-bin", default="/tmp/awscli-venv/bin")
@@ -85,7 +86,7 @@ def main() -> None:
         checkout = Path(tmp)
         (checkout / "scripts").mkdir()
         script = checkout / "scripts" / "dev-validation.sh"
-        script.write_text(seeds_script(SEEDS_PLAN))
+        script.write_text(seeds_script(args.seeds_plan))
         script.chmod(0o755)
         (checkout / "terraform").symlink_to(ROOT / "terraform")
         # AWS CLI v1 ignores AWS_ENDPOINT_URL for some services (rds goes to https://rds.amazonaws.com/),

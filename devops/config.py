@@ -8,6 +8,7 @@ the tasks use is derived here, so no name is spelled out anywhere else in the Py
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,6 +45,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "toolbox": "container",
 }
 DEFAULT_REGION = "us-east-1"
+# The rule of terraform/environments/dev/variables.tf's project_name validation (a test keeps them equal).
+PROJECT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 ENVIRONMENT = "dev"
 ECR_REPOSITORIES = ("backend", "frontend", "grafana")
 ECS_SERVICES = ("backend", "frontend", "prometheus", "grafana")
@@ -81,10 +84,10 @@ class Settings:
                 f"known: {', '.join(CONFIG_DEFAULTS)}"
             )
         project = str(values["project_name"]).strip()
-        if not project or not all(ch.isalnum() or ch == "-" for ch in project) or project != project.lower():
+        if not re.fullmatch(PROJECT_NAME_PATTERN, project):
             raise DevopsError(
-                f"invalid project_name {project!r}: use lower-case letters, digits and dashes "
-                "(it names the S3 bucket and the RDS instance)"
+                f"invalid project_name {project!r}: use 3-32 lower-case letters, digits and dashes, starting with "
+                "a letter and not ending with a dash (it names the S3 bucket and the RDS instance)"
             )
         region = (
             str(values["region"] or "")

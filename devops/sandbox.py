@@ -168,8 +168,7 @@ class PostgresCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         pwfile = self.root / "pwfile"
-        pwfile.write_text(server.superuser_password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, server.superuser_password + "\n")
         if self.run_as:
             shutil.chown(self.root, self.run_as)
             shutil.chown(pwfile, self.run_as)
@@ -231,6 +230,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_private(path: Path, text: str) -> None:
+    """A new file readable by its owner only from its first byte (O_EXCL: never a leftover's mode)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(text)
+
+
 def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
         return True
@@ -284,8 +290,7 @@ class Sandbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
         # The state holds the stand-ins' throwaway passwords: readable by its owner only.
-        tmp.touch(mode=0o600)
-        tmp.write_text(json.dumps(state, indent=2))
+        write_private(tmp, json.dumps(state, indent=2))
         tmp.replace(self.state_path)
 
     def _server(self, state: dict[str, Any], name: str) -> Server:
@@ -304,6 +309,7 @@ class Sandbox:
         return {
             "AWS_ENDPOINT_URL": self.emulator_url(state),
             "AWS_REGION": self.settings.region,
+            "AWS_DEFAULT_REGION": self.settings.region,  # what boto3 and AWS CLI v1 read (not AWS_REGION)
             **EMULATOR_CREDENTIALS,
             "AWS_PROFILE": None,
             "AWS_SESSION_TOKEN": None,

@@ -207,10 +207,14 @@ def container_options(target: str, environ: Mapping[str, str] | None = None) -> 
     if mirror and Path(mirror).is_dir():
         volumes[mirror] = {"bind": mirror, "mode": "ro"}
     group_add: list[str] = []
-    if target == "dev" and Path(DOCKER_SOCKET).exists():
-        # The shim tests start containers through the host's engine.
-        volumes[DOCKER_SOCKET] = {"bind": DOCKER_SOCKET, "mode": "rw"}
-        group_add.append(str(os.stat(DOCKER_SOCKET).st_gid))
+    # The shim tests start containers through the engine this process talks to (DOCKER_HOST's, if set).
+    host = (os.environ if environ is None else environ).get("DOCKER_HOST", "")
+    if target == "dev" and host and not host.startswith("unix://"):
+        env["DOCKER_HOST"] = host  # tcp://...: reachable on the host's network
+    elif target == "dev" and Path(host.removeprefix("unix://") or DOCKER_SOCKET).exists():
+        socket_path = host.removeprefix("unix://") or DOCKER_SOCKET
+        volumes[socket_path] = {"bind": DOCKER_SOCKET, "mode": "rw"}
+        group_add.append(str(os.stat(socket_path).st_gid))
     return {"user": f"{os.getuid()}:{os.getgid()}", "working_dir": str(REPO_ROOT), "network_mode": "host",
             "environment": env, "volumes": volumes, "group_add": group_add}
 
@@ -244,10 +248,12 @@ def run(command: list[str], target: str = "toolbox", tty: bool | None = None, ta
 
 
 def _create(engine: Any, tag: str, command: list[str], tty: bool, target: str, name: str | None = None) -> str:
+    """A task's container; named, the sandbox's: it gets no environment, which docker inspect would show for
+    as long as it lives (secrets included): each exec into it brings its own."""
     options = container_options(target)
     return engine.api.create_container(
         tag, command=command, tty=tty, stdin_open=tty, user=options["user"], working_dir=options["working_dir"],
-        environment=options["environment"], name=name,
+        environment=options["environment"] if name is None else {}, name=name,
         volumes=[v["bind"] for v in options["volumes"].values()],
         host_config=engine.api.create_host_config(
             binds=options["volumes"], network_mode=options["network_mode"], group_add=options["group_add"] or None),

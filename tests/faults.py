@@ -20,6 +20,8 @@ class S3FaultProxy:
         self.part_delay = 0.0  # seconds added to each UploadPart of those keys
         self.fail_from_part: int | None = None  # UploadPart number from which the proxy answers 500
         self.parts_seen = 0
+        self.parts_done = 0  # UploadParts of those keys that the emulator answered
+        self.before = None  # called as before(method, key) ahead of forwarding each request
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -56,6 +58,8 @@ class S3FaultProxy:
                 url = urlsplit(self.path)
                 query = parse_qs(url.query)
                 key = url.path.split("/", 2)[2] if url.path.count("/") >= 2 else ""
+                if proxy.before is not None:
+                    proxy.before(self.command, key)
                 if "partNumber" in query and proxy.key_prefix and key.startswith(proxy.key_prefix):
                     proxy.parts_seen += 1
                     time.sleep(proxy.part_delay)
@@ -73,6 +77,9 @@ class S3FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 reply = conn.getresponse()
                 data = reply.read()
+                if "partNumber" in query and proxy.key_prefix and key.startswith(proxy.key_prefix) \
+                        and reply.status == 200:
+                    proxy.parts_done += 1
                 self.send_response(reply.status)
                 for k, v in reply.getheaders():
                     if k.lower() not in HOP_HEADERS and k.lower() != "content-length":

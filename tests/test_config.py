@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from devops.config import REPO_ROOT, Settings
@@ -58,10 +60,20 @@ def test_bad_rds_address_is_one_clear_error():
         Settings.load({"rds_address": "host:port"}, environ={}).rds_address_override()
 
 
-@pytest.mark.parametrize("name", ["", "Acme", "acme_co", "acme co"])
+@pytest.mark.parametrize("name", ["", "Acme", "acme_co", "acme co", "ab", "1acme", "acme-", "a" * 33, "café"])
 def test_bad_project_name_is_refused(name):
     with pytest.raises(DevopsError, match="invalid project_name"):
         Settings.load({"project_name": name}, environ={})
+
+
+def test_project_name_rule_is_terraforms():
+    """The tasks refuse exactly what variables.tf's validation refuses, before Terraform runs."""
+    from devops.config import PROJECT_NAME_PATTERN, REPO_ROOT
+
+    variables = (REPO_ROOT / "terraform" / "environments" / "dev" / "variables.tf").read_text()
+    block = variables[variables.index('variable "project_name"'):]
+    assert re.search(r'regex\("([^"]+)", var\.project_name\)', block).group(1) == PROJECT_NAME_PATTERN
+    assert Settings.load({"project_name": "a" * 32}, environ={}).project_name == "a" * 32
 
 
 def test_unknown_setting_is_refused():

@@ -24,7 +24,9 @@ def test_mask_hides_credentials(text, expected):
     assert mask(text) == expected
 
 
-def test_registered_secret_is_hidden_everywhere():
+def test_registered_secret_is_hidden_everywhere(monkeypatch):
+    # A registry of its own: the secret does not stay registered for the rest of the session.
+    monkeypatch.setattr("devops.console._SECRETS", set())
     register_secret("P@55w0rd!-registered")
     assert mask("auth failed for P@55w0rd!-registered") == "auth failed for ****"
     out = io.StringIO()

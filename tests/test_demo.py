@@ -12,7 +12,7 @@ import pytest
 
 from devops.config import REPO_ROOT
 from tests import dbtools
-from tests.test_sync import forget_syncs
+from tests.helpers import forget_syncs
 
 pytestmark = pytest.mark.last
 

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
+from tests.helpers import ACTIVE_OUTPUTS
 
-ACTIVE_OUTPUTS = ("ecs_cluster_name", "backend_service_name", "frontend_service_name", "prometheus_service_name",
-                  "grafana_service_name", "alb_dns_name", "cloudfront_distribution_id", "service_discovery_namespace")
 ALWAYS_ON_OUTPUTS = ("vpc_id", "database_endpoint", "database_port", "database_name", "database_secret_arn",
                      "db_instance_identifier", "db_backups_bucket_name", "db_backups_bucket_arn", "ecr_repository_urls")
 

@@ -16,8 +16,7 @@ from devops.environment import Change, plan_changes, refuse_always_on_destroy
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
-from tests.test_environment import ACTIVE_OUTPUTS
-from tests.test_sync import assert_no_secret, forget_syncs, inv, s3_state
+from tests.helpers import ACTIVE_OUTPUTS, assert_no_secret, forget_syncs, inv, s3_state
 
 
 

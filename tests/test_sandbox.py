@@ -6,8 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 
 import psycopg2
 import pytest
@@ -16,8 +14,8 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, terraform_default
+from tests.helpers import INV
 
-INV = [sys.executable, "-m", "invoke"]
 
 
 def test_status_shows_every_component_up(sandbox):
@@ -29,10 +27,8 @@ def test_status_shows_every_component_up(sandbox):
 
 def test_up_again_is_a_no_op(sandbox, sandbox_settings, sandbox_state):
     out = io.StringIO()
-    started = time.monotonic()
-    state = Sandbox(sandbox_settings, Console(out=out)).up()
-    assert time.monotonic() - started < 5
-    assert state == sandbox_state
+    state = Sandbox(sandbox_settings, Console(out=out)).up()  # how fast: bench/, not here
+    assert state == sandbox_state  # the same servers, ports and processes: nothing was started again
     assert "already up" in out.getvalue()
 
 

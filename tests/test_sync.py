@@ -7,28 +7,11 @@ the databases with tests/dbtools.py, which reads them independently of the engin
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from devops.config import REPO_ROOT
 from tests import dbtools
-
-INV = [sys.executable, "-m", "invoke"]
-
-
-def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*INV, *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-
-
-def forget_syncs(sandbox, bucket: str) -> None:
-    """Remove every dump and record from the bucket: for the divergence guard, no sync has happened yet."""
-    s3 = sandbox.client("s3")
-    for prefix in ("neon-dumps/", "rds-dumps/"):
-        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=item["Key"])
+from tests.helpers import assert_no_secret, forget_syncs, inv, s3_state
 
 
 @pytest.fixture
@@ -42,24 +25,6 @@ def fresh(sandbox, sandbox_settings, neon, rds):
     dbtools.execute(rds, "CREATE TABLE public.settings (key text PRIMARY KEY, value jsonb);"
                          "INSERT INTO public.settings VALUES ('old', '1');"
                          "CREATE TABLE public.rds_only (id int); INSERT INTO rds_only VALUES (1), (2);")
-
-
-def s3_state(sandbox, bucket: str) -> dict:
-    s3 = sandbox.client("s3")
-    objects = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
-    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    return {"objects": objects, "uploads": uploads}
-
-
-def secrets_of(sandbox_env) -> list[str]:
-    from urllib.parse import unquote, urlsplit
-
-    return [unquote(urlsplit(sandbox_env[name]).password) for name in ("NEON_DATABASE_URL", "SANDBOX_RDS_URL")]
-
-
-def assert_no_secret(result: subprocess.CompletedProcess, sandbox_env) -> None:
-    for secret in secrets_of(sandbox_env):
-        assert secret not in result.stdout + result.stderr
 
 
 def test_neon_to_rds_copies_every_table_exactly(sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):
@@ -126,7 +91,7 @@ def test_restore_of_the_safety_copy_brings_the_old_target_back(sandbox_env, fres
 
 
 def test_list_shows_the_dumps_newest_first(sandbox_env, fresh):
-    inv(sandbox_env, "sync.neon-to-rds", "--yes")
+    assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
     result = inv(sandbox_env, "sync.list", "--json")
     assert result.returncode == 0, result.stderr
     dumps = json.loads(result.stdout)["dumps"]
@@ -206,7 +171,8 @@ def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchange
         assert dbtools.snapshot(rds) == changed
         if "INDEX" in change:
             assert dbtools.scalar(rds, "SELECT to_regclass('public.extra_idx')") is not None
-        inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        # The restore recorded what it put back: RDS is unchanged since, and the next sync goes through.
+        assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
 
 
 # --------------------------------------------------------------------------------------------------

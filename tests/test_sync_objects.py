@@ -16,7 +16,7 @@ import pytest
 from devops.postgres import make_endpoint
 from devops.sync.pipeline import Processes, Restore, VerificationFailed
 from tests import dbtools
-from tests.test_sync import assert_no_secret, forget_syncs, inv
+from tests.helpers import assert_no_secret, forget_syncs, inv
 
 
 def major_of(url: str) -> int:

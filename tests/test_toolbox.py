@@ -27,6 +27,7 @@ import pytest
 from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
+from devops.sandbox import free_port
 from tests.conftest import PROVIDER_MIRRORS
 from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
 
@@ -122,7 +123,7 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     assert secret not in log.read_text()
     args = run_line.split()
     tag = toolbox.image_tag("toolbox")
-    assert args[-3:] == [tag, "inv", "sync.neon-to-rds"] or args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
+    assert args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
     for name in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
         assert f"-e {name} " in run_line
     assert "AWS_CA_BUNDLE" not in run_line
@@ -141,6 +142,101 @@ def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
     env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log))
     subprocess.run(["sh", str(SHIM), "test"], env=env, stdin=subprocess.DEVNULL, capture_output=True)
     assert f"{toolbox.image_tag('dev')} inv test" in log.read_text()
+
+
+KEEPER_DOCKER = """#!/bin/sh
+echo "$*" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+    image) exit 0 ;;
+    inspect) [ -e "$FAKE_DOCKER_LOG.keeper" ] && echo true; exit 0 ;;
+    run) case "$*" in *" -d --name "*) : > "$FAKE_DOCKER_LOG.keeper" ;; esac; exit 0 ;;
+esac
+"""
+
+
+def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path):
+    """The long-lived container gets no environment (docker inspect would show it while it lives); the
+    task's exec into it gets the variables, by name."""
+    fake = tmp_path / "docker"
+    fake.write_text(KEEPER_DOCKER)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log),
+                    NEON_DATABASE_URL="postgresql://owner:pw@example/db", AWS_SECRET_ACCESS_KEY="very-secret")
+    result = subprocess.run(["sh", str(SHIM), "sandbox.up"], env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    created = [line for line in calls if line.startswith("run ") and " -d --name " in line]
+    executed = [line for line in calls if line.startswith("exec ")]
+    assert len(created) == 1 and len(executed) == 1, calls
+    assert " -e " not in created[0] and "pw" not in created[0]
+    assert "-e NEON_DATABASE_URL" in executed[0] and "-e AWS_SECRET_ACCESS_KEY" in executed[0]
+
+
+def _shim_calls(tmp_path: Path, *args: str, **extra: str) -> list[str]:
+    """What the shim asks a stand-in docker (FAKE_DOCKER) for ``args``."""
+    fake = tmp_path / "docker"
+    if not fake.exists():
+        fake.write_text(FAKE_DOCKER)
+        fake.chmod(0o755)
+        _bin_dir(tmp_path / "bin", str(fake))
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    subprocess.run(["sh", str(SHIM), *args], env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra),
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    return log.read_text().splitlines()
+
+
+def _image_run(calls: list[str]) -> str:
+    return next(line for line in calls if line.startswith("run "))
+
+
+def test_shim_picks_the_image_from_task_names_only(tmp_path):
+    runtime, dev = toolbox.image_tag("toolbox"), toolbox.image_tag("dev")
+    # An option's value that looks like a task name picks nothing (nor a sandbox container).
+    for args in (["sync.restore", "--key", "test", "--to", "rds"], ["sync.restore", "-t", "rds", "-k", "sandbox.up"],
+                 ["-c", "demo", "validate"]):
+        calls = _shim_calls(tmp_path, *args)
+        assert f" {runtime} inv {args[0]}" in _image_run(calls), calls
+        assert not any(line.startswith(("inspect ", "exec ")) for line in calls), calls
+    assert f" {dev} inv test --pytest-args -k validate" in _image_run(
+        _shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
+    # --dev, wherever it is, for the toolbox tasks.
+    for args in (["toolbox.shell", "--dev"], ["--dev", "toolbox.shell"], ["toolbox.shell", "-d"]):
+        assert f" {dev} inv " in _image_run(_shim_calls(tmp_path, *args)), args
+    assert f" {runtime} inv " in _image_run(_shim_calls(tmp_path, "toolbox.shell"))
+
+
+def test_the_shims_value_options_are_the_tasks():
+    """The shim skips the values of these options; they must be exactly the tasks' non-boolean ones."""
+    from tasks import ns
+
+    def value_options(collection) -> set[str]:
+        found = {f"--{n}" if len(n) > 1 else f"-{n}" for task in collection.tasks.values()
+                 for arg in task.get_arguments() if arg.kind is not bool for n in arg.names}
+        return found.union(*(value_options(sub) for sub in collection.collections.values()))
+
+    listed = re.search(r'^TASK_VALUE_OPTIONS="([^"]*)"', SHIM.read_text(), re.M).group(1).split()
+    assert set(listed) == value_options(ns)
+
+
+def test_shim_and_sdk_mount_the_engine_docker_host_names(tmp_path):
+    engine_socket = socket.socket(socket.AF_UNIX)
+    engine_socket.bind(str(tmp_path / "engine.sock"))
+    try:
+        run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST=f"unix://{tmp_path}/engine.sock"))
+        assert f"-v {tmp_path}/engine.sock:/var/run/docker.sock" in run, run
+        options = toolbox.container_options("dev", environ={"DOCKER_HOST": f"unix://{tmp_path}/engine.sock"})
+        assert options["volumes"][f"{tmp_path}/engine.sock"]["bind"] == "/var/run/docker.sock"
+        assert options["group_add"] == [str(os.stat(tmp_path / "engine.sock").st_gid)]
+    finally:
+        engine_socket.close()
+    # An engine over TCP: the dev container (on the host's network) is told where it is.
+    run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST="tcp://127.0.0.1:2375"))
+    assert "-e DOCKER_HOST" in run
+    assert toolbox.container_options("dev", environ={"DOCKER_HOST": "tcp://127.0.0.1:2375"})["environment"][
+        "DOCKER_HOST"] == "tcp://127.0.0.1:2375"
 
 
 def test_shim_without_docker_says_so_in_one_line(tmp_path):
@@ -227,14 +323,14 @@ def _copy_repo(scratch: Path) -> Path:
 def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, scratch):
     # A copy of the repository owned by an unprivileged caller, who may use the engine (the docker group).
     repo = _copy_repo(scratch)
-    uid = gid = 4321
-    for path in [repo, *repo.rglob("*")]:
-        os.lchown(path, uid, gid)
-    socket_gid = os.stat("/var/run/docker.sock").st_gid
-    as_caller = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}"] if os.getuid() == 0 \
-        else []
-    if os.getuid() != 0:
-        uid, gid = os.getuid(), os.getgid()
+    if os.getuid() == 0:
+        uid = gid = 4321  # as root: hand the copy to an unprivileged caller, and run the shim as that caller
+        for path in [repo, *repo.rglob("*")]:
+            os.lchown(path, uid, gid)
+        socket_gid = os.stat("/var/run/docker.sock").st_gid
+        as_caller = [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={gid}", f"--groups={socket_gid}"]
+    else:
+        uid, gid, as_caller = os.getuid(), os.getgid(), []
     result = subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), "toolbox.shell"],
                             env=_shim_env(docker_only_path, HOME=str(repo)),
                             input="touch made-in-the-container && id -u\n", capture_output=True, text=True)
@@ -297,8 +393,10 @@ def _sandbox_container(repo: Path) -> str:
     return "devops-sandbox-" + hashlib.sha256(f"{repo}\n".encode()).hexdigest()[:12]
 
 
-def test_sandbox_container_name_matches_the_shim():
-    assert toolbox.sandbox_container() == _sandbox_container(REPO_ROOT)
+def test_sandbox_container_name_matches_the_shim(tmp_path):
+    """The name the shim asks docker about for sandbox.up is the one the SDK path uses."""
+    asked = [line.split()[-1] for line in _shim_calls(tmp_path, "sandbox.up") if line.startswith("inspect ")]
+    assert asked and set(asked) == {toolbox.sandbox_container()}
 
 
 def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_only_path, scratch):
@@ -350,16 +448,10 @@ def test_a_failed_sandbox_up_leaves_no_sandbox_container(engine, scratch):
 # Why the toolbox exists: the Neon stand-in in the toolbox is PostgreSQL 17
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres17(engine):
     """A PostgreSQL 17 server from the dev image on 127.0.0.1 (trust auth on loopback: no password)."""
-    port = _free_port()
+    port = free_port()
     name = f"devops-test-pg17-{uuid.uuid4().hex[:8]}"
     bin_dir = "/usr/lib/postgresql/17/bin"
     script = (f"{bin_dir}/initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec {bin_dir}/postgres "

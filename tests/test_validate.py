@@ -7,14 +7,14 @@ back in pilot light, healthy, when the module ends.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
-import sys
 
 import pytest
 
 from devops.config import REPO_ROOT, ECR_REPOSITORIES, ECS_SERVICES
+from tests.helpers import INV
 
-INV = [sys.executable, "-m", "invoke"]
 PILOT_CHECKS = ["AWS credentials", "Terraform state", *(f"ECR {r}" for r in ECR_REPOSITORIES),
                 "S3 db-backups bucket", "S3 db-backups protections", "Recent dump", "RDS instance",
                 "RDS connection", "VPC"]
@@ -89,7 +89,11 @@ def test_verbose_shows_detail_and_duration(sandbox_env):
     assert result.returncode == 0
     # The account's ARN is the credentials check's detail; every check line is followed by its seconds.
     assert "arn:aws:" in result.stdout
-    assert result.stdout.count("s\n") >= len(PILOT_CHECKS)
+    lines = result.stdout.splitlines()
+    timed = [i for i, line in enumerate(lines) if re.fullmatch(r" {7}(.*; )?\d+\.\d\ds", line)]
+    # One detail-and-seconds line per check, each right under that check's status line.
+    assert len(timed) == len(PILOT_CHECKS), result.stdout
+    assert all(re.match(r"\[(PASS|WARN|FAIL)\] ", lines[i - 1]) for i in timed), result.stdout
 
 
 def test_secrets_are_never_printed(sandbox_env, sandbox_state):

@@ -130,7 +130,7 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
         endpoints[side] = neon_endpoint(settings, console) if side == "neon" else rds_endpoint(settings, outputs)
     tools = tool_versions()
     bucket = outputs.get("db_backups_bucket_name") or settings.bucket_name
-    store = DumpStore(aws.client(settings, "s3"), bucket)
+    store = DumpStore(aws.client(settings, "s3"), bucket, warn=console.warn)
     store.check_bucket()
     env = Environment(settings, identity, outputs, store, tools, endpoints)
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
@@ -474,6 +474,11 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         if lock.broken:
             console.warn(f"Removed the sync lock of {lock.broken.get('purpose')} on {lock.broken.get('host')} "
                          f"(pid {lock.broken.get('pid')}, started {lock.broken.get('started')})")
+        # The keys name the second that orders the records (store.latest_fingerprint): chosen now that the
+        # lock is held, so that their order is the order the operations held it in. The plan's were a forecast.
+        when = env.store.free_time((direction.source, direction.target), utcnow())
+        source_key, safety_key = dump_key(direction.source, when), dump_key(direction.target, when)
+        report.update(dump=env.store.url(source_key), safety_copy=env.store.url(safety_key))
         processes = Processes()
         try:
             with phases("safety copy"):
@@ -691,6 +696,10 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     asked = confirm(console, target, target_before, options.yes)
     with env.store.lock(f"restore {key} to {side}", options.break_lock), \
             tempfile.TemporaryDirectory(prefix="devops-restore-") as workdir:
+        # Named under the lock, as in run_sync: the records' order is the order the lock was held in.
+        restore_when = env.store.free_time((side,), utcnow())
+        safety_key = dump_key(side, restore_when)
+        report["safety_copy"] = env.store.url(safety_key)
         processes = Processes()
         try:
             with phases("safety copy"):
@@ -730,7 +739,8 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
 def run_list(settings: Settings, console: Console) -> dict[str, Any]:
     console.banner("SYNC DUMPS", f"Target: {aws.target_label(settings)}")
     outputs = Terraform(settings).outputs()
-    store = DumpStore(aws.client(settings, "s3"), outputs.get("db_backups_bucket_name") or settings.bucket_name)
+    store = DumpStore(aws.client(settings, "s3"), outputs.get("db_backups_bucket_name") or settings.bucket_name,
+                      warn=console.warn)
     store.check_bucket()
     now = utcnow()
     entries = []

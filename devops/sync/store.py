@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 import socket
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -65,10 +66,24 @@ class Known(NamedTuple):
     found_in: str
 
 
+class UnreadableManifest(DevopsError):
+    """A manifest that cannot be read or parsed: its dump cannot be checked, restored or compared with."""
+
+    def __init__(self, url: str, why: str):
+        super().__init__(f"the manifest {url} is unreadable ({why}): its dump cannot be checked against it, so it "
+                         "is not restored; pick another dump with `inv sync.list`")
+        self.url, self.why = url, why
+
+
 class DumpStore:
-    def __init__(self, s3: Any, bucket: str):
+    def __init__(self, s3: Any, bucket: str, warn: Callable[[str], None] | None = None):
         self.s3 = s3
         self.bucket = bucket
+        # Where a listing reports what it skipped (an unreadable manifest); the engine passes console.warn.
+        self.warn = warn or (lambda message: None)
+
+    def _skip(self, exc: UnreadableManifest) -> None:
+        self.warn(f"skipping the manifest {exc.url}: {exc.why}; going on with the readable ones")
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -132,10 +147,16 @@ class DumpStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with `inv sync.list`") from None
-            raise DevopsError(f"cannot read the manifest of {self.url(key)}: {describe(exc)}") from None
+            raise UnreadableManifest(self.url(name), describe(exc)) from None
         except BotoCoreError as exc:
             raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
-        return json.loads(body)
+        try:
+            manifest = json.loads(body)
+        except ValueError as exc:  # truncated, not JSON, not UTF-8
+            raise UnreadableManifest(self.url(name), f"not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise UnreadableManifest(self.url(name), "not a JSON object")
+        return manifest
 
     def dumps(self) -> list[dict[str, Any]]:
         """Every dump in the bucket with its manifest, newest first."""
@@ -149,7 +170,12 @@ class DumpStore:
                         objects[item["Key"]] = item
                 for key, item in objects.items():
                     if key.endswith(DUMP_SUFFIX):
-                        manifest = self.manifest(key) if manifest_key(key) in objects else {}
+                        manifest = {}
+                        if manifest_key(key) in objects:
+                            try:
+                                manifest = self.manifest(key)
+                            except UnreadableManifest as exc:
+                                self._skip(exc)
                         found.append({"key": key, "size": item["Size"], "modified": item["LastModified"],
                                       "manifest": manifest})
         except (ClientError, BotoCoreError) as exc:
@@ -180,10 +206,15 @@ class DumpStore:
         for second in sorted(by_second, reverse=True):
             best: Known | None = None
             for key in by_second[second]:
-                manifest = self.manifest(key)
+                try:
+                    manifest = self.manifest(key)
+                except UnreadableManifest as exc:
+                    self._skip(exc)
+                    continue
                 dump = manifest.get("key") or key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
                 for record in (manifest.get("fingerprint"), manifest.get("restored")):
-                    if record and record.get("side") == side and (best is None or record["recorded"] > best.record["recorded"]):
+                    if isinstance(record, dict) and record.get("side") == side and \
+                            (best is None or str(record.get("recorded", "")) > str(best.record.get("recorded", ""))):
                         best = Known(dump, record, manifest, key)
             if best is not None:
                 return best
@@ -197,32 +228,38 @@ class SyncLock:
     """An object created only if absent (S3 conditional write): two syncs cannot both hold it.
 
     A lock is stale when it is older than STALE_AFTER, or was taken on this host by a process that is
-    gone. A stale lock is never removed silently: ``break_lock`` (--break-lock) removes whatever lock is
-    there, after saying whose it was.
+    gone. A stale lock is never removed silently: ``break_lock`` (--break-lock) removes the lock it read,
+    after saying whose it was. Every removal is conditional on the ETag of the lock object that was read
+    or written (If-Match), so a sync only ever removes the lock it saw: never one another sync took since.
     """
 
     def __init__(self, store: DumpStore, purpose: str, break_lock: bool):
         self.store = store
         self.break_lock = break_lock
+        # The token makes each lock object's ETag unique, even for two holders started in the same second.
         self.holder = {"host": socket.gethostname(), "pid": os.getpid(), "purpose": purpose,
-                       "started": utcnow().isoformat()}
+                       "started": utcnow().isoformat(), "token": secrets.token_hex(8)}
         self.broken: dict[str, Any] | None = None
         self.held = False
+        self.etag = ""
 
     def __enter__(self) -> "SyncLock":
         s3, bucket = self.store.s3, self.store.bucket
-        if self.break_lock:
-            self.broken = self._current()
-            if self.broken is not None:
-                s3.delete_object(Bucket=bucket, Key=LOCK_KEY)
         try:
-            s3.put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(self.holder).encode(), IfNoneMatch="*")
+            if self.break_lock:
+                found = self._current()
+                if found is not None:
+                    self.broken = found[0]
+                    self._delete(found[1], missing_ok=True)
+            written = s3.put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(self.holder).encode(),
+                                    IfNoneMatch="*")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if not _precondition_failed(exc):
                 raise DevopsError(f"cannot take the sync lock: {describe(exc)}") from None
-            raise DevopsError(self._held_message(self._current() or {})) from None
+            raise DevopsError(self._held_message((self._current() or ({}, ""))[0])) from None
         except BotoCoreError as exc:
             raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
+        self.etag = written["ETag"]
         self.held = True
         return self
 
@@ -230,22 +267,36 @@ class SyncLock:
         self.release()
 
     def release(self) -> None:
+        """Remove the lock this sync wrote, and only that one (If-Match on its ETag)."""
         if not self.held:
             return
         try:
-            if self._current() == self.holder:
-                self.store.s3.delete_object(Bucket=self.store.bucket, Key=LOCK_KEY)
+            self._delete(self.etag)
         except (ClientError, BotoCoreError):
-            pass  # S3 is gone: the lock stays and will be reported as held, then as stale
+            pass  # gone or replaced (--break-lock), or S3 is gone: the lock stays and is reported as held, then stale
         self.held = False
 
-    def _current(self) -> dict[str, Any] | None:
+    def _delete(self, etag: str, missing_ok: bool = False) -> None:
+        """Delete the lock object only while its ETag is ``etag`` (another one: PreconditionFailed)."""
         try:
-            return json.loads(self.store.s3.get_object(Bucket=self.store.bucket, Key=LOCK_KEY)["Body"].read())
+            self.store.s3.delete_object(Bucket=self.store.bucket, Key=LOCK_KEY, IfMatch=etag)
+        except ClientError as exc:
+            if not (missing_ok and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
+                raise
+
+    def _current(self) -> tuple[dict[str, Any], str] | None:
+        """The lock object's holder and ETag, or None when there is no lock."""
+        try:
+            found = self.store.s3.get_object(Bucket=self.store.bucket, Key=LOCK_KEY)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
+        try:
+            holder = json.loads(found["Body"].read())
+        except ValueError:
+            holder = {}  # unreadable: shown as an unknown holder, and stale
+        return (holder if isinstance(holder, dict) else {}), found["ETag"]
 
     def _held_message(self, holder: dict[str, Any]) -> str:
         who = f"{holder.get('purpose', '?')} on {holder.get('host', '?')} (pid {holder.get('pid', '?')}), " \
@@ -253,6 +304,10 @@ class SyncLock:
         if is_stale(holder):
             return f"a stale sync lock is in the way: {who}; that sync is gone. Remove it with --break-lock"
         return f"another sync is running: {who}. Wait for it, or if it is dead, remove its lock with --break-lock"
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412")
 
 
 def is_stale(holder: dict[str, Any], now: dt.datetime | None = None) -> bool:

@@ -1,0 +1,45 @@
+"""What several test modules share: running a task as a user would, and reading the bucket."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from urllib.parse import unquote, urlsplit
+
+from devops.config import REPO_ROOT
+
+INV = [sys.executable, "-m", "invoke"]
+
+
+def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*INV, *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def forget_syncs(sandbox, bucket: str) -> None:
+    """Remove every dump and record from the bucket: for the divergence guard, no sync has happened yet."""
+    s3 = sandbox.client("s3")
+    for prefix in ("neon-dumps/", "rds-dumps/"):
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+
+
+def s3_state(sandbox, bucket: str) -> dict:
+    s3 = sandbox.client("s3")
+    objects = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return {"objects": objects, "uploads": uploads}
+
+
+def secrets_of(sandbox_env) -> list[str]:
+    return [unquote(urlsplit(sandbox_env[name]).password) for name in ("NEON_DATABASE_URL", "SANDBOX_RDS_URL")]
+
+
+def assert_no_secret(result: subprocess.CompletedProcess, sandbox_env) -> None:
+    for secret in secrets_of(sandbox_env):
+        assert secret not in result.stdout + result.stderr
+
+
+# The Terraform outputs that only the active mode sets.
+ACTIVE_OUTPUTS = ("ecs_cluster_name", "backend_service_name", "frontend_service_name", "prometheus_service_name",
+                  "grafana_service_name", "alb_dns_name", "cloudfront_distribution_id", "service_discovery_namespace")
