@@ -9,11 +9,16 @@ reads them independently of the engine.
 from __future__ import annotations
 
 import json
+import secrets
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
+from devops.errors import DevopsError
 from devops.postgres import make_endpoint
+from devops.sandbox import HOST, PostgresCluster, Sandbox, Server, _unprivileged_user, find_pg_bin, free_port
 from devops.sync.pipeline import Processes, Restore, VerificationFailed
 from tests import dbtools
 from tests.helpers import assert_no_secret, forget_syncs, inv
@@ -156,3 +161,47 @@ def test_clearing_a_target_the_login_cannot_clear_is_one_line(sandbox, every_kin
         with conn.cursor() as cur:
             cur.execute("DROP SCHEMA theirs; DROP ROLE someone_else")
         conn.close()
+
+
+@pytest.fixture
+def rds_on_17(sandbox, sandbox_env):
+    """A second RDS stand-in on PostgreSQL 17 with the sandbox RDS's role, password and database (its
+    secret's), reached through the RDS address override: the pairing a new project runs (Neon 17, RDS on
+    db_engine_version's default, 17)."""
+    try:
+        bin_dir = find_pg_bin("17")
+    except DevopsError:
+        pytest.skip("needs PostgreSQL 17 server binaries (the dev image has them: ./toolbox/inv test)")
+    root = Path(tempfile.mkdtemp(prefix="devops-rds17-"))
+    root.chmod(0o755)
+    run_as = _unprivileged_user()
+    cluster = PostgresCluster(bin_dir, root / "rds17", run_as)
+    server = Server(name="rds17", port=free_port(), superuser_password=secrets.token_urlsafe(18))
+    rds = sandbox.load_state()["rds"]
+    try:
+        cluster.init(server)
+        cluster.start()
+        Sandbox._create_app_database(server, rds["user"], rds["password"], rds["database"])
+        yield {**sandbox_env, "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{server.port}"}, server.url()
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_every_object_kind_between_two_servers_on_17(sandbox, sandbox_settings, neon, rds_on_17):
+    env, rds17 = rds_on_17
+    assert major_of(neon) == major_of(rds17) == 17
+    forget_syncs(sandbox, sandbox_settings.bucket_name)
+    dbtools.reset(neon)
+    dbtools.execute(neon, dbtools.every_kind(scale=3))
+    dbtools.execute(rds17, dbtools.every_kind(scale=2) + dbtools.TARGET_ONLY)
+    source = dbtools.snapshot(neon)
+    for _ in range(2):
+        sync(env, "neon-to-rds")
+        assert dbtools.snapshot(rds17) == source
+    dbtools.execute(rds17, "UPDATE app.customers SET name = 'changed on rds 17' WHERE id = 1;"
+                           "CREATE FUNCTION public.new_on_rds() RETURNS int LANGUAGE sql AS 'SELECT 1';")
+    changed = dbtools.snapshot(rds17)
+    for _ in range(2):
+        sync(env, "rds-to-neon")
+        assert dbtools.snapshot(neon) == changed

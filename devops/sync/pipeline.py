@@ -1,10 +1,12 @@
 """The processes that move a database: pg_dump into S3, and an S3 or pg_dump stream into a target.
 
 Restore is atomic. pg_restore turns the archive into SQL (``-f -``); psql runs it inside one transaction
-that this module opens (BEGIN in the prelude) and closes with COMMIT only after the dump, pg_restore and
-psql have all succeeded. Any failure, Ctrl-C included, ends psql without COMMIT, and the server rolls the
-whole restore back: the target stays exactly as it was. (psql's --single-transaction would COMMIT at the
-end of input even when pg_dump died halfway, so it is not used.)
+that this module opens (BEGIN in the prelude, which first empties the target) and closes with COMMIT only
+after the dump, pg_restore and psql have all succeeded and the restored tables and sequences matched the
+source's (VERIFY, in the same transaction). Any failure, Ctrl-C included, ends psql without COMMIT, and the
+server rolls the whole restore back: the target stays exactly as it was. (psql's --single-transaction
+would COMMIT at the end of input even when pg_dump died halfway, so it is not used; pg_restore's is, with
+its BEGIN and COMMIT taken out of the script.) A psql error is named by the archive entry it fell in.
 
 Entries that cannot apply on a managed service are left out on purpose, by filtering the archive's table
 of contents, and named in the report; any other error fails the restore.
