@@ -71,11 +71,16 @@ def read_secret_json(
     return value
 
 
-def require_rds_available(settings: Settings, instance: str) -> None:
-    """The RDS instance must be `available` (the services and the syncs need it); else one clear line."""
+def require_rds_available(settings: Settings, instance: str, rds: Any = None) -> None:
+    """The RDS instance must be `available` (the services and the syncs need it); else one clear line.
+
+    `rds`: a client to reuse (validate's, with its short timeouts); by default one from ``settings``.
+    """
+    rds = rds or client(settings, "rds")
     try:
-        status = client(settings, "rds").describe_db_instances(
-            DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+        status = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+    except rds.exceptions.DBInstanceNotFoundFault:
+        raise DevopsError(f"RDS instance {instance} not found: apply terraform/environments/dev first") from None
     except Exception as exc:  # noqa: BLE001 - boto errors of any kind become one line
         raise DevopsError(f"cannot read RDS instance {instance}: {describe(exc)}") from None
     if status != "available":

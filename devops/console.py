@@ -15,6 +15,8 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from tabulate import tabulate
 
+from devops.errors import DevopsError
+
 RULE = "=" * 40
 
 # Known secret values (passwords read from Secrets Manager or a URL), hidden wherever they appear.
@@ -55,6 +57,17 @@ def age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def first_line(exc: Any) -> str:
+    """The first non-blank line of an error (an exception or a message), masked; the type's name if empty."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return mask(lines[0].strip()) if lines else type(exc).__name__
+
+
+def cell(value: int | None) -> str:
+    """A table cell for a count that may be unknown."""
+    return "-" if value is None else str(value)
 
 
 def use_colour(stream: TextIO, environ: dict[str, str] | os._Environ = os.environ) -> bool:
@@ -100,6 +113,22 @@ class Console:
 
     def line(self, text: str = "") -> None:
         self._write(text)
+
+    def confirm(self, action: str, yes: bool, warning: str = "") -> bool:
+        """Ask before ``action`` (e.g. "activate") unless --yes; True when it asked (and so may have waited).
+
+        Without a terminal to ask on, refuse; any answer but "yes" cancels. Both are one-line errors.
+        """
+        if yes:
+            return False
+        if not sys.stdin.isatty():
+            raise DevopsError(f"refusing to {action} without confirmation: no terminal to ask on; pass --yes")
+        if warning:
+            self.warn(warning)
+        self.line(f"Type 'yes' to {action}: ")
+        if sys.stdin.readline().strip().lower() != "yes":
+            raise DevopsError("cancelled: nothing was changed")
+        return True
 
     def banner(self, title: str, *lines: str) -> None:
         """The seeds' banner: a rule, the title and its lines indented by two, a rule."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -25,10 +24,9 @@ from devops import aws
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
+from devops.modes import ACTIVE, PILOT, mode_of
 from devops.terraform import Terraform
 
-ACTIVE = "active"
-PILOT = "pilot-light"
 MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
 
 # Always-on resource types: a plan that deletes or replaces one is refused, whatever the HCL says
@@ -109,7 +107,7 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
     if not outputs:
         raise DevopsError("Terraform state is empty: create the pilot-light core first "
                           "(terraform -chdir=terraform/environments/dev apply), then retry")
-    current = ACTIVE if outputs.get("dev_activated") else PILOT
+    current = mode_of(outputs)
     console.info(f"Target: {aws.target_label(settings, identity['account'])}")
     console.info(f"Current mode: {MODE_LABELS[current]}")
     if current == operation.mode:
@@ -129,7 +127,7 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
         if flags.dry_run:
             console.info("Dry run: the plan above was not applied")
         else:
-            confirm(console, operation, flags.yes)
+            console.confirm(operation.name, flags.yes)
     except BaseException:
         planned.discard()
         raise
@@ -192,16 +190,6 @@ def show_plan(console: Console, operation: Operation, current: str, changes: tup
         what = "none (--sync-data not given)"
     console.fields([("Data sync", what)])
     console.line()
-
-
-def confirm(console: Console, operation: Operation, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise DevopsError(f"refusing to {operation.name} without confirmation: no terminal to ask on; pass --yes")
-    console.line(f"Type 'yes' to {operation.name}: ")
-    if sys.stdin.readline().strip().lower() != "yes":
-        raise DevopsError("cancelled: nothing was changed")
 
 
 def _counts(changes: tuple[Change, ...]) -> str:

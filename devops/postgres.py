@@ -15,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from devops.console import register_secret
+from devops.console import first_line, register_secret
 from devops.errors import DevopsError
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -131,11 +131,6 @@ def make_endpoint(label: str, host: str, port: int, user: str, password: str, db
         params["sslmode"] = "require"
     register_secret(password)
     return Endpoint(label, host, int(port), user, dbname, password, tuple(sorted(params.items())))
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def server_version(conn: Any) -> int:

@@ -29,7 +29,7 @@ from invoke import Executor
 from invoke.exceptions import Exit
 
 from devops.config import REPO_ROOT
-from devops.console import mask
+from devops.console import first_line, mask
 from devops.errors import DevopsError
 
 IMAGE = "devops-toolbox"
@@ -148,7 +148,7 @@ def client() -> Any:
         engine.ping()
         return engine
     except Exception as exc:  # docker raises several types here (DockerException, connection errors)
-        raise ToolboxError(f"no Docker engine reachable ({_first_line(exc)}): start Docker, or run the tasks "
+        raise ToolboxError(f"no Docker engine reachable ({first_line(exc)}): start Docker, or run the tasks "
                            "on this host with INVOKE_DEVOPS_TOOLBOX=host") from None
 
 
@@ -174,7 +174,7 @@ def build(target: str, engine: Any = None, out: Any = None) -> str:
                               network_mode="host", rm=True, forcerm=True, decode=True)
     for chunk in stream:
         if "error" in chunk:
-            raise ToolboxError(f"building {tag} failed: {_first_line(chunk['error'])}")
+            raise ToolboxError(f"building {tag} failed: {first_line(chunk['error'])}")
         if chunk.get("stream"):
             out.write(chunk["stream"])
             out.flush()
@@ -352,11 +352,6 @@ def _pump_tty(sock: Any, resize_to: Any) -> None:
     finally:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, previous)
-
-
-def _first_line(exc: Any) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return mask(lines[0].strip()) if lines else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,7 +3,11 @@ import json
 
 import pytest
 
-from devops.console import Console, mask, register_secret, use_colour
+from devops.console import Console, cell, first_line, mask, register_secret, use_colour
+from devops.errors import DevopsError
+from devops.modes import ACTIVE, PILOT, mode_of
+from devops.postgres import make_endpoint
+from devops.sync import engine
 
 
 class Tty(io.StringIO):
@@ -86,3 +90,54 @@ def test_table_and_fields():
     assert lines[1] == "  S3 Dump: s3://b/k"
     assert lines[2].split() == ["table", "rows"]
     assert lines[4].split() == ["projects", "5"]
+
+
+def _answer(monkeypatch, text):
+    monkeypatch.setattr("sys.stdin", Tty(text))
+
+
+def test_confirm_goes_on_only_on_yes(monkeypatch):
+    out = io.StringIO()
+    _answer(monkeypatch, "YES\n")
+    assert Console(out=out).confirm("activate", yes=False) is True
+    assert out.getvalue() == "Type 'yes' to activate: \n"
+    _answer(monkeypatch, "y\n")
+    with pytest.raises(DevopsError, match="^cancelled: nothing was changed$"):
+        Console(out=io.StringIO()).confirm("activate", yes=False)
+
+
+def test_confirm_without_a_terminal_refuses_and_yes_skips_the_question(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # piped, not a terminal: never read
+    with pytest.raises(DevopsError, match="^refusing to deactivate without confirmation: no terminal to ask on; "
+                                          "pass --yes$"):
+        Console(out=io.StringIO()).confirm("deactivate", yes=False)
+    out = io.StringIO()
+    assert Console(out=out).confirm("deactivate", yes=True) is False
+    assert out.getvalue() == ""
+
+
+def test_sync_asks_with_the_same_prompt_as_activate(monkeypatch):
+    target = make_endpoint("RDS", "127.0.0.1", 5432, "u", "pw", "app")
+    counts = {"public.projects": engine.TableStats("public", "projects", 5, "x")}
+    out = io.StringIO()
+    _answer(monkeypatch, "yes\n")
+    assert engine.confirm(Console(out=out), target, counts, yes=False) is True
+    what = f"RDS at {target.where()} (1 tables, 5 rows)"
+    assert out.getvalue().splitlines() == [f"[WARN] This replaces everything in {what}.",
+                                           f"Type 'yes' to overwrite {what}: "]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(DevopsError, match=r"^refusing to overwrite RDS at .* without confirmation: no terminal"):
+        engine.confirm(Console(out=io.StringIO()), target, counts, yes=False)
+
+
+def test_first_line_is_the_first_non_blank_line_masked():
+    assert first_line(ValueError("\n  could not connect to postgresql://u:pw@h/db  \nDETAIL: more")) == \
+        "could not connect to postgresql://****:****@h/db"
+    assert first_line(TimeoutError()) == "TimeoutError"
+    assert first_line("plain message\nsecond") == "plain message"
+
+
+def test_cell_and_mode_of():
+    assert [cell(None), cell(0), cell(12)] == ["-", "0", "12"]
+    assert mode_of({"dev_activated": True}) == ACTIVE
+    assert mode_of({"dev_activated": False}) == mode_of({}) == PILOT

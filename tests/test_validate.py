@@ -150,7 +150,10 @@ def test_stopped_rds_instance_fails(sandbox, sandbox_env, sandbox_settings):
         # The connection check resolves RDS as the sync does, which refuses an instance that is not available.
         assert_only(payload, {"RDS instance": "FAIL", "RDS connection": "FAIL"})
         message = {c["name"]: c["message"] for c in payload["checks"]}["RDS instance"]
-        assert "stopped" in message and "start-db-instance" in message
+        # The same line the sync and activate print (devops.aws.require_rds_available): one home for the check.
+        instance = sandbox_settings.rds_instance_id
+        assert message.startswith(f"RDS instance {instance} is stopped, not available: start it"), message
+        assert f"start-db-instance --db-instance-identifier {instance}" in message
     finally:
         rds.start_db_instance(DBInstanceIdentifier=sandbox_settings.rds_instance_id)
     assert report(sandbox_env)[1] == 0

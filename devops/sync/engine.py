@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +26,11 @@ import psycopg2
 
 from devops import aws
 from devops.config import Settings
-from devops.console import RULE, Console, age
+from devops.console import RULE, Console, age, cell, first_line
+from devops.endpoints import neon_endpoint, rds_endpoint
 from devops.errors import DevopsError
-from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, make_endpoint, parse_url,
-                             sequence_values, server_identity, table_stats, transactions_seen)
+from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_values, server_identity, table_stats,
+                             transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
@@ -96,28 +96,6 @@ class Environment:
     @property
     def compression(self) -> str:
         return compression_for(self.tools, self.settings.dump_compression)
-
-
-def neon_endpoint(settings: Settings, console: Console) -> Endpoint:
-    endpoint, notes = parse_url(settings.neon_database_url, "Neon", "NEON_DATABASE_URL")
-    for note in notes:
-        console.info(note)
-    return endpoint
-
-
-def rds_endpoint(settings: Settings, outputs: dict[str, Any]) -> Endpoint:
-    """RDS from the Terraform outputs and the Secrets Manager secret, through the address override."""
-    missing = [name for name in ("database_endpoint", "database_secret_arn", "database_name",
-                                 "db_instance_identifier") if not outputs.get(name)]
-    if missing:
-        raise DevopsError(f"Terraform outputs lack {', '.join(missing)}: apply terraform/environments/dev first")
-    aws.require_rds_available(settings, outputs["db_instance_identifier"])
-    secret = aws.read_secret_json(settings, outputs["database_secret_arn"])
-    host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
-    override = settings.rds_address_override()
-    if override:
-        host, port = override[0], override[1] or port
-    return make_endpoint("RDS", host, port, secret["username"], secret["password"], outputs["database_name"])
 
 
 def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Environment:
@@ -399,16 +377,7 @@ def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], y
     """Ask before overwriting, unless --yes; True when it asked (and so may have waited)."""
     rows = sum(s.rows for s in counts.values())
     what = f"{target.label} at {target.where()} ({len(counts)} tables, {rows} rows)"
-    if yes:
-        return False
-    if not sys.stdin.isatty():
-        raise DevopsError(f"refusing to overwrite {what} without confirmation: no terminal to ask on; pass --yes")
-    console.warn(f"This replaces everything in {what}.")
-    console.line("Type 'yes' to continue: ")
-    answer = sys.stdin.readline().strip().lower()
-    if answer != "yes":
-        raise DevopsError("cancelled: nothing was changed")
-    return True
+    return console.confirm(f"overwrite {what}", yes, warning=f"This replaces everything in {what}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -589,7 +558,7 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
         *[(name.replace("_", " ").capitalize(), f"{info['url']} ({_size(info['size'])})") for name, info in dumps.items()],
     ])
     console.line()
-    console.table([[r["table"], _n(r["source_rows"]), _n(r["target_rows"]), "yes" if r["match"] else "NO"]
+    console.table([[r["table"], cell(r["source_rows"]), cell(r["target_rows"]), "yes" if r["match"] else "NO"]
                    for r in tables], headers=["table", "source rows", "target rows", "match"])
     console.line()
     console.table([[name, f"{seconds:.1f}s"] for name, seconds in report["seconds"].items()],
@@ -606,10 +575,6 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
                      f"{len(verified.sequence_mismatches)} sequence(s) differ; {target.label} was left as it was "
                      "(the restore was rolled back)")
     return report
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else str(value)
 
 
 def _size(size: int) -> str:
@@ -635,8 +600,8 @@ def _print_plan(console: Console, env: Environment, direction: Direction, source
     ])
     console.line()
     names = sorted(set(source) | set(target))
-    console.table([[n, _n(source[n].rows if n in source else None),
-                    _n(target[n].rows if n in target else None) + (" (will be replaced)" if n in target else "")]
+    console.table([[n, cell(source[n].rows if n in source else None),
+                    cell(target[n].rows if n in target else None) + (" (will be replaced)" if n in target else "")]
                    for n in names],
                   headers=["table", f"{src.label} rows", f"{tgt.label} rows"])
     console.line()
@@ -684,8 +649,8 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
                     *([("Versions", note)] if (note := downgrade_note(dumped_from, env.versions[side])) else [])])
     console.line()
     names = sorted(set(recorded.get("tables", {})) | set(target_before))
-    console.table([[n, _n(recorded.get("tables", {}).get(n, {}).get("rows")),
-                    _n(target_before[n].rows if n in target_before else None)] for n in names],
+    console.table([[n, cell(recorded.get("tables", {}).get(n, {}).get("rows")),
+                    cell(target_before[n].rows if n in target_before else None)] for n in names],
                   headers=["table", "dump rows", f"{target.label} rows (will be replaced)"])
     console.line()
     guard.show(console, verdict, env.store.url(safety_key))

@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from devops.console import Console, age
+from devops.console import Console, age, cell
 from devops.errors import DevopsError
 from devops.sync.store import Known
 
@@ -131,7 +131,7 @@ class Guard:
         report = console.warn if verdict.verdict == FORCED else console.fail
         report(f"Divergence check: {self.label} was written to since {since}. These writes would be lost:")
         console.line()
-        console.table([[c["table"], _n(c["recorded_rows"]), _n(c["rows"]), _what(c)] for c in verdict.changes],
+        console.table([[c["table"], cell(c["recorded_rows"]), cell(c["rows"]), _what(c)] for c in verdict.changes],
                       headers=[f"changed on {self.label}", "rows then", "rows now", "change"])
         console.line()
         if verdict.verdict == FORCED:
@@ -169,10 +169,6 @@ def _since(known: Known | None) -> str:
     except ValueError:
         when = recorded
     return f"{when} ({known.manifest.get('reason', '?')}, {known.found_in})"
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else str(value)
 
 
 def _what(change: dict[str, Any]) -> str:

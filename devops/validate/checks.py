@@ -19,14 +19,13 @@ from botocore.config import Config
 
 from devops import aws
 from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
-from devops.console import age
-from devops.postgres import first_line
+from devops.console import age, first_line
+from devops.endpoints import rds_endpoint
+from devops.errors import DevopsError
+from devops.modes import ACTIVE, BOTH, PILOT
 from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
 from devops.terraform import PLAN_HAS_CHANGES, PLAN_NO_CHANGES, Terraform
 
-PILOT = "pilot-light"
-ACTIVE = "active"
-BOTH = (PILOT, ACTIVE)
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_TIMEOUT = 10.0
 # A dump older than this (or none at all) is a WARN: the next activation would start from stale data.
@@ -200,22 +199,16 @@ def recent_dump(ctx: Context) -> Result:
 @check("RDS instance", needs_outputs=False)
 def rds_instance(ctx: Context) -> Result:
     instance = ctx.settings.rds_instance_id
-    rds = ctx.client("rds")
     try:
-        status = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
-    except rds.exceptions.DBInstanceNotFoundFault:
-        return Result(FAIL, f"RDS instance {instance} not found")
-    if status != "available":
-        return Result(FAIL, f"RDS instance status: {status} (aws rds start-db-instance "
-                            f"--db-instance-identifier {instance})")
+        aws.require_rds_available(ctx.settings, instance, ctx.client("rds"))
+    except DevopsError as exc:
+        return Result(FAIL, str(exc))
     return Result(PASS, f"RDS instance {instance} is available")
 
 
 @check("RDS connection")
 def rds_connection(ctx: Context) -> Result:
-    from devops.sync.engine import rds_endpoint  # the sync's own resolution: outputs, secret, override
-
-    endpoint = rds_endpoint(ctx.settings, ctx.outputs)
+    endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"))
     try:
         conn = endpoint.connect(timeout=5)
     except Exception as exc:  # noqa: BLE001

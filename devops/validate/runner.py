@@ -18,8 +18,8 @@ from devops.config import Settings
 from devops.console import Console, mask
 from devops.errors import DevopsError
 from devops.terraform import Terraform
-from devops.validate.checks import (ACTIVE, FAIL, PASS, PILOT, REGISTRY, WARN, Check, Context, Result, checks_for,
-                                    early_checks)
+from devops.modes import ACTIVE, PILOT, mode_of
+from devops.validate.checks import FAIL, PASS, REGISTRY, WARN, Check, Context, Result, checks_for, early_checks
 
 MODE_LABELS = {ACTIVE: "Full (activated)", PILOT: "Pilot Light"}
 # Clients the pilot-light checks need, created while Terraform reads its state.
@@ -76,7 +76,7 @@ def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecu
         message = f"Cannot read Terraform state: {error or 'no outputs (apply terraform/environments/dev first)'}"
         outcomes.append(_show(console, options, Outcome("Terraform state", Result(FAIL, message), seconds)))
         return _finish(console, options, PILOT, outcomes)
-    mode = ACTIVE if outputs.get("dev_activated") else PILOT
+    mode = mode_of(outputs)
     ctx.outputs, ctx.mode = outputs, mode
     text = "Dev infrastructure is activated (full mode)" if mode == ACTIVE else \
         "Dev infrastructure is in Pilot Light mode"
