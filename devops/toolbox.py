@@ -38,8 +38,8 @@ TARGETS = ("toolbox", "dev")
 MODES = ("container", "host")
 DOCKERFILE = "toolbox/Dockerfile"
 # What the image is built from (the build context holds only these; see .dockerignore).
-HASHED_FILES = ("requirements-checkov.txt", "requirements-dev.txt", "requirements.txt", "toolbox/Dockerfile",
-                "toolbox/entrypoint")
+HASHED_FILES = ("requirements-checkov.lock", "requirements-checkov.txt", "requirements-dev.lock", "requirements-dev.txt",
+                "requirements.lock", "requirements.txt", "toolbox/Dockerfile", "toolbox/entrypoint")
 CERTS_DIR = "toolbox/certs"
 # Tasks that need the dev image (a PostgreSQL server, the emulator, pytest), and tasks that manage the
 # toolbox itself and so always run on the host.
