@@ -73,6 +73,72 @@ def _shim_env(bin_dir: str, **extra: str) -> dict[str, str]:
 # Pure logic, and the shim against a stand-in docker that records what it is asked
 
 
+LOCKS = {"requirements.txt": "requirements.lock", "requirements-dev.txt": "requirements-dev.lock",
+         "requirements-checkov.txt": "requirements-checkov.lock"}
+
+
+def _pins(requirements: Path) -> dict[str, str]:
+    """name -> version of a requirements file's `name==version` lines, following `-r` includes."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            pins.update(_pins(requirements.parent / line[3:].strip()))
+        elif "==" in line:
+            name, version = line.split("==")
+            name = re.sub(r"\[.*\]", "", name)  # moto[server]: the lock names the package without extras
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
+
+
+def _locked(lock: Path) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) of a lock file made by scripts/lock."""
+    entries, name = {}, None
+    for line in lock.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9._-]+)==(\S+)", line):
+            name = match[1].lower()
+            entries[name] = (match[2], 0)
+        elif name and (hashed := re.match(r"^\s+--hash=sha256:[0-9a-f]{64}", line)):
+            entries[name] = (entries[name][0], entries[name][1] + 1)
+    return entries
+
+
+@pytest.mark.parametrize("requirements", sorted(LOCKS))
+def test_the_lock_pins_every_requirement_with_hashes(requirements):
+    locked = _locked(REPO_ROOT / LOCKS[requirements])
+    assert locked and all(count for _, count in locked.values()), f"{LOCKS[requirements]}: an entry without a hash"
+    stale = {name: version for name, version in _pins(REPO_ROOT / requirements).items()
+             if locked.get(name, ("missing",))[0] != version}
+    assert not stale, f"{LOCKS[requirements]} does not pin {stale} as {requirements} does: run scripts/lock"
+
+
+def test_the_dev_lock_keeps_the_runtime_versions():
+    runtime, dev = _locked(REPO_ROOT / "requirements.lock"), _locked(REPO_ROOT / "requirements-dev.lock")
+    assert {name: dev.get(name, ("missing",))[0] for name in runtime} == {n: v for n, (v, _) in runtime.items()}
+
+
+def test_the_image_installs_only_the_locks_and_with_hashes():
+    dockerfile = (REPO_ROOT / "toolbox" / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = [found.strip() for found in re.findall(r"pip install ([^&\n]*)", dockerfile)]
+    assert sorted(installs) == sorted(f"--require-hashes -r /opt/devops/{lock}" for lock in LOCKS.values())
+    allowed = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    for lock in LOCKS.values():
+        assert f"COPY {lock} /opt/devops/{lock}" in dockerfile
+        assert lock in toolbox.HASHED_FILES and f"!{lock}" in allowed
+
+
+def test_a_changed_lock_changes_the_image_tag(tmp_path):
+    for name in (*toolbox.HASHED_FILES, toolbox.CERTS_DIR):
+        source, copy = REPO_ROOT / name, tmp_path / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, copy) if source.is_dir() else shutil.copy(source, copy)
+    before = toolbox.content_hash(tmp_path)
+    assert before == toolbox.content_hash(REPO_ROOT)
+    with open(tmp_path / "requirements-dev.lock", "a") as lock:
+        lock.write("# changed\n")
+    assert toolbox.content_hash(tmp_path) != before
+
+
 def test_target_for_picks_the_dev_image_for_the_sandbox_demo_and_tests():
     assert toolbox.target_for(["validate"]) == "toolbox"
     assert toolbox.target_for(["sync.neon-to-rds"]) == "toolbox"
