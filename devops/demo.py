@@ -89,17 +89,19 @@ class Demo:
                             f"Sandbox folder: {self.settings.sandbox_dir}")
         started_here = not self.sandbox.is_up()
         self.steps = 8 if started_here else 7  # the last one tears down what the demo started
-        if use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-demo-tfcli-"))):
-            self.console.info("Terraform uses this machine's provider mirror (no registry access here)")
-        try:
-            self._story(started_here)
-        finally:
-            if started_here:
-                self.step_number = self.steps - 1  # the last step, even when the story stopped early
-                self.step("Tear the sandbox down", "Everything the demo started stops, and its folder goes.")
-                self.sandbox.down()
-            else:
-                self.console.info("The sandbox was up before the demo: left running (`inv sandbox.down` stops it)")
+        # The provider mirror's CLI configuration lives as long as the demo (one process), and goes with it.
+        with tempfile.TemporaryDirectory(prefix="devops-demo-tfcli-") as cli_dir:
+            if use_provider_mirror(Path(cli_dir)):
+                self.console.info("Terraform uses this machine's provider mirror (no registry access here)")
+            try:
+                self._story(started_here)
+            finally:
+                if started_here:
+                    self.step_number = self.steps - 1  # the last step, even when the story stopped early
+                    self.step("Tear the sandbox down", "Everything the demo started stops, and its folder goes.")
+                    self.sandbox.down()
+                else:
+                    self.console.info("The sandbox was up before the demo: left running (`inv sandbox.down` stops it)")
 
     def _story(self, started_here: bool) -> None:
         self.step("Start the sandbox",

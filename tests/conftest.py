@@ -20,11 +20,21 @@ from devops.terraform import use_provider_mirror
 PROVIDER_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins")
 
 
+# The folder of the session's Terraform CLI configuration, removed when the session ends.
+TF_CLI_DIR = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The machine's provider mirror, if it carries one (devops.terraform.use_provider_mirror).
-    use_provider_mirror(Path(tempfile.mkdtemp(prefix="devops-tfcli-")), candidates=PROVIDER_MIRRORS)
+    config.stash[TF_CLI_DIR] = Path(tempfile.mkdtemp(prefix="devops-tfcli-"))
+    use_provider_mirror(config.stash[TF_CLI_DIR], candidates=PROVIDER_MIRRORS)
     # Tasks run as subprocesses stay on this host, in this environment (not in the toolbox image).
     os.environ.setdefault("INVOKE_DEVOPS_TOOLBOX", "host")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if TF_CLI_DIR in config.stash:
+        shutil.rmtree(config.stash[TF_CLI_DIR], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from devops.config import Settings
+from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.sandbox import Sandbox, write_private
 
@@ -30,6 +30,19 @@ def test_the_sandbox_state_is_owner_only_even_over_a_leftover_temp_file(tmp_path
     box._save_state({"neon": {"superuser_password": "pw"}})
     assert box.state_path.stat().st_mode & 0o777 == 0o600
     assert json.loads(box.state_path.read_text())["neon"]["superuser_password"] == "pw"
+
+
+def test_a_test_session_removes_its_terraform_cli_folder(tmp_path):
+    # A machine with a provider mirror: the session writes its CLI configuration into a mkdtemp folder.
+    (tmp_path / "mirror" / "registry.terraform.io").mkdir(parents=True)
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "TF_CLI_CONFIG_FILE"}
+    env.update(TMPDIR=str(tmp_path / "tmp"), TF_PROVIDER_MIRROR=str(tmp_path / "mirror"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/test_console.py::test_cell_and_mode_of"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert not list((tmp_path / "tmp").glob("devops-tfcli-*"))
 
 
 def test_a_users_own_boto3_works_after_sandbox_env(sandbox):
