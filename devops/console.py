@@ -15,6 +15,8 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from tabulate import tabulate
 
+from devops import runlog
+
 RULE = "=" * 40
 
 # Known secret values (passwords read from Secrets Manager or a URL), hidden wherever they appear.
@@ -48,6 +50,14 @@ def _mask_userinfo(userinfo: str) -> str:
     return "****:****" if ":" in userinfo else "****"
 
 
+_ANSI = re.compile(r"\033\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """The text without colour codes (for the run log)."""
+    return _ANSI.sub("", text)
+
+
 def age(seconds: float) -> str:
     """A duration in its largest whole unit: 3d, 5h, 12m, 40s."""
     seconds = max(int(seconds), 0)
@@ -73,9 +83,15 @@ class Console:
         self._human = (err or sys.stderr) if json_mode else self._stdout
         self._colour = use_colour(self._human)
 
+    @property
+    def human_stream(self) -> TextIO:
+        """Where the human lines go (stderr in JSON mode): progress writes there too."""
+        return self._human
+
     def _write(self, text: str = "") -> None:
         self._human.write(mask(text) + "\n")
         self._human.flush()
+        runlog.write(_plain(text))
 
     def _status(self, tag: str, message: str) -> None:
         label = f"[{tag}]"
@@ -124,5 +140,7 @@ class Console:
 
     def emit(self, payload: dict[str, Any]) -> None:
         """The JSON report: one object on stdout (masked like every other output)."""
-        self._stdout.write(mask(json.dumps(payload, indent=2, sort_keys=True, default=str)) + "\n")
+        text = mask(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        self._stdout.write(text + "\n")
         self._stdout.flush()
+        runlog.write(text)
