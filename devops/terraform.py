@@ -76,7 +76,7 @@ class Terraform:
         apply take minutes: this is where their progress comes from). Returns the exit code."""
         if not self.directory.is_dir():
             raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
-        command = [self._binary(), f"-chdir={self.directory}", *args, "-json"]
+        command = [self._binary(), f"-chdir={self.directory}", args[0], "-json", *args[1:]]  # flags before a plan file
         human: list[str] = []
         errors: list[str] = []
         with tempfile.TemporaryFile() as err:

@@ -14,6 +14,7 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open
+from tests.test_runlog import without_log
 
 INV = [sys.executable, "-m", "invoke"]
 
@@ -124,7 +125,7 @@ def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
     result = subprocess.run([*INV, "sandbox.up"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+    assert [without_log(line) for line in result.stderr.splitlines() if line.strip()] == [
         f"[ERROR] no initdb in {tmp_path / 'missing'} (devops.sandbox_pg_bin): point it at PostgreSQL's bin directory"
     ]
     assert not (tmp_path / "sandbox").exists()

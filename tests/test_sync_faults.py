@@ -17,6 +17,7 @@ from devops.errors import DevopsError
 from devops.sync.pipeline import ToolVersions, check_tools_match_servers
 from tests import dbtools
 from tests.faults import S3FaultProxy
+from tests.test_runlog import without_log
 from tests.test_sync import INV, assert_no_secret, forget_syncs, inv, s3_state
 
 BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
@@ -127,7 +128,7 @@ def test_bucket_missing(sandbox, sandbox_env, sandbox_settings, prepared, rds):
         before = dbtools.snapshot(rds)
         result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
         assert result.returncode == 1
-        assert [line for line in result.stderr.splitlines() if line] == [
+        assert [without_log(line) for line in result.stderr.splitlines() if line] == [
             f"[ERROR] bucket {bucket} not found: apply the Terraform environment (terraform/environments/dev) first"]
         assert dbtools.snapshot(rds) == before
     finally:
