@@ -81,12 +81,16 @@ class Transfer:
             self._ticker.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         if self._ticker:
             self._ticker.__exit__()
         if self.terminal and self._drawn:
-            self.console.human_stream.write("\n")  # leave the last state of the line on screen
+            self.console.human_stream.write("\r\033[K")  # the closing line below replaces the updating one
             self.console.human_stream.flush()
+        if kind is None:
+            elapsed = max(time.monotonic() - self._started, 1e-6)
+            self.console.info(f"{self.label}: {size(self.moved)} in {elapsed:.1f} s ({size(self.moved / elapsed)}/s), "
+                              f"tables {self.tables_done}/{self.tables_total} restored so far")
 
     def write(self, chunk: bytes) -> None:
         self.moved += len(chunk)

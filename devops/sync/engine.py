@@ -33,6 +33,7 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, first_line, 
                              sequence_values, server_identity, table_stats, transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
+from devops.sync.progress import transfer
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
@@ -425,7 +426,9 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
             with phases("dump + restore"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
                 restore = Restore(target, processes, workdir)
-                source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore,))
+                with transfer(console, "Dump + restore", source, target, len(source_before),
+                              settings.progress_interval) as progress:
+                    source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore, progress))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
                 source_manifest = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
                 env.store.put_manifest(source_key, source_manifest)
