@@ -165,7 +165,7 @@ class Processes:
         return ""
 
     def close(self) -> None:
-        for _, proc, err in self.procs:
+        for name, proc, err in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
