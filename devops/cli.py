@@ -2,42 +2,98 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 import time
+import traceback
 from typing import Any, Callable
 
 from invoke import Call, Executor, Task
 from invoke.exceptions import Exit
 
-from devops import toolbox
+from devops import runlog, toolbox
+from devops.config import Settings
 from devops.console import Console, mask
 from devops.environment import Operation, Planned
 from devops.errors import DevopsError
 
 
+# The exit code of an unexpected exception (a bug), apart from an expected failure's 1 and Ctrl-C's 130
+# (EX_SOFTWARE in sysexits.h: "an internal software error has been detected").
+BUG_EXIT = 70
+
+
 def handled(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an expected failure into one masked ``[ERROR]`` line on stderr and a non-zero exit.
+    """The catch-all around a task, in the style of pre-commit's error_handler. Every run writes a log
+    (devops.runlog); then:
+
+    - an expected failure (DevopsError): its one masked ``[ERROR]`` line, ending with the log's path; exit 1
+      (or the error's own code);
+    - Ctrl-C: ``[ERROR] interrupted``; exit 130;
+    - anything else is a bug: one line naming it and the log's path, exit BUG_EXIT, the masked traceback
+      in the log (and on stderr too with INVOKE_DEVOPS_DEBUG=1).
 
     Invoke reads the wrapped function's signature (through functools.wraps), so flags stay the same.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DevopsError as exc:
-            Console(json_mode=True).error(mask(exc))
-            if kwargs.get("json"):
-                Console(json_mode=True).emit({"status": "error", **exc.details, "error": str(exc)})
-            raise Exit(code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            Console(json_mode=True).error("interrupted")
-            raise Exit(code=130) from None
+        with _run_log(args[0] if args else None, func.__name__) as log:
+            try:
+                return func(*args, **kwargs)
+            except DevopsError as exc:
+                _fail(f"{mask(exc)}{_where(log)}", kwargs, log, {**exc.details, "error": mask(exc)})
+                raise Exit(code=exc.exit_code) from None
+            except KeyboardInterrupt:
+                _fail(f"interrupted{_where(log)}", kwargs, log, {"error": "interrupted"})
+                raise Exit(code=130) from None
+            except Exit:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the catch-all: a bug, reported as one line
+                trace = mask("".join(traceback.format_exception(exc)))
+                runlog.section("traceback", trace)
+                first = mask(str(exc)).strip().splitlines()
+                what = f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
+                where = f"the traceback is in {log.shown()}" if log else "no run log could be written"
+                line = f"unexpected error (a bug, please report it): {what}; {where}"
+                _fail(line, kwargs, log, {"error": line})
+                if os.environ.get("INVOKE_DEVOPS_DEBUG") == "1":
+                    sys.stderr.write(trace)
+                raise Exit(code=BUG_EXIT) from None
 
     return wrapper
+
+
+def _fail(line: str, kwargs: dict[str, Any], log: runlog.RunLog | None, details: dict[str, Any]) -> None:
+    Console(json_mode=True).error(line)
+    if kwargs.get("json"):
+        Console(json_mode=True).emit({"status": "error", **details, **({"log": log.shown()} if log else {})})
+
+
+def _where(log: runlog.RunLog | None) -> str:
+    return f" (log: {log.shown()})" if log else ""
+
+
+def _run_log(context: Any, name: str) -> Any:
+    """The run log of this task (or the one its invocation already opened: OperationExecutor's)."""
+    settings = _settings(context)
+    if settings is None:
+        return contextlib.nullcontext(runlog.current())
+    return runlog.session(settings.log_dir, name.replace("_", "-"), settings.log_keep)
+
+
+def _settings(config_source: Any) -> Settings | None:
+    """Settings from an Invoke Context or Config; None when there is none or it is invalid (the task's
+    own Settings.from_context then reports what is wrong)."""
+    config = getattr(config_source, "config", config_source)
+    try:
+        return Settings.load(config.get("devops", {})) if config is not None else None
+    except (DevopsError, AttributeError):
+        return None
 
 
 def stderr_console() -> Console:
@@ -108,7 +164,13 @@ class OperationExecutor(Executor):
 
     def execute(self, *tasks: Any) -> dict[Task, Any]:
         toolbox.reenter(self, tasks)  # on a host, the whole invocation re-runs in the toolbox image
-        return self.run_calls(self.plan_calls(*tasks))
+        calls = self.plan_calls(*tasks)
+        # One run log for the whole invocation: activate's plan, sync, apply and validate share it.
+        names = dict.fromkeys(str(getattr(c, "operation", c).called_as or c.task.name) for c in calls)
+        settings = _settings(self.config)
+        log = runlog.session(settings.log_dir, "+".join(names), settings.log_keep) if settings else contextlib.nullcontext()
+        with log:
+            return self.run_calls(calls)
 
     def plan_calls(self, *tasks: Any) -> list[Call]:
         """The calls an invocation runs, in order: operations expanded, pre/post-tasks added, deduplicated."""

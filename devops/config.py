@@ -43,6 +43,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
     # (devops/toolbox.py); "host" keeps it here (the host-native test run sets INVOKE_DEVOPS_TOOLBOX=host).
     "toolbox": "container",
+    # Each task's run log (its whole output and every tool's, masked; git-ignored), and how many to keep.
+    "log_dir": ".devops/logs",
+    "log_keep": 50,
+    # Seconds between the progress lines of long work when there is no terminal to update one line on.
+    "progress_interval": 10.0,
 }
 DEFAULT_REGION = "us-east-1"
 # The rule of terraform/environments/dev/variables.tf's project_name validation (a test keeps them equal).
@@ -66,6 +71,9 @@ class Settings:
     alb_address: str = ""
     aws_profile: str = ""
     aws_endpoint_url: str = ""
+    log_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["log_dir"]
+    log_keep: int = CONFIG_DEFAULTS["log_keep"]
+    progress_interval: float = CONFIG_DEFAULTS["progress_interval"]
     # A secret: kept out of repr so it never lands in a log or a traceback.
     neon_database_url: str = field(default="", repr=False)
 
@@ -109,6 +117,9 @@ class Settings:
             aws_profile=env.get("AWS_PROFILE", ""),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),
             neon_database_url=env.get("NEON_DATABASE_URL", ""),
+            log_dir=_repo_path(values["log_dir"]),
+            log_keep=_number(values["log_keep"], "log_keep", int),
+            progress_interval=_number(values["progress_interval"], "progress_interval", float),
         )
 
     @classmethod
@@ -175,6 +186,16 @@ def _major(value: Any, setting: str) -> str:
         raise DevopsError(f"invalid {setting} {text!r}: expected a PostgreSQL major version such as 17 "
                           f"(INVOKE_DEVOPS_{setting.upper()})")
     return text
+
+
+def _number(value: Any, setting: str, kind: type) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise DevopsError(f"invalid {setting} {value!r}: expected a positive number (INVOKE_DEVOPS_{setting.upper()})")
+    return number
 
 
 def _repo_path(value: Any) -> Path:

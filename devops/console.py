@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence, TextIO
 
 from tabulate import tabulate
 
+from devops import runlog
 from devops.errors import DevopsError
 
 RULE = "=" * 40
@@ -48,6 +49,14 @@ def mask(text: Any) -> str:
 
 def _mask_userinfo(userinfo: str) -> str:
     return "****:****" if ":" in userinfo else "****"
+
+
+_ANSI = re.compile(r"\033\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """The text without colour codes (for the run log)."""
+    return _ANSI.sub("", text)
 
 
 def age(seconds: float) -> str:
@@ -86,9 +95,15 @@ class Console:
         self._human = (err or sys.stderr) if json_mode else self._stdout
         self._colour = use_colour(self._human)
 
+    @property
+    def human_stream(self) -> TextIO:
+        """Where the human lines go (stderr in JSON mode): progress writes there too."""
+        return self._human
+
     def _write(self, text: str = "") -> None:
         self._human.write(mask(text) + "\n")
         self._human.flush()
+        runlog.write(_plain(text))
 
     def _status(self, tag: str, message: str) -> None:
         label = f"[{tag}]"
@@ -153,5 +168,7 @@ class Console:
 
     def emit(self, payload: dict[str, Any]) -> None:
         """The JSON report: one object on stdout (masked like every other output)."""
-        self._stdout.write(mask(json.dumps(payload, indent=2, sort_keys=True, default=str)) + "\n")
+        text = mask(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        self._stdout.write(text + "\n")
         self._stdout.flush()
+        runlog.write(text)

@@ -7,7 +7,6 @@ demo starts, it also tears down, even when a step fails.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile

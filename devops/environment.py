@@ -25,7 +25,7 @@ from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.modes import ACTIVE, PILOT, mode_of
-from devops.terraform import Terraform
+from devops.terraform import ApplyProgress, PlanProgress, Terraform
 
 MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
 
@@ -120,7 +120,8 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
     planned = Planned(operation, proceed=True, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
     try:
         console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
-        terraform.plan(variables={"dev_activated": operation.activated}, out=planned.plan_file)
+        with PlanProgress(console, settings.progress_interval) as progress:
+            terraform.plan(variables={"dev_activated": operation.activated}, out=planned.plan_file, progress=progress)
         planned.changes = plan_changes(json.loads(terraform.run("show", "-json", str(planned.plan_file)).stdout))
         refuse_always_on_destroy(planned.changes)
         show_plan(console, operation, current, planned.changes, flags)
@@ -149,9 +150,11 @@ def apply(settings: Settings, console: Console, operation: Operation, dry_run: b
                           "the project (its invoke.yaml sets tasks.executor_class, which runs the plan step first)")
     try:
         console.info(f"terraform apply (the saved plan: {_counts(planned.changes)}) ...")
-        Terraform(settings).apply(plan_file=planned.plan_file)
+        progress = ApplyProgress(console)
+        Terraform(settings).apply(plan_file=planned.plan_file, progress=progress)
     finally:
         planned.discard()
+    console.info(f"terraform apply: {progress.summary()}")
     console.passed(f"Dev is now {MODE_LABELS[operation.mode]}")
 
 

@@ -11,12 +11,16 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from devops import runlog
 from devops.config import Settings
-from devops.console import mask
+from devops.console import Console, mask
 from devops.errors import DevopsError
+from devops.progress import Ticker
 
 # Exit codes of `terraform plan -detailed-exitcode`.
 PLAN_NO_CHANGES = 0
@@ -52,12 +56,51 @@ class Terraform:
             raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
         command = [self._binary(), f"-chdir={self.directory}", *args]
         result = subprocess.run(command, env=self.env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if self.log is not None:
-            with self.log.open("a") as log:
-                log.write(f"$ terraform {' '.join(args)}\n{mask(result.stdout)}{mask(result.stderr)}\n")
+        # `output -json` and `show -json` print data the tasks read (outputs may hold sensitive values): not logged.
+        stdout = f"({len(result.stdout)} characters of JSON)\n" if args[0] in ("output", "show") else result.stdout
+        self._log(args, result.returncode, stdout + result.stderr)
         if result.returncode not in ok_codes:
             raise TerraformError(f"terraform {args[0]} failed: {_error_summary(result.stderr or result.stdout)}")
         return result
+
+    def _log(self, args: tuple[str, ...] | list[str], code: int, text: str) -> None:
+        """Terraform's whole output into the run log (and the sandbox's terraform.log), masked."""
+        runlog.section(f"terraform {' '.join(args)} (exit {code})", text or "(no output)")
+        if self.log is not None:
+            with self.log.open("a") as log:
+                log.write(f"$ terraform {' '.join(args)}\n{mask(text)}\n")
+
+    def stream(self, *args: str, ok_codes: tuple[int, ...] = (0,),
+               on_message: Callable[[dict[str, Any]], None] | None = None) -> int:
+        """Run a command with ``-json`` and hand each of its messages to ``on_message`` as it comes (plan and
+        apply take minutes: this is where their progress comes from). Returns the exit code."""
+        if not self.directory.is_dir():
+            raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
+        command = [self._binary(), f"-chdir={self.directory}", args[0], "-json", *args[1:]]  # flags before a plan file
+        human: list[str] = []
+        errors: list[str] = []
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                    stdin=subprocess.DEVNULL)
+            try:
+                for line in proc.stdout:
+                    message = _message(line)
+                    human.append(_human(message))
+                    if message.get("type") == "diagnostic" and message.get("@level") == "error":
+                        errors.append(_diagnostic(message))
+                    if on_message is not None:
+                        on_message(message)
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
+        self._log(args, proc.returncode, "\n".join(human) + "\n" + stderr)
+        if code not in ok_codes:
+            raise TerraformError(f"terraform {args[0]} failed: {errors[0] if errors else _error_summary(stderr)}")
+        return code
 
     def init(self, backend_config: Mapping[str, str] | None = None, backend: bool = True) -> None:
         args = ["init", "-input=false", "-no-color"]
@@ -67,7 +110,8 @@ class Terraform:
         self.run(*args)
 
     def plan(
-        self, variables: Mapping[str, Any] | None = None, out: Path | None = None, refresh: bool = True
+        self, variables: Mapping[str, Any] | None = None, out: Path | None = None, refresh: bool = True,
+        progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> bool:
         """Run a plan; True when it has changes. With ``out``, the plan is saved for ``apply``."""
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", *_var_args(variables)]
@@ -75,15 +119,18 @@ class Terraform:
             args.append(f"-out={out}")
         if not refresh:
             args.append("-refresh=false")
-        result = self.run(*args, ok_codes=(PLAN_NO_CHANGES, PLAN_HAS_CHANGES))
-        return result.returncode == PLAN_HAS_CHANGES
+        code = self.stream(*args, ok_codes=(PLAN_NO_CHANGES, PLAN_HAS_CHANGES), on_message=progress)
+        return code == PLAN_HAS_CHANGES
 
-    def apply(self, variables: Mapping[str, Any] | None = None, plan_file: Path | None = None) -> None:
-        """Apply a saved plan exactly, or (without one) the configuration with these variables."""
+    def apply(self, variables: Mapping[str, Any] | None = None, plan_file: Path | None = None,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Apply a saved plan exactly, or (without one) the configuration with these variables.
+        ``progress`` receives each of Terraform's messages (see ApplyProgress)."""
         if plan_file is not None:
-            self.run("apply", "-input=false", "-no-color", str(plan_file))
+            self.stream("apply", "-input=false", "-no-color", str(plan_file), on_message=progress)
         else:
-            self.run("apply", "-input=false", "-no-color", "-auto-approve", *_var_args(variables))
+            self.stream("apply", "-input=false", "-no-color", "-auto-approve", *_var_args(variables),
+                        on_message=progress)
 
     def outputs(self) -> dict[str, Any]:
         """All outputs in one call, as name -> value (empty when nothing was applied yet).
@@ -97,6 +144,92 @@ class Terraform:
         except json.JSONDecodeError as exc:
             raise TerraformError(f"terraform output -json returned invalid JSON ({exc})") from None
         return {name: entry.get("value") for name, entry in raw.items()}
+
+
+class PlanProgress:
+    """A plan's heartbeat: every ``interval`` seconds, that it is working and how many resources it has read."""
+
+    def __init__(self, console: Console, interval: float):
+        self.console = console
+        self.read = 0
+        self._started = time.monotonic()
+        self._ticker = Ticker(interval, self.report)
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "refresh_complete":
+            self.read += 1
+
+    def report(self) -> None:
+        self.console.info(f"terraform plan: working ({time.monotonic() - self._started:.0f} s, "
+                          f"{self.read} resources read so far)")
+
+    def __enter__(self) -> "PlanProgress":
+        self._ticker.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ticker.__exit__()
+
+
+class ApplyProgress:
+    """apply/destroy, one line per resource from Terraform's -json stream: when it completes (created,
+    destroyed...), when it fails, and every STILL_EVERY seconds while it takes long (CloudFront: minutes)."""
+
+    STILL_EVERY = 30
+    DONE = {"create": "created", "delete": "destroyed", "update": "updated", "replace": "replaced", "read": "read"}
+    DOING = {"create": "creating", "delete": "destroying", "update": "updating", "replace": "replacing",
+             "read": "reading"}
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.done: list[tuple[str, str, int]] = []  # address, action, seconds
+        self._started = time.monotonic()
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        hook = message.get("hook") or {}
+        address = (hook.get("resource") or {}).get("addr", "?")
+        action = str(hook.get("action", ""))
+        seconds = int(hook.get("elapsed_seconds") or 0)
+        if kind == "apply_complete":
+            self.done.append((address, action, seconds))
+            self.console.info(f"{address}: {self.DONE.get(action, action)} ({seconds} s)")
+        elif kind == "apply_progress" and seconds and seconds % self.STILL_EVERY == 0:
+            self.console.info(f"{address}: still {self.DOING.get(action, action)} after {seconds} s")
+        elif kind == "apply_errored":
+            self.console.fail(f"{address}: {self.DOING.get(action, action)} failed after {seconds} s")
+
+    def summary(self, slowest: int = 3) -> str:
+        """'27 resources in 63.8 s; slowest: aws_lb.main[0] (62 s), ...'"""
+        ranked = sorted(self.done, key=lambda entry: -entry[2])[:slowest]
+        names = ", ".join(f"{address} ({seconds} s)" for address, _, seconds in ranked)
+        text = f"{len(self.done)} resources in {time.monotonic() - self._started:.1f} s"
+        return f"{text}; slowest: {names}" if names else text
+
+
+def _message(line: str) -> dict[str, Any]:
+    """One line of Terraform's -json stream (a stray non-JSON line is kept as a message of its own)."""
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return {"@message": line.rstrip("\n"), "type": "text"}
+    return message if isinstance(message, dict) else {"@message": line.rstrip("\n"), "type": "text"}
+
+
+def _human(message: dict[str, Any]) -> str:
+    """What Terraform would have printed without -json: its message, and a diagnostic's detail."""
+    text = str(message.get("@message", ""))
+    diagnostic = message.get("diagnostic") or {}
+    if diagnostic.get("detail"):
+        text += "\n" + str(diagnostic["detail"])
+    return text
+
+
+def _diagnostic(message: dict[str, Any]) -> str:
+    diagnostic = message.get("diagnostic") or {}
+    summary = str(diagnostic.get("summary") or message.get("@message", "")).strip()
+    detail = next((line.strip() for line in str(diagnostic.get("detail") or "").splitlines() if line.strip()), "")
+    return mask(f"{summary}: {detail}" if detail and len(summary) < 80 else summary)
 
 
 def _var_args(variables: Mapping[str, Any] | None) -> list[str]:

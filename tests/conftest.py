@@ -14,6 +14,9 @@ from devops.config import Settings
 from devops.console import Console
 from devops.sandbox import Sandbox
 from devops.terraform import use_provider_mirror
+from tests import dbtools
+from tests.faults import S3FaultProxy
+from tests.helpers import forget_syncs
 
 # Where machines without internet access keep a filesystem mirror of Terraform providers (tests only: the
 # product uses a mirror only when TF_PROVIDER_MIRROR names one).
@@ -84,3 +87,32 @@ def neon(sandbox_env: dict[str, str]) -> str:
 def rds(sandbox_env: dict[str, str]) -> str:
     """A URL to the RDS stand-in."""
     return sandbox_env["SANDBOX_RDS_URL"]
+
+
+# 48 MB of incompressible rows: twice what the dump's upload holds in memory (three 8 MB parts, two of them
+# in flight), so that a fault injected once a part is uploaded lands while pg_dump is still streaming.
+BLOBS = ("CREATE TABLE blobs (id int PRIMARY KEY, data bytea);"
+         "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, 49152) g;")
+
+
+@pytest.fixture
+def prepared(sandbox, sandbox_settings, neon, rds):
+    """Neon holds the rich dataset, RDS a table of its own; no sync recorded (both were written directly)."""
+    forget_syncs(sandbox, sandbox_settings.bucket_name)
+    dbtools.reset(neon)
+    dbtools.execute(neon, dbtools.RICH_DATA)
+    dbtools.reset(rds)
+    dbtools.execute(rds, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);")
+
+
+@pytest.fixture
+def big(prepared, neon):
+    dbtools.execute(neon, BLOBS)
+
+
+@pytest.fixture
+def proxy(sandbox_env):
+    """An HTTP proxy in front of the emulator that can slow or fail S3 requests (tests/faults.py)."""
+    fault = S3FaultProxy(sandbox_env["AWS_ENDPOINT_URL"])
+    yield fault
+    fault.close()

@@ -43,7 +43,7 @@ def snapshot(url: str) -> dict:
 # Everything but tables' rows and sequences, each read from the catalogs as plainly as possible: names,
 # signatures, bodies as written, and the contents of every view and materialized view (deparsed text such as
 # a view's definition differs between server majors, so views are compared by what they return). Objects
-# that belong to an extension are left out: a sync leaves them alone.
+# that belong to an extension are left out, and so are the extensions: a sync leaves them alone.
 NOT_EXTENSION = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {catalog}::regclass "
                  "AND d.objid = {oid} AND d.deptype = 'e')")
 OBJECT_QUERIES = {
@@ -89,7 +89,6 @@ OBJECT_QUERIES = {
     "policies": "SELECT schemaname, tablename, policyname, permissive, roles::text[], cmd FROM pg_policies "
                 "ORDER BY 1, 2, 3",
     "large_objects": "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1",
-    "extensions": "SELECT extname, extnamespace::regnamespace::text FROM pg_extension ORDER BY 1",
 }
 
 

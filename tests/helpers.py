@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import stat
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from devops.config import REPO_ROOT
@@ -43,3 +46,23 @@ def assert_no_secret(result: subprocess.CompletedProcess, sandbox_env) -> None:
 # The Terraform outputs that only the active mode sets.
 ACTIVE_OUTPUTS = ("ecs_cluster_name", "backend_service_name", "frontend_service_name", "prometheus_service_name",
                   "grafana_service_name", "alb_dns_name", "cloudfront_distribution_id", "service_discovery_namespace")
+
+
+# The run log's path at the end of an [ERROR] line (devops/runlog.py).
+LOG_SUFFIX = re.compile(r" \(log: (?P<path>\S+\.log)\)$")
+
+
+def without_log(line: str) -> str:
+    """An [ERROR] line without the run log's path it ends with."""
+    return LOG_SUFFIX.sub("", line)
+
+
+def log_of(line: str) -> Path:
+    found = LOG_SUFFIX.search(line) or re.search(r"the traceback is in (?P<path>\S+\.log)$", line)
+    assert found, f"no log path at the end of: {line}"
+    path = Path(found.group("path"))
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def assert_private(path: Path) -> None:
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, oct(path.stat().st_mode)

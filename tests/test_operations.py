@@ -16,7 +16,8 @@ from devops.environment import Change, plan_changes, refuse_always_on_destroy
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
-from tests.helpers import ACTIVE_OUTPUTS, assert_no_secret, forget_syncs, inv, s3_state
+from tests.helpers import (ACTIVE_OUTPUTS, assert_no_secret, assert_private, forget_syncs, inv, log_of,
+                           s3_state, secrets_of, without_log)
 
 
 
@@ -100,7 +101,8 @@ def test_without_a_terminal_activate_refuses_unless_yes(sandbox, sandbox_env, sa
     before = world(sandbox, sandbox_settings, neon, rds)
     result = inv(sandbox_env, "activate", "--sync-data")
     assert result.returncode == 1
-    assert errors(result) == ["[ERROR] refusing to activate without confirmation: no terminal to ask on; pass --yes"]
+    assert [without_log(line) for line in errors(result)] == [
+        "[ERROR] refusing to activate without confirmation: no terminal to ask on; pass --yes"]
     assert steps(result) == {"activate (plan)": "failed", "sync.neon-to-rds": "not run", "activate": "not run",
                              "validate": "not run"}
     assert world(sandbox, sandbox_settings, neon, rds) == before
@@ -115,6 +117,25 @@ def test_a_failed_sync_stops_activate_before_terraform(sandbox, sandbox_env, san
     assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "failed", "activate": "not run",
                              "validate": "not run"}
     assert world(sandbox, sandbox_settings, neon, rds) == before  # Terraform state untouched
+
+
+def test_a_terraform_failure_leaves_its_whole_error_in_a_private_masked_log(sandbox, sandbox_env, tmp_path):
+    env = {**sandbox_env, "TF_VAR_availability_zones": '["only-one"]', "INVOKE_DEVOPS_LOG_DIR": str(tmp_path)}
+    result = inv(env, "activate", "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert [without_log(line) for line in errors(result)] == [
+        "[ERROR] terraform plan failed: Invalid value for variable: availability_zones must be empty or list "
+        "exactly two zones."]
+    log = log_of(errors(result)[0])
+    assert log.parent == tmp_path and log.name.endswith("-activate.log")
+    assert_private(log)
+    text = log.read_text()
+    # Terraform's whole error (the detail past its first line), and what the task printed before it.
+    assert "Error: Invalid value for variable" in text and "This was checked by the validation rule at" in text
+    assert "--- terraform plan -input=false" in text and "[INFO] Current mode: pilot light" in text
+    assert steps(result)["activate (plan)"] == "failed"
+    for secret in secrets_of(sandbox_env):
+        assert secret not in text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,6 +168,11 @@ def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_se
     assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "ok", "activate": "ok", "validate": "ok"}
     assert re.search(r"^  total\s+\d+\.\d$", result.stdout, re.MULTILINE)
     assert_no_secret(result, sandbox_env)
+    # Terraform's progress: a line per resource as it completes, and the slowest in the closing line.
+    created = re.findall(r"^\[INFO\] (\S+): created \(\d+ s\)$", result.stdout, re.MULTILINE)
+    assert set(created) == {a for a in added if not a.startswith("data.")}, set(created) ^ added
+    assert re.search(rf"^\[INFO\] terraform apply: {len(added)} resources in \d+\.\d s; slowest: \S+ \(\d+ s\)",
+                     result.stdout, re.MULTILINE)
 
     # A second activate is a no-op: nothing synced, nothing applied.
     before = world(sandbox, sandbox_settings, neon, rds)
@@ -194,6 +220,8 @@ def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_se
     assert not sandbox.client("elbv2").describe_load_balancers()["LoadBalancers"]
     assert sandbox.client("rds").describe_db_instances()["DBInstances"][0]["DBInstanceStatus"] == "available"
     assert "Dev Pilot Light components are healthy" in result.stdout  # the validate post-task, in pilot light
+    destroyed = re.findall(r"^\[INFO\] (\S+): destroyed \(\d+ s\)$", result.stdout, re.MULTILINE)
+    assert set(destroyed) == {a for a in added if not a.startswith("data.")}
     assert steps(result) == {"deactivate (plan)": "ok", "sync.rds-to-neon": "ok", "deactivate": "ok", "validate": "ok"}
 
 

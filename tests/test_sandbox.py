@@ -14,7 +14,7 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, terraform_default
-from tests.helpers import INV
+from tests.helpers import INV, without_log
 
 
 
@@ -154,7 +154,7 @@ def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
     result = subprocess.run([*INV, "sandbox.up"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+    assert [without_log(line) for line in result.stderr.splitlines() if line.strip()] == [
         f"[ERROR] no initdb in {tmp_path / 'missing'} (devops.sandbox_pg_bin): point it at PostgreSQL's bin "
         "directory, or a pattern such as /usr/lib/postgresql/{major}/bin"
     ]

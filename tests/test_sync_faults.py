@@ -17,32 +17,7 @@ from devops.errors import DevopsError
 from devops.sync.pipeline import ToolVersions, check_tools_match_servers
 from tests import dbtools
 from tests.faults import S3FaultProxy
-from tests.helpers import INV, assert_no_secret, forget_syncs, inv, s3_state
-
-BLOBS = "CREATE TABLE blobs (id int PRIMARY KEY, data bytea);" \
-        "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, 24576) g;"  # 24 MB, incompressible
-
-
-@pytest.fixture
-def prepared(sandbox, sandbox_settings, neon, rds):
-    forget_syncs(sandbox, sandbox_settings.bucket_name)  # written directly: no earlier sync applies
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.RICH_DATA)
-    dbtools.reset(rds)
-    dbtools.execute(rds, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);")
-
-
-@pytest.fixture
-def big(prepared, neon):
-    dbtools.execute(neon, BLOBS)
-
-
-@pytest.fixture
-def proxy(sandbox_env):
-    fault = S3FaultProxy(sandbox_env["AWS_ENDPOINT_URL"])
-    yield fault
-    fault.close()
-
+from tests.helpers import INV, assert_no_secret, inv, s3_state, without_log
 
 def assert_failed_cleanly(result, sandbox, sandbox_env, settings, rds_before, rds, message: str, code: int = 1):
     """One [ERROR] line with ``message``, no traceback, target unchanged, lock gone, no multipart upload."""
@@ -126,7 +101,7 @@ def test_bucket_missing(sandbox, sandbox_env, sandbox_settings, prepared, rds):
         before = dbtools.snapshot(rds)
         result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
         assert result.returncode == 1
-        assert [line for line in result.stderr.splitlines() if line] == [
+        assert [without_log(line) for line in result.stderr.splitlines() if line] == [
             f"[ERROR] bucket {bucket} not found: apply the Terraform environment (terraform/environments/dev) first"]
         assert dbtools.snapshot(rds) == before
     finally:

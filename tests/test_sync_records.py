@@ -9,29 +9,10 @@ import socket
 import subprocess
 import time
 
-import pytest
-
 from devops.config import REPO_ROOT
 from devops.sync.store import LOCK_KEY, utcnow
 from tests import dbtools
-from tests.faults import S3FaultProxy
-from tests.helpers import INV, forget_syncs, inv, s3_state
-
-
-@pytest.fixture
-def prepared(sandbox, sandbox_settings, neon, rds):
-    forget_syncs(sandbox, sandbox_settings.bucket_name)  # written directly: no earlier sync applies
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.RICH_DATA)
-    dbtools.reset(rds)
-    dbtools.execute(rds, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);")
-
-
-@pytest.fixture
-def proxy(sandbox_env):
-    fault = S3FaultProxy(sandbox_env["AWS_ENDPOINT_URL"])
-    yield fault
-    fault.close()
+from tests.helpers import INV, inv, s3_state
 
 
 def errors_of(result: subprocess.CompletedProcess) -> list[str]:

@@ -98,7 +98,7 @@ def _locked(lock: Path) -> dict[str, tuple[str, int]]:
         if match := re.match(r"^([A-Za-z0-9._-]+)==(\S+)", line):
             name = match[1].lower()
             entries[name] = (match[2], 0)
-        elif name and (hashed := re.match(r"^\s+--hash=sha256:[0-9a-f]{64}", line)):
+        elif name and re.match(r"^\s+--hash=sha256:[0-9a-f]{64}", line):
             entries[name] = (entries[name][0], entries[name][1] + 1)
     return entries
 

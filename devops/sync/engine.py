@@ -33,6 +33,7 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_val
                              transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
+from devops.sync.progress import transfer
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
@@ -459,7 +460,9 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 restore = Restore(target, processes, workdir,
                                   hint=downgrade_hint(env.versions[direction.source], env.versions[direction.target],
                                                       target.label))
-                source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore,))
+                with transfer(console, "Dump + restore", source, target, len(source_before),
+                              settings.progress_interval) as progress:
+                    source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore, progress))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
                 source_manifest = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
                 env.store.put_manifest(source_key, source_manifest)

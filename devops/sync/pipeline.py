@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
+from devops import runlog
 from devops.console import mask
 from devops.errors import DevopsError
 from devops.postgres import CANONICAL_SETTINGS, CHECKSUM, USER_TABLES, Endpoint
@@ -193,7 +194,8 @@ def compression_for(tools: ToolVersions, setting: str = "auto") -> str:
 
 class Processes:
     """Child processes of one operation: each gets the endpoint's libpq environment (so no password is in
-    argv) and a temporary file for stderr. ``close`` kills whatever is still running."""
+    argv) and a temporary file for stderr. ``close`` kills whatever is still running and copies each one's
+    whole stderr into the run log (masked there)."""
 
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
@@ -221,7 +223,7 @@ class Processes:
         return mask((errors or lines or [ended(name, proc.returncode)])[0])
 
     def close(self) -> None:
-        for _, proc, err in self.procs:
+        for name, proc, err in self.procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
@@ -230,12 +232,20 @@ class Processes:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            self._log_stderr(name, proc, err)
             for stream in (proc.stdin, proc.stdout):
                 if stream:
                     with contextlib.suppress(OSError):
                         stream.close()
             err.close()
         self.procs.clear()
+
+    @staticmethod
+    def _log_stderr(name: str, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            err.seek(0)
+            text = err.read().decode(errors="replace")
+            runlog.section(f"{name} (exit {proc.returncode}) stderr", text or "(empty)")
 
 
 def ended(name: str, returncode: int | None) -> str:

@@ -1,0 +1,61 @@
+"""The sync's progress on a dataset that takes several progress intervals to move (24 MB of random bytes,
+its upload slowed by the fault proxy): [INFO] lines without a terminal, one updating line on a
+pseudo-terminal, and --json's stdout still one object."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+
+from devops.config import REPO_ROOT
+from tests.helpers import INV, assert_no_secret, inv
+
+PROGRESS = re.compile(r"Dump \+ restore: \d+(\.\d)? [KMG]?B of ~\d+(\.\d)? [KMG]?B \(\d+%\), \d+(\.\d)? [KMG]?B/s, "
+                      r"tables \d+/4(, ETA \S+)?")
+CLOSING = re.compile(r"^\[INFO\] Dump \+ restore: \d+\.\d MB in \d+\.\d s \(\d+(\.\d)? [KMG]?B/s\), "
+                     r"tables \d+/4 restored so far$", re.MULTILINE)
+
+
+def slow_env(sandbox_env: dict, proxy) -> dict:
+    proxy.key_prefix, proxy.part_delay = "neon-dumps/", 1.0  # 3 parts of 8 MB: at least 3 s of dump
+    return {**sandbox_env, "AWS_ENDPOINT_URL": proxy.url, "INVOKE_DEVOPS_PROGRESS_INTERVAL": "0.5"}
+
+
+def test_without_a_terminal_progress_is_an_info_line_every_interval_and_json_stays_one_object(
+        sandbox, sandbox_env, big, proxy):  # noqa: F811
+    result = inv(slow_env(sandbox_env, proxy), "sync.neon-to-rds", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "ok"  # the whole of stdout is the one report
+    lines = [line for line in result.stderr.splitlines() if PROGRESS.fullmatch(line.removeprefix("[INFO] "))]
+    assert len(lines) >= 3 and all(line.startswith("[INFO] ") for line in lines), result.stderr
+    assert "\r" not in result.stderr
+    assert CLOSING.search(result.stderr), result.stderr
+    assert_no_secret(result, sandbox_env)
+
+
+def test_on_a_terminal_progress_is_one_line_updated_in_place(sandbox, sandbox_env, big, proxy):  # noqa: F811
+    main, child = pty.openpty()
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--yes"], env={**slow_env(sandbox_env, proxy), "NO_COLOR": "1"},
+                               cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the task and its children closed the terminal
+            break
+        if not data:
+            break
+        output += data
+    os.close(main)
+    assert process.wait(timeout=300) == 0, output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    redraws = re.findall(r"\r\x1b\[K(" + PROGRESS.pattern + ")", text)
+    assert len(redraws) >= 3, text
+    assert not any(PROGRESS.fullmatch(line.removeprefix("[INFO] ")) for line in text.split("\r\n")), \
+        "a progress line was printed as a line of its own on a terminal"
+    assert CLOSING.search(text.replace("\r\n", "\n").replace("\r\x1b[K", "\n")), text
+    assert "SYNC COMPLETE" in text
