@@ -125,7 +125,10 @@ def _run_and_break(env: dict, proxy: S3FaultProxy, action) -> subprocess.Complet
     """Start a sync, and once its dump is mid-upload (a part of it uploaded), call ``action(process)``."""
     process = subprocess.Popen([*INV, "sync.neon-to-rds", "--yes"], env=env, cwd=REPO_ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True,
+                               # As a terminal's foreground job: Ctrl-C not ignored, even when this test
+                               # runs in a background job (whose SIGINT a shell ignores).
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while proxy.parts_done < 1 and process.poll() is None:
         assert time.monotonic() < deadline, "no part of the dump was uploaded"
