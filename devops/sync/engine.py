@@ -33,7 +33,7 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_val
                              transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
-from devops.progress import Steps
+from devops.progress import Steps, size
 from devops.sync.progress import transfer
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
@@ -566,7 +566,7 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
         ("Target", f"{target.label} ({target.where()})"),
         ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
         ("Rows", sum(r["target_rows"] or 0 for r in tables)),
-        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({_size(info['size'])})") for name, info in dumps.items()],
+        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({size(info['size'])})") for name, info in dumps.items()],
     ])
     console.line()
     console.table([[r["table"], cell(r["source_rows"]), cell(r["target_rows"]), "yes" if r["match"] else "NO"]
@@ -586,14 +586,6 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
                      f"{len(verified.sequence_mismatches)} sequence(s) differ; {target.label} was left as it was "
                      "(the restore was rolled back)")
     return report
-
-
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 def _print_plan(console: Console, env: Environment, direction: Direction, source_key: str, safety_key: str,
@@ -731,7 +723,7 @@ def run_list(settings: Settings, console: Console) -> dict[str, Any]:
         })
     if not entries:
         console.info(f"No dumps in s3://{store.bucket}")
-    console.table([[e["key"], _size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
+    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
                     ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
                     e["sha256"][:12]] for e in entries],
                   headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
