@@ -34,7 +34,7 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_val
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
 from devops.progress import Steps, size
-from devops.sync.progress import transfer
+from devops.sync.progress import source_size, transfer
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
@@ -466,7 +466,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 restore = Restore(target, processes, workdir,
                                   hint=downgrade_hint(env.versions[direction.source], env.versions[direction.target],
                                                       target.label))
-                with transfer(console, "Dump + restore", source, target, len(source_before),
+                with transfer(console, "Dump + restore", source_size(source), target, len(source_before),
                               settings.progress_interval) as progress:
                     source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore, progress))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
@@ -679,9 +679,12 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
                 restore = Restore(target, processes, workdir,
                                   hint=downgrade_hint(dumped_from, env.versions[side], target.label))
                 again = hashlib.sha256()
-                for chunk in env.store.read(key):
-                    again.update(chunk)
-                    restore.write(chunk)
+                with transfer(console, "Restore", recorded.get("size", 0), target, len(recorded.get("tables", {})),
+                              settings.progress_interval) as progress:
+                    for chunk in env.store.read(key):
+                        again.update(chunk)
+                        restore.write(chunk)
+                        progress.write(chunk)
                 if again.hexdigest() != recorded["sha256"]:
                     raise DevopsError(f"{env.store.url(key)} changed while it was read; nothing was changed")
                 verified = commit_verified(restore, recorded.get("tables", {}), recorded.get("sequences", {}),
