@@ -69,8 +69,8 @@ def test_the_guards_read_and_the_verification_count_tables(sandbox_env, big):
     result = inv(env, "sync.neon-to-rds", "--yes")
     assert result.returncode == 0, result.stderr
     for label in ("Reading RDS", "Verifying RDS"):
-        counts = re.findall(rf"^\[INFO\] {label}: (\d+)/(\d+) tables, \d+s$", result.stderr, re.MULTILINE)
-        assert counts, f"no progress line for {label}:\n{result.stderr}"
+        counts = re.findall(rf"^\[INFO\] {label}: (\d+)/(\d+) tables, \d+s$", result.stdout, re.MULTILINE)
+        assert counts, f"no progress line for {label}:\n{result.stdout}"
         assert all(0 <= int(done) <= int(total) and int(total) >= 4 for done, total in counts)
 
 
@@ -81,7 +81,7 @@ def test_a_restore_shows_its_progress_too(sandbox_env, big):
     key = report["dump"]["url"].split("/", 3)[3]
     result = inv(env, "sync.restore", "--key", key, "--to", "rds", "--yes")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^\[INFO\] Restore: \d+(\.\d)? [KMG]?B of ~\d+\.\d MB \(\d+%\)", result.stderr, re.MULTILINE), \
-        result.stderr
-    assert re.search(r"^\[INFO\] Restore: \d+\.\d MB in \d+\.\d s .*, tables \d+/4 restored so far$", result.stderr,
-                     re.MULTILINE), result.stderr
+    assert re.search(r"^\[INFO\] Restore: \d+(\.\d)? [KMG]?B of ~\d+\.\d MB \(\d+%\)", result.stdout, re.MULTILINE), \
+        result.stdout
+    assert re.search(r"^\[INFO\] Restore: \d+\.\d MB in \d+\.\d s .*, tables \d+/4 restored so far$", result.stdout,
+                     re.MULTILINE), result.stdout
