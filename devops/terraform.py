@@ -111,10 +111,13 @@ class Terraform:
 
     def plan(
         self, variables: Mapping[str, Any] | None = None, out: Path | None = None, refresh: bool = True,
-        progress: Callable[[dict[str, Any]], None] | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None, lock: bool = True,
     ) -> bool:
-        """Run a plan; True when it has changes. With ``out``, the plan is saved for ``apply``."""
+        """Run a plan; True when it has changes. With ``out``, the plan is saved for ``apply``. ``lock=False``
+        for a read-only look (validate's drift check) that never waits for, or blocks, an apply's lock."""
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", *_var_args(variables)]
+        if not lock:
+            args.append("-lock=false")
         if out is not None:
             args.append(f"-out={out}")
         if not refresh:

@@ -24,7 +24,7 @@ from devops.endpoints import rds_endpoint
 from devops.errors import DevopsError
 from devops.modes import ACTIVE, BOTH, PILOT
 from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
-from devops.terraform import PLAN_HAS_CHANGES, PLAN_NO_CHANGES, Terraform
+from devops.terraform import Terraform
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 DEFAULT_TIMEOUT = 10.0
@@ -363,11 +363,15 @@ def service_discovery(ctx: Context) -> Result:
 @check("Terraform drift", timeout=600, only_with_drift=True)
 def drift(ctx: Context) -> Result:
     flag = f"dev_activated={'true' if ctx.mode == ACTIVE else 'false'}"
+    changed: list[str] = []
+
+    def collect(message: dict[str, Any]) -> None:
+        if message.get("type") == "planned_change":
+            change = message.get("change", {})
+            changed.append(f"{change.get('resource', {}).get('addr', '?')}: {change.get('action', '?')}")
+
     # Read-only: no state lock, so a validation never blocks (or is blocked by) an apply's lock holder.
-    result = Terraform(ctx.settings).run("plan", "-input=false", "-no-color", "-detailed-exitcode", "-lock=false",
-                                         f"-var={flag}", ok_codes=(PLAN_NO_CHANGES, PLAN_HAS_CHANGES))
-    if result.returncode == PLAN_HAS_CHANGES:
-        changed = [line.strip()[2:] for line in result.stdout.splitlines() if line.strip().startswith("# ")]
+    if Terraform(ctx.settings).plan({"dev_activated": ctx.mode == ACTIVE}, lock=False, progress=collect):
         return Result(WARN, f"Terraform plan ({flag}) shows drift: {len(changed)} change(s)"
                             + (f", e.g. {changed[0]}" if changed else ""), "; ".join(changed))
     return Result(PASS, f"Terraform plan ({flag}): no drift")
