@@ -9,6 +9,7 @@ from invoke.exceptions import Exit
 
 from devops import demo as demo_engine
 from devops import environment
+from devops import neon_secret
 from devops import sandbox as sandbox_engine
 from devops import toolbox as toolbox_engine
 from devops.sync import engine as sync_engine
@@ -163,6 +164,13 @@ def deactivate(c, sync_data=False, dry_run=False, yes=False):
     environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
 
 
+@task
+@handled
+def set_neon_url(c):
+    """Store the Neon URL (read from stdin, never argv) in its Secrets Manager secret, for the tasks in ECS."""
+    neon_secret.run_set_neon_url(Settings.from_context(c), Console())
+
+
 @task(help={"dev": "Also build the dev image (the sandbox's servers, the emulator, the tests)."})
 @handled
 def toolbox_build(c, dev=False):
@@ -207,9 +215,12 @@ sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
+secrets = Collection("secrets")
+secrets.add_task(set_neon_url)
+
 toolbox = Collection("toolbox")
 toolbox.add_task(toolbox_build, "build")
 toolbox.add_task(toolbox_shell, "shell")
 
-ns = Collection(sandbox, sync, toolbox, activate, deactivate, validate, demo, test)
+ns = Collection(sandbox, sync, secrets, toolbox, activate, deactivate, validate, demo, test)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})
