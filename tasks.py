@@ -69,6 +69,8 @@ def _remote(c, on, args, flags):
         return False
     if not (flags.get("yes") or flags.get("dry_run") or args[0] == "validate"):
         raise DevopsError("--on ecs runs the task without a terminal to ask on: pass --yes (or --dry-run)")
+    if flags.get("drift"):
+        raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
     remote.run(settings, Console(json_mode=bool(flags.get("json"))),
                [*args, *(f"--{name.replace('_', '-')}" for name, value in flags.items() if value is True)])
     return True

@@ -39,9 +39,8 @@ CONTAINER = "devops"
 # The code the task runs, copied onto the toolbox image (everything else the image already has).
 CODE = ("tasks.py", "invoke.yaml", "devops")
 APP_DIR = "/opt/devops"
-# The Terraform outputs a sync needs, passed to the task (it has no access to the Terraform state).
-OUTPUTS = ("database_endpoint", "database_port", "database_name", "database_username", "database_secret_arn",
-           "db_instance_identifier", "db_backups_bucket_name", "dev_activated")
+# The Terraform outputs go to the task (it has no access to the Terraform state): names, ARNs, endpoints, no
+# secret. `operations` is the runner's own.
 OUTPUTS_ENV = "DEVOPS_TERRAFORM_OUTPUTS"
 NORMAL_STOP = "Essential container in task exited"
 POLL = 1.0
@@ -185,7 +184,7 @@ def run(settings: Settings, console: Console, args: list[str]) -> None:
     tag = image_tag()
     digest = push(settings, console, engine, build(console, engine, tag), ops, tag)
     definition = task_definition(settings, ops, digest)
-    passed = {name: outputs.get(name) for name in OUTPUTS}
+    passed = {name: value for name, value in outputs.items() if name != "operations"}
     ecs = aws.client(settings, "ecs")
     reply = ecs.run_task(
         cluster=ops["cluster"], taskDefinition=definition, launchType="FARGATE", count=1,

@@ -107,3 +107,12 @@ def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbo
     assert task["lastStatus"] == "STOPPED" and task["containers"][0]["exitCode"] == 130
     assert dbtools.snapshot(rds) == before
     assert "locks/sync.lock" not in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
+
+
+def test_validate_on_ecs_runs_the_checks_in_the_task(sandbox_env):
+    result = inv(sandbox_env, "validate", "--on", "ecs", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "as ECS task" in result.stdout
+    assert "[PASS]" in result.stdout and "[FAIL]" not in result.stdout
+    result = inv(sandbox_env, "validate", "--on", "ecs", "--drift")
+    assert result.returncode == 1 and "--drift runs terraform plan" in result.stdout + result.stderr
