@@ -116,3 +116,24 @@ def test_validate_on_ecs_runs_the_checks_in_the_task(sandbox_env):
     assert "[PASS]" in result.stdout and "[FAIL]" not in result.stdout
     result = inv(sandbox_env, "validate", "--on", "ecs", "--drift")
     assert result.returncode == 1 and "--drift runs terraform plan" in result.stdout + result.stderr
+
+
+def test_without_a_way_to_the_private_rds_a_local_sync_fails_at_once_naming_both_ways_out(sandbox_env, prepared, rds):
+    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
+    before = dbtools.snapshot(rds)
+    result = inv(env, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 1
+    [line] = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("[ERROR]")]
+    assert "is private" in line and "--on ecs" in line and "rds_address" in line, line
+    assert "Traceback" not in result.stderr and dbtools.snapshot(rds) == before
+
+
+def test_validate_from_outside_the_vpc_warns_that_private_rds_is_not_reachable_and_passes_on_ecs(sandbox_env):
+    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
+    result = inv(env, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if "not reachable from here (private)" in line]
+    assert line.startswith("[WARN]") and "--on ecs" in line
+    remote = inv(env, "validate", "--on", "ecs", timeout=600)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    assert "not reachable from here" not in remote.stdout and "[FAIL]" not in remote.stdout
