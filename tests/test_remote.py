@@ -137,3 +137,39 @@ def test_validate_from_outside_the_vpc_warns_that_private_rds_is_not_reachable_a
     remote = inv(env, "validate", "--on", "ecs", timeout=600)
     assert remote.returncode == 0, remote.stdout + remote.stderr
     assert "not reachable from here" not in remote.stdout and "[FAIL]" not in remote.stdout
+
+
+def test_rds_to_neon_and_restore_on_ecs(sandbox, sandbox_env, sandbox_settings, prepared, neon_secret, neon, rds):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900).returncode == 0
+    dbtools.execute(rds, "UPDATE app.customers SET name = 'changed on rds' WHERE id = 1;")
+    result = inv(sandbox_env, "sync.rds-to-neon", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
+    assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed on rds"
+    # Back to the first dump of Neon (before the change), into RDS, in the VPC.
+    keys = sorted(k for k in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
+                  if k.startswith("neon-dumps/") and k.endswith(".dump"))
+    result = inv(sandbox_env, "sync.restore", "--key", keys[0], "--to", "rds", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Checksum matches" in result.stdout
+    assert dbtools.scalar(rds, "SELECT name FROM app.customers WHERE id = 1") != "changed on rds"
+
+
+def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbox, sandbox_env, big, neon_secret, ops,
+                                                                        rds):
+    before = dbtools.snapshot(rds)
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=sandbox_env, cwd=REPO_ROOT,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[INFO] Dumping Neon"):
+            ecs = sandbox.client("ecs")
+            [arn] = ecs.list_tasks(cluster=ops["cluster"], family=ops["task_family"], desiredStatus="RUNNING")["taskArns"]
+            ecs.stop_task(cluster=ops["cluster"], task=arn, reason="Stopped by an operator")
+            break
+    out, err = process.communicate(timeout=180)
+    assert process.returncode != 0
+    [line] = [line for line in err.splitlines() if line.startswith("[ERROR]")]
+    assert "the ECS task stopped abnormally: Stopped by an operator" in line, err
+    assert dbtools.snapshot(rds) == before
