@@ -9,8 +9,8 @@ from invoke.exceptions import Exit
 
 from devops import demo as demo_engine
 from devops import environment
-from devops import remote
 from devops import neon_secret
+from devops import remote
 from devops import sandbox as sandbox_engine
 from devops import toolbox as toolbox_engine
 from devops.sync import engine as sync_engine
@@ -18,7 +18,6 @@ from devops.validate import runner as validate_engine
 from devops.cli import OperationTask, handled, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
-from devops.errors import DevopsError
 
 
 @task
@@ -63,17 +62,8 @@ SYNC_HELP = {
 
 
 def _remote(c, on, args, flags):
-    """True after running ``inv ARGS FLAGS`` as an ECS task (--on ecs), False when the task runs here."""
-    settings = Settings.from_context(c)
-    if remote.runner(settings, on) != "ecs":
-        return False
-    if not (flags.get("yes") or flags.get("dry_run") or args[0] == "validate"):
-        raise DevopsError("--on ecs runs the task without a terminal to ask on: pass --yes (or --dry-run)")
-    if flags.get("drift"):
-        raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
-    remote.run(settings, Console(json_mode=bool(flags.get("json"))),
-               [*args, *(f"--{name.replace('_', '-')}" for name, value in flags.items() if value is True)])
-    return True
+    """True after running the task as an ECS task (--on ecs, devops.runner), False when it runs here."""
+    return remote.dispatch(Settings.from_context(c), on, args, flags)
 
 
 def _sync(c, direction, dry_run, yes, json, break_lock, force, on):

@@ -54,6 +54,19 @@ def runner(settings: Settings, on: str | None) -> str:
     return choice
 
 
+def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, bool]) -> bool:
+    """Run ``inv ARGS FLAGS`` as an ECS task when the runner is ecs (True); False: the task runs here."""
+    if runner(settings, on) != "ecs":
+        return False
+    if not (flags.get("yes") or flags.get("dry_run") or args[0] == "validate"):
+        raise DevopsError("--on ecs runs the task without a terminal to ask on: pass --yes (or --dry-run)")
+    if flags.get("drift"):
+        raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
+    run(settings, Console(json_mode=bool(flags.get("json"))),
+        [*args, *(f"--{name.replace('_', '-')}" for name, value in flags.items() if value is True)])
+    return True
+
+
 # ---- the image ---------------------------------------------------------------------------------------
 
 
