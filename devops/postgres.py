@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
@@ -154,13 +154,14 @@ class TableStats:
         return f"{self.schema}.{self.table}"
 
 
-def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None) -> dict[str, TableStats]:
+def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None,
+                on_table: Callable[[int, int], None] | None = None) -> dict[str, TableStats]:
     """Every user table in every non-system schema: exact row count and an order-independent checksum.
 
     The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
     sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
     rows give the same sum on any server. With ``snapshot`` (from pg_export_snapshot), the counts are
-    those of exactly what a pg_dump with the same snapshot saw.
+    those of exactly what a pg_dump with the same snapshot saw. ``on_table(done, total)`` follows the scan.
     """
     if snapshot:
         conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -172,7 +173,10 @@ def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None) 
         cur.execute(USER_TABLES)
         stats = {}
         aggregate = CHECKSUM if checksums else "NULL"
-        for schema, table in cur.fetchall():
+        tables = cur.fetchall()
+        for done, (schema, table) in enumerate(tables):
+            if on_table:
+                on_table(done, len(tables))
             cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
             rows, checksum = cur.fetchone()
             stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), "" if checksum is None else str(checksum))

@@ -114,3 +114,47 @@ class Transfer:
         eta = f", ETA {duration(remaining)}" if remaining is not None else ""
         return (f"{self.label}: {size(self.moved)} of ~{size(self.estimate)} ({percent}%), {size(rate)}/s, "
                 f"tables {self.tables_done}/{self.tables_total}{eta}")
+
+
+class Steps:
+    """Work counted in tables (the guard's read of a database, the verification before COMMIT): 'label:
+    N/M tables, elapsed' every ``interval`` seconds without a terminal, one line redrawn in place on one.
+    ``done``/``total`` are set with ``update``, or read from ``poll`` on each tick. Nothing is printed for
+    work shorter than an interval (without a terminal), and no console means no progress at all."""
+
+    def __init__(self, console: Console | None, label: str, interval: float,
+                 poll: Callable[[], tuple[int, int] | None] | None = None):
+        self.console = console
+        self.label = label
+        self.poll = poll
+        self.done = self.total = 0
+        self.terminal = bool(console) and is_terminal(console)
+        self._started = time.monotonic()
+        self._drawn = False
+        self._ticker = Ticker(0.5 if self.terminal else interval, self._tick) if console else None
+
+    def __enter__(self) -> "Steps":
+        if self._ticker:
+            self._ticker.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ticker:
+            self._ticker.__exit__()
+        if self._drawn:
+            self.console.human_stream.write("\r\033[K")
+            self.console.human_stream.flush()
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def _tick(self) -> None:
+        if self.poll and (counted := self.poll()):
+            self.update(*counted)
+        line = f"{self.label}: {self.done}/{self.total} tables, {duration(time.monotonic() - self._started)}"
+        if self.terminal:
+            self._drawn = True
+            self.console.human_stream.write("\r\033[K" + mask(line))
+            self.console.human_stream.flush()
+        else:
+            self.console.info(line)

@@ -25,7 +25,7 @@ def slow_env(sandbox_env: dict, proxy) -> dict:
 
 
 def test_without_a_terminal_progress_is_an_info_line_every_interval_and_json_stays_one_object(
-        sandbox, sandbox_env, big, proxy):  # noqa: F811
+        sandbox, sandbox_env, big, proxy):
     result = inv(slow_env(sandbox_env, proxy), "sync.neon-to-rds", "--yes", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "ok"  # the whole of stdout is the one report
@@ -36,7 +36,7 @@ def test_without_a_terminal_progress_is_an_info_line_every_interval_and_json_sta
     assert_no_secret(result, sandbox_env)
 
 
-def test_on_a_terminal_progress_is_one_line_updated_in_place(sandbox, sandbox_env, big, proxy):  # noqa: F811
+def test_on_a_terminal_progress_is_one_line_updated_in_place(sandbox, sandbox_env, big, proxy):
     main, child = pty.openpty()
     process = subprocess.Popen([*INV, "sync.neon-to-rds", "--yes"], env={**slow_env(sandbox_env, proxy), "NO_COLOR": "1"},
                                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=child, stderr=child)
@@ -59,3 +59,29 @@ def test_on_a_terminal_progress_is_one_line_updated_in_place(sandbox, sandbox_en
         "a progress line was printed as a line of its own on a terminal"
     assert CLOSING.search(text.replace("\r\n", "\n").replace("\r\x1b[K", "\n")), text
     assert "SYNC COMPLETE" in text
+
+
+def test_the_guards_read_and_the_verification_count_tables(sandbox_env, big):
+    """Both read every table of a database (48 MB here, on the second sync also in RDS): their progress is
+    tables done out of the total."""
+    env = {**sandbox_env, "INVOKE_DEVOPS_PROGRESS_INTERVAL": "0.05"}
+    assert inv(env, "sync.neon-to-rds", "--yes").returncode == 0
+    result = inv(env, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 0, result.stderr
+    for label in ("Reading RDS", "Verifying RDS"):
+        counts = re.findall(rf"^\[INFO\] {label}: (\d+)/(\d+) tables, \d+s$", result.stdout, re.MULTILINE)
+        assert counts, f"no progress line for {label}:\n{result.stdout}"
+        assert all(0 <= int(done) <= int(total) and int(total) >= 4 for done, total in counts)
+
+
+def test_a_restore_shows_its_progress_too(sandbox_env, big):
+    """sync.restore of a 48 MB dump: bytes against the dump's recorded size, then the closing line."""
+    env = {**sandbox_env, "INVOKE_DEVOPS_PROGRESS_INTERVAL": "0.05"}
+    report = json.loads(inv(env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    key = report["dump"]["url"].split("/", 3)[3]
+    result = inv(env, "sync.restore", "--key", key, "--to", "rds", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\[INFO\] Restore: \d+(\.\d)? [KMG]?B of ~\d+\.\d MB \(\d+%\)", result.stdout, re.MULTILINE), \
+        result.stdout
+    assert re.search(r"^\[INFO\] Restore: \d+\.\d MB in \d+\.\d s .*, tables \d+/4 restored so far$", result.stdout,
+                     re.MULTILINE), result.stdout

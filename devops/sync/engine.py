@@ -20,7 +20,7 @@ import hashlib
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psycopg2
 
@@ -33,7 +33,8 @@ from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_val
                              transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
-from devops.sync.progress import transfer
+from devops.progress import Steps, size
+from devops.sync.progress import source_size, transfer
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
@@ -133,10 +134,11 @@ def _version_text(version_num: int) -> str:
     return f"{version_num // 10000}.{version_num % 10000}"
 
 
-def _stats(endpoint: Endpoint, checksums: bool = True, snapshot: str | None = None) -> dict[str, TableStats]:
+def _stats(endpoint: Endpoint, checksums: bool = True, snapshot: str | None = None,
+           on_table: Callable[[int, int], None] | None = None) -> dict[str, TableStats]:
     conn = endpoint.connect()
     try:
-        return table_stats(conn, checksums=checksums, snapshot=snapshot)
+        return table_stats(conn, checksums=checksums, snapshot=snapshot, on_table=on_table)
     except psycopg2.Error as exc:
         raise DevopsError(f"cannot read the tables of {endpoint.label}: {first_line(exc)}") from None
     finally:
@@ -216,20 +218,21 @@ class State:
             conn.close()
 
 
-def probe(env: Environment, side: str) -> State:
+def probe(env: Environment, side: str, console: Console | None = None) -> State:
     """One read of a database: every table's rows and checksum, the schema hash and the sequences.
 
     This is the one scan of the target per sync: the plan shows its counts, the divergence guard and the
-    safety copy compare its fingerprint with the newest record.
+    safety copy compare its fingerprint with the newest record. With ``console``, its progress (tables read).
     """
     endpoint = env.endpoints[side]
     holder = endpoint.connect()  # holds the exported snapshot open for the stats and pg_dump --schema-only
     try:
         snapshot = export_snapshot(holder)
         seen = transactions_seen(holder)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=1) as pool, \
+                Steps(console, f"Reading {endpoint.label}", env.settings.progress_interval) as steps:
             schema = pool.submit(schema_hash, endpoint, snapshot)
-            tables = _stats(endpoint, True, snapshot)
+            tables = _stats(endpoint, True, snapshot, on_table=steps.update)
             schema_sha = schema.result()
         sequences = _sequences(endpoint)
     except psycopg2.Error as exc:
@@ -327,10 +330,13 @@ class Verified:
     committed: bool
 
 
-def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any]) -> Verified:
-    """Commit the restore only if the target's tables (rows, checksums) and sequences equal ``expected``."""
+def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any],
+                    console: Console | None = None, interval: float = 10) -> Verified:
+    """Commit the restore only if the target's tables (rows, checksums) and sequences equal ``expected``;
+    with ``console``, the verification's progress (tables checked)."""
     try:
-        result = restore.commit({"tables": expected, "sequences": sequences})
+        with Steps(console, f"Verifying {restore.target.label}", interval, poll=restore.verified_tables):
+            result = restore.commit({"tables": expected, "sequences": sequences})
     except VerificationFailed as failed:
         found = failed.found
         return Verified(_as_stats(found["tables"]), found["sequences"],
@@ -417,7 +423,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     with ThreadPoolExecutor(max_workers=2) as pool:
         counting = pool.submit(_stats, source, False)
         with phases("divergence check"):
-            state, verdict = check_divergence(env, direction.target, guard, pool)
+            state, verdict = check_divergence(env, direction.target, guard, pool, console)
         with phases("plan"):
             source_before = counting.result()
     target_before = state.tables
@@ -460,7 +466,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 restore = Restore(target, processes, workdir,
                                   hint=downgrade_hint(env.versions[direction.source], env.versions[direction.target],
                                                       target.label))
-                with transfer(console, "Dump + restore", source, target, len(source_before),
+                with transfer(console, "Dump + restore", source_size(source), target, len(source_before),
                               settings.progress_interval) as progress:
                     source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore, progress))
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
@@ -469,7 +475,8 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 console.info(f"Verifying every table (rows and checksums) and sequence in {target.label} "
                              "before COMMIT...")
                 expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
-                verified = commit_verified(restore, expected, source_dump.sequences)
+                verified = commit_verified(restore, expected, source_dump.sequences, console,
+                                           settings.progress_interval)
         finally:
             processes.close()
     report = _finish(console, report, phases, target, expected, verified,
@@ -483,11 +490,12 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     return report
 
 
-def check_divergence(env: Environment, side: str, guard: Guard, pool: ThreadPoolExecutor) -> tuple[State, Verdict]:
+def check_divergence(env: Environment, side: str, guard: Guard, pool: ThreadPoolExecutor,
+                     console: Console | None = None) -> tuple[State, Verdict]:
     """The divergence guard's verdict on ``side``: its one probe, against the newest record of it (read from
     S3 while the probe runs)."""
     known = pool.submit(env.store.latest_fingerprint, side)
-    state = probe(env, side)
+    state = probe(env, side, console)
     return state, guard.judge(known.result(), state.fingerprint)
 
 
@@ -525,7 +533,7 @@ def safety_copy(env: Environment, console: Console, side: str, key: str, process
     reusable = known is not None and same_content(known.record, state.fingerprint)
     if asked and (reusable or verdict.verdict == UNCHANGED) and not state.still_current(endpoint):
         console.info(f"{endpoint.label} may have been written to since the plan: reading it again...")
-        state = probe(env, side)
+        state = probe(env, side, console)
         verdict = guard.judge(known, state.fingerprint)
         if verdict.verdict == DIVERGED:
             guard.show(console, verdict, env.store.url(key))
@@ -558,7 +566,7 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
         ("Target", f"{target.label} ({target.where()})"),
         ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
         ("Rows", sum(r["target_rows"] or 0 for r in tables)),
-        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({_size(info['size'])})") for name, info in dumps.items()],
+        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({size(info['size'])})") for name, info in dumps.items()],
     ])
     console.line()
     console.table([[r["table"], cell(r["source_rows"]), cell(r["target_rows"]), "yes" if r["match"] else "NO"]
@@ -578,14 +586,6 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
                      f"{len(verified.sequence_mismatches)} sequence(s) differ; {target.label} was left as it was "
                      "(the restore was rolled back)")
     return report
-
-
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
 
 
 def _print_plan(console: Console, env: Environment, direction: Direction, source_key: str, safety_key: str,
@@ -642,7 +642,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     safety_key = dump_key(side, restore_when)
     guard = Guard(target.label, options.force, rerun=f"inv sync.restore --key {key} --to {side} --force")
     with phases("divergence check"), ThreadPoolExecutor(max_workers=1) as pool:
-        state, verdict = check_divergence(env, side, guard, pool)
+        state, verdict = check_divergence(env, side, guard, pool, console)
     target_before = state.tables
     console.banner("RESTORE PLAN")
     dumped_from = _version_num(recorded.get("source", {}).get("server_version"))
@@ -679,12 +679,16 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
                 restore = Restore(target, processes, workdir,
                                   hint=downgrade_hint(dumped_from, env.versions[side], target.label))
                 again = hashlib.sha256()
-                for chunk in env.store.read(key):
-                    again.update(chunk)
-                    restore.write(chunk)
+                with transfer(console, "Restore", recorded.get("size", 0), target, len(recorded.get("tables", {})),
+                              settings.progress_interval) as progress:
+                    for chunk in env.store.read(key):
+                        again.update(chunk)
+                        restore.write(chunk)
+                        progress.write(chunk)
                 if again.hexdigest() != recorded["sha256"]:
                     raise DevopsError(f"{env.store.url(key)} changed while it was read; nothing was changed")
-                verified = commit_verified(restore, recorded.get("tables", {}), recorded.get("sequences", {}))
+                verified = commit_verified(restore, recorded.get("tables", {}), recorded.get("sequences", {}),
+                                           console, settings.progress_interval)
         finally:
             processes.close()
     target_after, sequences_after = verified.tables, verified.sequences
@@ -722,7 +726,7 @@ def run_list(settings: Settings, console: Console) -> dict[str, Any]:
         })
     if not entries:
         console.info(f"No dumps in s3://{store.bucket}")
-    console.table([[e["key"], _size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
+    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
                     ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
                     e["sha256"][:12]] for e in entries],
                   headers=["key", "size", "age", "source", "reason", "rows", "sha256"])

@@ -215,6 +215,15 @@ class Processes:
                 return err.read().decode(errors="replace")
         return ""
 
+    def stderr_tail(self, proc: subprocess.Popen[bytes], size: int = 4096) -> bytes:
+        """The end of a running process's stderr so far (read at an offset: no seek under its writer)."""
+        for _, candidate, err in self.procs:
+            if candidate is proc:
+                with contextlib.suppress(OSError, ValueError):
+                    end = os.fstat(err.fileno()).st_size
+                    return os.pread(err.fileno(), size, max(end - size, 0))
+        return b""
+
     def error_of(self, proc: subprocess.Popen[bytes]) -> str:
         """The meaningful first error line of a process's stderr, masked; or how it ended."""
         name = next((name for name, candidate, _ in self.procs if candidate is proc), "process")
@@ -290,13 +299,18 @@ DECLARE
     sequences jsonb;
     r record;
     counted record;
+    total integer;
+    done integer := 0;
 BEGIN
 {{settings}}
+    SELECT count(*) INTO total FROM ({USER_TABLES}) AS t;
     FOR r IN {USER_TABLES} LOOP
         EXECUTE format('SELECT count(*) AS n, {CHECKSUM} AS checksum FROM %I.%I AS t', r.nspname, r.relname)
             INTO counted;
         found := found || jsonb_build_object(r.nspname || '.' || r.relname,
                                              jsonb_build_object('rows', counted.n, 'checksum', counted.checksum::text));
+        done := done + 1;
+        RAISE WARNING 'devops-verified %/%', done, total;  -- progress, read from psql's stderr
     END LOOP;
     SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{{}}') INTO sequences
     FROM pg_sequences;
@@ -306,6 +320,7 @@ BEGIN
 END
 $devops_verify$;
 """
+VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
 PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
 ENTRY_HEADER = re.compile(rb"-- (?:Data for )?Name: (.*?); Type: (.*?); Schema: (.*?); Owner:")
 HEADER_SET = re.compile(rb"^SET ([a-z_]+) = [^\n]*;\n", re.M)
@@ -546,6 +561,11 @@ class Restore:
         what, statement = entry
         at = f"{what} ({statement})" if statement else what
         return PipelineError(f"restore into {self.target.label} failed at {at}: {message}{self.hint}")
+
+    def verified_tables(self) -> tuple[int, int] | None:
+        """The verification's progress (tables checked, of how many), from psql's warnings; None before."""
+        found = VERIFIED.findall(self.processes.stderr_tail(self._psql)) if self._psql else []
+        return (int(found[-1][0]), int(found[-1][1])) if found else None
 
     def commit(self, expected: dict[str, Any] | None = None) -> RestoreResult:
         """All input written: let pg_restore finish, check the restored tables and sequences against

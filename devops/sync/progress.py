@@ -1,8 +1,8 @@
 """The dump + restore's progress: bytes moved against an estimate from the source's size, the rate, the
 tables restored out of the total (from the target's pg_stat_progress_copy), and an ETA.
 
-``transfer`` gives a sink for engine.dump (it sees every chunk of the dump) and watches the target while
-the block runs. Progress is never what the sync depends on: any error here only leaves a figure out.
+``transfer`` gives a sink for engine.dump (it sees every chunk of the dump; sync.restore feeds it the
+dump read from S3) and watches the target while the block runs. Progress is never what the sync depends on: any error here only leaves a figure out.
 """
 
 from __future__ import annotations
@@ -28,18 +28,19 @@ POLL_SECONDS = 0.5
 
 
 def source_size(endpoint: Endpoint) -> int:
-    with contextlib.closing(endpoint.connect()) as conn, conn.cursor() as cur:
-        cur.execute(SIZE_QUERY)
-        return int(cur.fetchone()[0])
+    """The estimate of a dump's size: the source's table sizes (0 when they cannot be read)."""
+    try:
+        with contextlib.closing(endpoint.connect()) as conn, conn.cursor() as cur:
+            cur.execute(SIZE_QUERY)
+            return int(cur.fetchone()[0])
+    except Exception:  # noqa: BLE001 - no estimate: the line still shows bytes and rate
+        return 0
 
 
 @contextlib.contextmanager
-def transfer(console: Console, label: str, source: Endpoint, target: Endpoint, tables: int,
+def transfer(console: Console, label: str, estimate: int, target: Endpoint, tables: int,
              interval: float) -> Iterator[Transfer]:
-    try:
-        estimate = source_size(source)
-    except Exception:  # noqa: BLE001 - no estimate: the line still shows bytes and rate
-        estimate = 0
+    """``estimate``: the bytes expected (source_size for a dump; a recorded dump's size for a restore)."""
     progress = Transfer(console, label, estimate, tables, interval)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_copies, args=(target, progress, stop), daemon=True,
