@@ -9,6 +9,8 @@ from invoke.exceptions import Exit
 
 from devops import demo as demo_engine
 from devops import environment
+from devops import neon_secret
+from devops import remote
 from devops import sandbox as sandbox_engine
 from devops import toolbox as toolbox_engine
 from devops.sync import engine as sync_engine
@@ -55,10 +57,19 @@ SYNC_HELP = {
     "break-lock": "Remove a sync lock left by a sync that died, then proceed.",
     "force": "Overwrite the target even if it was written to since its last recorded sync (the divergence "
              "guard refuses otherwise); those writes are kept only in the safety copy.",
+    "on": "Where to run: local, or ecs (a one-off ECS Fargate task inside the VPC; default: devops.runner).",
 }
 
 
-def _sync(c, direction, dry_run, yes, json, break_lock, force):
+def _remote(c, on, args, flags):
+    """True after running the task as an ECS task (--on ecs, devops.runner), False when it runs here."""
+    return remote.dispatch(Settings.from_context(c), on, args, flags)
+
+
+def _sync(c, direction, dry_run, yes, json, break_lock, force, on):
+    if _remote(c, on, [f"sync.{direction}"], dict(dry_run=dry_run, yes=yes, json=json, break_lock=break_lock,
+                                                     force=force)):
+        return
     console = Console(json_mode=json)
     report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
                                   sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
@@ -74,16 +85,16 @@ def _report(console, report, json):
 
 @task(help=SYNC_HELP)
 @handled
-def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False):
+def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None):
     """Replace RDS's data with Neon's (through S3, with a safety copy of RDS first)."""
-    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force)
+    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force, on)
 
 
 @task(help=SYNC_HELP)
 @handled
-def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False):
+def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None):
     """Replace Neon's data with RDS's (through S3, with a safety copy of Neon first)."""
-    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force)
+    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force, on)
 
 
 @task(name="list", help={"json": SYNC_HELP["json"]})
@@ -99,8 +110,11 @@ def list_dumps(c, json=False):
 @task(help={"key": "The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
             "to": "Where to restore it: neon or rds.", **SYNC_HELP})
 @handled
-def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False):
+def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False, on=None):
     """Put an earlier dump back (rollback), after checking its checksum."""
+    if _remote(c, on, ["sync.restore", "--key", key, "--to", to],
+               dict(yes=yes, dry_run=dry_run, json=json, break_lock=break_lock, force=force)):
+        return
     console = Console(json_mode=json)
     report = sync_engine.run_restore(Settings.from_context(c), console, key, to,
                                      sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
@@ -110,10 +124,13 @@ def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, 
 @task(help={"verbose": "Show each check's detail and duration.",
             "json": "Print one JSON object (mode, checks, summary) on stdout; the lines go to stderr.",
             "strict": "Exit 1 on a warning too, not only on a failure.",
-            "drift": "Also run terraform plan -detailed-exitcode for the current mode; drift is a warning."})
+            "drift": "Also run terraform plan -detailed-exitcode for the current mode; drift is a warning.",
+            "on": SYNC_HELP["on"]})
 @handled
-def validate(c, verbose=False, json=False, strict=False, drift=False):
+def validate(c, verbose=False, json=False, strict=False, drift=False, on=None):
     """Check the dev environment's health in its current mode (pilot light or active)."""
+    if _remote(c, on, ["validate"], dict(verbose=verbose, json=json, strict=strict, drift=drift)):
+        return
     console = Console(json_mode=json)
     report, code = validate_engine.run_validate(Settings.from_context(c), console,
                                                 validate_engine.Options(verbose=verbose, strict=strict, drift=drift))
@@ -163,6 +180,13 @@ def deactivate(c, sync_data=False, dry_run=False, yes=False):
     environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
 
 
+@task
+@handled
+def set_neon_url(c):
+    """Store the Neon URL (read from stdin, never argv) in its Secrets Manager secret, for the tasks in ECS."""
+    neon_secret.run_set_neon_url(Settings.from_context(c), Console())
+
+
 @task(help={"dev": "Also build the dev image (the sandbox's servers, the emulator, the tests)."})
 @handled
 def toolbox_build(c, dev=False):
@@ -207,9 +231,12 @@ sandbox.add_task(sandbox_down, "down")
 sandbox.add_task(sandbox_status, "status")
 sandbox.add_task(sandbox_env, "env")
 
+secrets = Collection("secrets")
+secrets.add_task(set_neon_url)
+
 toolbox = Collection("toolbox")
 toolbox.add_task(toolbox_build, "build")
 toolbox.add_task(toolbox_shell, "shell")
 
-ns = Collection(sandbox, sync, toolbox, activate, deactivate, validate, demo, test)
+ns = Collection(sandbox, sync, secrets, toolbox, activate, deactivate, validate, demo, test)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

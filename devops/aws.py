@@ -71,14 +71,16 @@ def read_secret_json(
     return value
 
 
-def require_rds_available(settings: Settings, instance: str, rds: Any = None) -> None:
+def require_rds_available(settings: Settings, instance: str, rds: Any = None) -> dict[str, Any]:
     """The RDS instance must be `available` (the services and the syncs need it); else one clear line.
+    Returns its description (describe_db_instances).
 
     `rds`: a client to reuse (validate's, with its short timeouts); by default one from ``settings``.
     """
     rds = rds or client(settings, "rds")
     try:
-        status = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["DBInstanceStatus"]
+        db = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]
+        status = db["DBInstanceStatus"]
     except rds.exceptions.DBInstanceNotFoundFault:
         raise DevopsError(f"RDS instance {instance} not found: apply terraform/environments/dev first") from None
     except Exception as exc:  # noqa: BLE001 - boto errors of any kind become one line
@@ -86,6 +88,7 @@ def require_rds_available(settings: Settings, instance: str, rds: Any = None) ->
     if status != "available":
         raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
                           f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")
+    return db
 
 
 def describe(exc: Exception) -> str:

@@ -48,6 +48,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "log_keep": 50,
     # Seconds between the progress lines of long work when there is no terminal to update one line on.
     "progress_interval": 10.0,
+    # Where syncs and validate run: "local" (here), or "ecs" (a one-off ECS Fargate task in the VPC,
+    # devops/remote.py); a task's --on flag overrides it.
+    "runner": "local",
 }
 DEFAULT_REGION = "us-east-1"
 # The rule of terraform/environments/dev/variables.tf's project_name validation (a test keeps them equal).
@@ -74,6 +77,7 @@ class Settings:
     log_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["log_dir"]
     log_keep: int = CONFIG_DEFAULTS["log_keep"]
     progress_interval: float = CONFIG_DEFAULTS["progress_interval"]
+    runner: str = "local"
     # A secret: kept out of repr so it never lands in a log or a traceback.
     neon_database_url: str = field(default="", repr=False)
 
@@ -120,6 +124,7 @@ class Settings:
             log_dir=_repo_path(values["log_dir"]),
             log_keep=_number(values["log_keep"], "log_keep", int),
             progress_interval=_number(values["progress_interval"], "progress_interval", float),
+            runner=str(values["runner"] or "local"),
         )
 
     @classmethod

@@ -11,6 +11,9 @@ Terraform's parallel calls can race in them (seen: a security group's egress rul
 an error, retried, and refused as a duplicate). Each call takes milliseconds, so the lock costs nothing
 that matters; the provider's long waits are sleeps on its side.
 
+ECS tasks run for real: a Fargate `run_task` starts its container through the local Docker engine
+(devops/emulator_tasks.py).
+
 Run as ``python -m devops.emulator -H HOST -p PORT``.
 """
 
@@ -24,6 +27,8 @@ from typing import Any, Callable, Iterable
 from moto.iam import access_control
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
+
+from devops.emulator_tasks import TaskRunner
 
 _is_action_permitted = access_control.IAMPolicyStatement.is_action_permitted
 
@@ -45,9 +50,11 @@ access_control.IAMPolicyStatement.is_action_permitted = _statement_applies_only_
 
 
 
-def serialized(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    lock = threading.Lock()
+# One request at a time; the ECS task runner (devops/emulator_tasks.py) takes it too to change a task's state.
+LOCK = threading.Lock()
 
+
+def serialized(app: Callable[..., Iterable[bytes]], lock: threading.Lock = LOCK) -> Callable[..., Iterable[bytes]]:
     def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         with lock:
             return app(environ, start_response)
@@ -61,6 +68,7 @@ def main() -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args()
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs from it
+    TaskRunner(f"http://{args.host}:{args.port}", LOCK).install()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

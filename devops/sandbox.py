@@ -42,11 +42,13 @@ from psycopg2 import sql
 from devops import aws
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
+from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
 from devops.terraform import Terraform
 
 HOST = "127.0.0.1"
 STATE_FILE = "state.json"
+TASKS_CONFIG = "ecs-tasks.json"
 COMPONENTS = ("neon", "rds", "emulator", "app", "terraform")
 SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
 # The emulator accepts any credentials; these are the conventional ones.
@@ -435,8 +437,17 @@ class Sandbox:
         state["rds"] = dataclasses.asdict(rds)
         state["rds_endpoint"] = outputs["database_endpoint"]
         self._save_state(state)
+        self._write_tasks_config(outputs["database_endpoint"], rds.port)
         self.console.info(f"RDS stand-in: role {rds.user} has the password from {outputs['database_secret_arn']}")
         return state
+
+    def _write_tasks_config(self, rds_endpoint: str, rds_port: int) -> None:
+        """What the emulator's ECS tasks need to reach the RDS stand-in: the endpoint's host name resolves
+        to 127.0.0.1 in the container; the stand-in listens on a random port (not 5432) and without TLS
+        (which the tasks require of any host but a local one), so the RDS address override points at it."""
+        config = {"extra_hosts": {rds_endpoint: HOST},
+                  "environment": {"INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds_port}"}}
+        (self.dir / TASKS_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
     def _start_emulator(self) -> dict[str, Any]:
         try:
@@ -452,7 +463,9 @@ class Sandbox:
             # ECS services report one running task each (moto runs none by itself; the dev services want
             # one each, var.service_desired_count): `inv validate` then sees an active sandbox as healthy,
             # and an update_service to desiredCount=0 still shows as 0 running.
-            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1"},
+            # ECS tasks it runs (devops/emulator_tasks.py) learn from this file how to reach the RDS stand-in.
+            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1",
+                 TASKS_CONFIG_ENV: str(self.dir / TASKS_CONFIG)},
             cwd=REPO_ROOT,
         )
         log.close()

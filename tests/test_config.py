@@ -16,6 +16,7 @@ def test_defaults_are_the_seeds():
     assert settings.service_discovery_namespace == "davidshaevel.local"
     assert settings.terraform_dir == REPO_ROOT / "terraform/environments/dev"
     assert not settings.uses_emulator
+    assert settings.runner == "local"  # --on ecs or devops.runner: ecs runs syncs in the VPC
 
 
 def test_names_follow_the_project_name():

@@ -72,10 +72,11 @@ def test_database_instance_is_available_with_a_managed_secret(sandbox, sandbox_s
         (True, True, True)
 
 
-def test_three_ecr_repositories_with_lifecycle_policies(sandbox, sandbox_settings, outputs):
+def test_ecr_repositories_with_lifecycle_policies(sandbox, sandbox_settings, outputs):
     ecr = sandbox.client("ecr")
     names = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
-    assert names == sorted(sandbox_settings.ecr_repository_names)
+    # The app's three, and the toolbox's for the operation tasks.
+    assert names == sorted([*sandbox_settings.ecr_repository_names, f"{sandbox_settings.project_name}/toolbox"])
     for name in names:
         assert json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
     assert set(outputs["ecr_repository_urls"]) == {"backend", "frontend", "grafana"}
@@ -94,3 +95,35 @@ def test_vpc_with_public_and_private_subnets_in_two_zones(sandbox, outputs):
 
 def test_plan_right_after_apply_has_no_changes(sandbox):
     assert sandbox.terraform().plan(variables={"dev_activated": False}) is False
+
+
+def test_operations_resources_for_tasks_in_the_vpc(sandbox, sandbox_settings, outputs):
+    ops = outputs["operations"]
+    ecs, ec2, iam = sandbox.client("ecs"), sandbox.client("ec2"), sandbox.client("iam")
+    [cluster] = ecs.describe_clusters(clusters=[ops["cluster"]])["clusters"]
+    assert cluster["status"] == "ACTIVE"
+    repo = sandbox.client("ecr").describe_repositories(repositoryNames=[ops["repository_name"]])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["repositoryUri"] == ops["repository_url"]
+    [group] = sandbox.client("logs").describe_log_groups(logGroupNamePrefix=ops["log_group"])["logGroups"]
+    assert group["retentionInDays"] == 7
+    # Egress only: HTTPS and PostgreSQL out, nothing in; RDS's group admits it on 5432.
+    [sg] = ec2.describe_security_groups(GroupIds=[ops["security_group_id"]])["SecurityGroups"]
+    assert sg["IpPermissions"] == []
+    assert sorted(rule["FromPort"] for rule in sg["IpPermissionsEgress"]) == [443, 5432]
+    db = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["*-db-sg"]}])["SecurityGroups"][0]
+    admitted = {(rule["FromPort"], pair["GroupId"]) for rule in db["IpPermissions"] for pair in rule["UserIdGroupPairs"]}
+    assert (5432, ops["security_group_id"]) in admitted
+    # The Neon URL's secret exists empty: Terraform never holds the URL.
+    secrets = sandbox.client("secretsmanager")
+    assert not secrets.describe_secret(SecretId=ops["neon_url_secret_arn"]).get("VersionIdsToStages")
+    # The task role: the bucket's dump prefixes and lock, the RDS secret, RDS's status; nothing else.
+    task_policy = json.loads(json.dumps(iam.get_role_policy(RoleName=ops["task_role_arn"].split("/")[-1],
+                                                            PolicyName="operations-task")["PolicyDocument"]))
+    resources = {r for s in task_policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str)
+                                                               else s["Resource"])}
+    bucket = outputs["db_backups_bucket_arn"]
+    assert resources == {bucket, f"{bucket}/neon-dumps/*", f"{bucket}/rds-dumps/*", f"{bucket}/locks/*",
+                         outputs["database_secret_arn"],
+                         f"arn:aws:rds:{sandbox_settings.region}:123456789012:db:{sandbox_settings.rds_instance_id}"}
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [outputs["vpc_id"]]}])["VpcEndpoints"]
+    assert [e["VpcEndpointType"] for e in endpoints if e["ServiceName"].endswith(".s3")] == ["Gateway"]

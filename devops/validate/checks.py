@@ -20,7 +20,7 @@ from botocore.config import Config
 from devops import aws
 from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
 from devops.console import age, first_line
-from devops.endpoints import rds_endpoint
+from devops.endpoints import PrivateRds, rds_endpoint
 from devops.errors import DevopsError
 from devops.modes import ACTIVE, BOTH, PILOT
 from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
@@ -208,7 +208,11 @@ def rds_instance(ctx: Context) -> Result:
 
 @check("RDS connection")
 def rds_connection(ctx: Context) -> Result:
-    endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"))
+    try:
+        endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"))
+    except PrivateRds:
+        return Result(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
+                            "from the VPC, or reach it through a tunnel and set rds_address")
     try:
         conn = endpoint.connect(timeout=5)
     except Exception as exc:  # noqa: BLE001

@@ -211,11 +211,11 @@ resource "aws_security_group" "db" {
   vpc_id      = aws_vpc.this.id
 
   ingress {
-    description     = "PostgreSQL from ECS tasks"
+    description     = "PostgreSQL from ECS tasks (the services and the operation tasks)"
     from_port       = 5432
     to_port         = 5432
     protocol        = "tcp"
-    security_groups = [aws_security_group.ecs_tasks.id]
+    security_groups = [aws_security_group.ecs_tasks.id, aws_security_group.operations.id]
   }
 
   # No outbound at all: the database only answers (replies need no egress rule) and its private subnets

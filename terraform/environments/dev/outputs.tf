@@ -120,3 +120,21 @@ output "service_discovery_namespace_id" {
   description = "Cloud Map namespace ID (null in pilot light)."
   value       = one(aws_service_discovery_private_dns_namespace.this[*].id)
 }
+
+# --- Operations: one-off ECS tasks in the VPC (always on) -------------------
+
+output "operations" {
+  description = "What the runner (inv ... --on ecs) needs to run a task in the VPC: no secret, only names and ARNs."
+  value = {
+    cluster             = aws_ecs_cluster.operations.name
+    repository_url      = aws_ecr_repository.toolbox.repository_url
+    repository_name     = aws_ecr_repository.toolbox.name
+    execution_role_arn  = aws_iam_role.operations_execution.arn
+    task_role_arn       = aws_iam_role.operations_task.arn
+    log_group           = aws_cloudwatch_log_group.operations.name
+    security_group_id   = aws_security_group.operations.id
+    subnet_ids          = aws_subnet.public[*].id
+    neon_url_secret_arn = aws_secretsmanager_secret.neon_url.arn
+    task_family         = "${local.name_prefix}-operations"
+  }
+}

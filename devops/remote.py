@@ -1,0 +1,261 @@
+"""`--on ecs`: a task's same `inv` command line, run as a one-off ECS Fargate task inside the VPC.
+
+    image       the toolbox image plus this checkout's code (tasks.py, invoke.yaml, devops/), tagged by a
+                hash of both, pushed to the toolbox ECR repository only when ECR lacks that tag
+    definition  registered for that image's digest (one revision per image; reused while the image is the
+                same): Fargate, the task and execution roles, awslogs into the operations log group, and
+                NEON_DATABASE_URL injected by ECS from its Secrets Manager secret
+    run         run_task in the public subnets with a public IP (no NAT gateway), the operations security
+                group; the command line and the Terraform outputs it needs as overrides (no secret)
+    follow      the task's log lines printed as they arrive (CloudWatch get_log_events with its tokens: in
+                order, each once); its container's exit code becomes ours; an abnormal stop is one [ERROR]
+                line with the task's stoppedReason; Ctrl-C stops the task
+
+In the sandbox (an emulator instead of AWS) there is no registry to push to: the "push" tags the local image
+with the repository's URI and records it with ECR's put_image, and the emulator's ECS runs that local image
+(devops/emulator_tasks.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+import time
+from typing import Any, Iterable
+
+from invoke.exceptions import Exit
+
+from devops import aws, toolbox
+from devops.config import REPO_ROOT, Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.terraform import Terraform
+
+RUNNERS = ("local", "ecs")
+CONTAINER = "devops"
+# The code the task runs, copied onto the toolbox image (everything else the image already has).
+CODE = ("tasks.py", "invoke.yaml", "devops")
+APP_DIR = "/opt/devops"
+# The Terraform outputs go to the task (it has no access to the Terraform state): names, ARNs, endpoints, no
+# secret. `operations` is the runner's own.
+OUTPUTS_ENV = "DEVOPS_TERRAFORM_OUTPUTS"
+NORMAL_STOP = "Essential container in task exited"
+POLL = 1.0
+
+
+def runner(settings: Settings, on: str | None) -> str:
+    """Where a task runs: --on, else the devops.runner setting."""
+    choice = (on or settings.runner or "local").strip()
+    if choice not in RUNNERS:
+        raise DevopsError(f"invalid runner {choice!r}: use --on local or --on ecs (devops.runner)")
+    return choice
+
+
+def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, bool]) -> bool:
+    """Run ``inv ARGS FLAGS`` as an ECS task when the runner is ecs (True); False: the task runs here."""
+    if runner(settings, on) != "ecs":
+        return False
+    if not (flags.get("yes") or flags.get("dry_run") or args[0] == "validate"):
+        raise DevopsError("--on ecs runs the task without a terminal to ask on: pass --yes (or --dry-run)")
+    if flags.get("drift"):
+        raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
+    run(settings, Console(json_mode=bool(flags.get("json"))),
+        [*args, *(f"--{name.replace('_', '-')}" for name, value in flags.items() if value is True)])
+    return True
+
+
+# ---- the image ---------------------------------------------------------------------------------------
+
+
+def _code_files() -> Iterable[tuple[str, bytes]]:
+    for name in CODE:
+        path = REPO_ROOT / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+                                                     and "__pycache__" not in p.parts)
+        for file in files:
+            yield str(file.relative_to(REPO_ROOT)), file.read_bytes()
+
+
+def image_tag() -> str:
+    """The toolbox's content hash and a hash of the code: a new tag whenever either changes."""
+    digest = hashlib.sha256(toolbox.content_hash().encode())
+    for name, data in _code_files():
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return f"ops-{digest.hexdigest()[:12]}"
+
+
+def build(console: Console, engine: Any, tag: str) -> str:
+    """The task image, built locally (when missing) from the toolbox image and the code."""
+    local = f"{toolbox.IMAGE}:{tag}"
+    if engine.images.list(name=local):
+        return local
+    base = toolbox.ensure_image("toolbox", engine)
+    # STOPSIGNAL SIGINT: stop_task then reaches the sync as Ctrl-C does in a terminal (tini forwards it to
+    # the process group): the restore rolls back, the lock is released, exit 130.
+    dockerfile = (f"FROM {base}\nCOPY --chown=toolbox:toolbox . {APP_DIR}\nWORKDIR {APP_DIR}\n"
+                  'STOPSIGNAL SIGINT\nCMD ["inv", "--list"]\n')
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in [("Dockerfile", dockerfile.encode()), *_code_files()]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    console.info(f"Building the task image {local} (the toolbox image and this checkout's code)")
+    engine.images.build(fileobj=context, custom_context=True, tag=local, rm=True)
+    return local
+
+
+def push(settings: Settings, console: Console, engine: Any, local: str, ops: dict[str, Any], tag: str) -> str:
+    """The image in ECR under ``tag``, pushed only when ECR lacks it; its digest."""
+    ecr = aws.client(settings, "ecr")
+    repository, uri = ops["repository_name"], f"{ops['repository_url']}:{tag}"
+    try:
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+    except ecr.exceptions.ImageNotFoundException:
+        found = []
+    if found:
+        console.info(f"Image {uri} already in ECR: not pushed")
+        return found[0]["imageDigest"]
+    started = time.monotonic()
+    image = engine.images.get(local)
+    image.tag(ops["repository_url"], tag)
+    if settings.uses_emulator:
+        # No registry behind the emulator: record the image in ECR; the emulator runs the local one by its URI.
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                               "digest": image.id, "size": 0}, "layers": []}
+        digest = ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest),
+                               imageTag=tag)["image"]["imageId"]["imageDigest"]
+    else:
+        digest = _docker_push(settings, engine, ops["repository_url"], tag)
+    console.info(f"Image pushed to {uri} in {time.monotonic() - started:.1f} s")
+    return digest
+
+
+def _docker_push(settings: Settings, engine: Any, repository_url: str, tag: str) -> str:
+    token = aws.client(settings, "ecr").get_authorization_token()["authorizationData"][0]
+    user, password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)
+    auth = {"username": user, "password": password}
+    digest = ""
+    for event in engine.images.push(repository_url, tag=tag, auth_config=auth, stream=True, decode=True):
+        if event.get("error"):
+            raise DevopsError(f"pushing {repository_url}:{tag} failed: {event['error']}")
+        digest = (event.get("aux") or {}).get("Digest", digest)
+    if not digest:
+        raise DevopsError(f"pushing {repository_url}:{tag} gave no digest: retry")
+    return digest
+
+
+# ---- the task definition and the run -----------------------------------------------------------------
+
+
+def task_definition(settings: Settings, ops: dict[str, Any], digest: str) -> str:
+    """The definition for this image digest: the family's latest when it runs it, else a new revision."""
+    ecs = aws.client(settings, "ecs")
+    image = f"{ops['repository_url']}@{digest}"
+    try:
+        latest = ecs.describe_task_definition(taskDefinition=ops["task_family"])["taskDefinition"]
+        if latest["containerDefinitions"][0]["image"] == image and latest.get("status") == "ACTIVE":
+            return latest["taskDefinitionArn"]
+    except ecs.exceptions.ClientException:
+        pass
+    return ecs.register_task_definition(
+        family=ops["task_family"], requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+        cpu="1024", memory="2048", executionRoleArn=ops["execution_role_arn"], taskRoleArn=ops["task_role_arn"],
+        containerDefinitions=[{
+            "name": CONTAINER, "image": image, "essential": True,
+            # ECS reads the secret with the execution role and sets the variable: the URL is in no definition.
+            "secrets": [{"name": "NEON_DATABASE_URL", "valueFrom": ops["neon_url_secret_arn"]}],
+            "environment": [{"name": "INVOKE_DEVOPS_PROJECT_NAME", "value": settings.project_name},
+                            {"name": "INVOKE_DEVOPS_TOOLBOX", "value": "host"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": ops["log_group"], "awslogs-region": settings.region,
+                "awslogs-stream-prefix": "ops"}},
+        }],
+    )["taskDefinition"]["taskDefinitionArn"]
+
+
+def run(settings: Settings, console: Console, args: list[str]) -> None:
+    """Run ``inv ARGS`` as an ECS task and follow it; ends with Exit(the task's exit code)."""
+    import docker
+
+    outputs = Terraform(settings).outputs()
+    ops = outputs.get("operations")
+    if not ops:
+        raise DevopsError("Terraform outputs lack `operations`: apply terraform/environments/dev first "
+                          "(it creates the ECR repository, cluster and roles --on ecs needs)")
+    try:
+        engine = docker.from_env()
+        engine.ping()
+    except Exception:  # noqa: BLE001
+        raise DevopsError("--on ecs builds and pushes the task image with Docker, and no Docker engine is "
+                          "reachable: start Docker (or set DOCKER_HOST)") from None
+    tag = image_tag()
+    digest = push(settings, console, engine, build(console, engine, tag), ops, tag)
+    definition = task_definition(settings, ops, digest)
+    passed = {name: value for name, value in outputs.items() if name != "operations"}
+    ecs = aws.client(settings, "ecs")
+    reply = ecs.run_task(
+        cluster=ops["cluster"], taskDefinition=definition, launchType="FARGATE", count=1,
+        networkConfiguration={"awsvpcConfiguration": {
+            "subnets": ops["subnet_ids"], "securityGroups": [ops["security_group_id"]],
+            "assignPublicIp": "ENABLED"}},  # no NAT gateway: the public IP reaches Neon, ECR, Logs
+        overrides={"containerOverrides": [{
+            "name": CONTAINER, "command": ["inv", *args],
+            "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(passed, sort_keys=True)}]}]},
+        startedBy="devops-runner",
+    )
+    if not reply.get("tasks"):
+        reasons = "; ".join(f"{f.get('arn', '')}: {f.get('reason', '')}" for f in reply.get("failures", []))
+        raise DevopsError(f"ECS did not start the task: {reasons or 'no reason given'}")
+    arn = reply["tasks"][0]["taskArn"]
+    console.info(f"Running `inv {' '.join(args)}` as ECS task {arn.split('/')[-1]} in {ops['cluster']}")
+    follow(settings, console, ops, arn)
+
+
+def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str) -> None:
+    ecs, logs = aws.client(settings, "ecs"), aws.client(settings, "logs")
+    stream = f"ops/{CONTAINER}/{arn.split('/')[-1]}"
+    token: str | None = None
+
+    def drain() -> None:
+        nonlocal token
+        while True:
+            try:
+                page = logs.get_log_events(logGroupName=ops["log_group"], logStreamName=stream, startFromHead=True,
+                                           **({"nextToken": token} if token else {}))
+            except logs.exceptions.ResourceNotFoundException:
+                return  # the container has not written yet
+            for event in page["events"]:
+                console.line(event["message"])
+            if page["nextForwardToken"] == token:
+                return
+            token = page["nextForwardToken"]
+
+    def describe() -> dict[str, Any]:
+        return ecs.describe_tasks(cluster=ops["cluster"], tasks=[arn])["tasks"][0]
+
+    try:
+        while (task := describe())["lastStatus"] != "STOPPED":
+            drain()
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        console.info("Ctrl-C: stopping the ECS task (its restore rolls back, its lock is released)...")
+        ecs.stop_task(cluster=ops["cluster"], task=arn, reason="Interrupted by the user (Ctrl-C)")
+        while describe()["lastStatus"] != "STOPPED":
+            drain()
+            time.sleep(POLL)
+        drain()
+        raise
+    drain()
+    code = task["containers"][0].get("exitCode")
+    reason = task.get("stoppedReason", "")
+    if code is None or reason != NORMAL_STOP:
+        raise DevopsError(f"the ECS task stopped abnormally: {reason or 'no reason given'}"
+                          + (f" (exit code {code})" if code is not None else ""), exit_code=code or 1)
+    if code:
+        raise Exit(code=code)

@@ -1,0 +1,175 @@
+"""`--on ecs`: the sync as a one-off ECS task, through the sandbox's emulator, which runs it in the local Docker
+engine (devops/emulator_tasks.py). The data is checked with tests/dbtools.py, independently of the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+from devops.config import REPO_ROOT
+from tests import dbtools
+from tests.helpers import INV, assert_no_secret, inv, s3_state, secrets_of
+
+
+@pytest.fixture(scope="module")
+def ops(sandbox):
+    return sandbox.terraform().outputs()["operations"]
+
+
+@pytest.fixture
+def neon_secret(sandbox, ops, neon):
+    """The Neon URL's secret holds the Neon stand-in's URL (as `inv secrets.set-neon-url` puts it)."""
+    secrets = sandbox.client("secretsmanager")
+    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
+    yield secrets
+    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
+
+
+def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox, sandbox_env, prepared, neon_secret,
+                                                                       neon, rds):
+    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+    assert dbtools.scalar(rds, "SELECT to_regclass('public.keep_me')") is None  # full replace
+    out = result.stdout
+    assert "as ECS task" in out
+    # The remote's own lines, in order: its banner, its plan, its report.
+    assert out.index("SYNC PLAN") < out.index("SYNC COMPLETE") < out.index("sync successful")
+    assert "Image " in out and ("pushed to" in out or "already in ECR: not pushed" in out)
+    assert_no_secret(result, sandbox_env)
+
+
+def test_a_second_run_finds_the_image_in_ecr_and_the_run_holds_no_secret(sandbox, sandbox_env, prepared,
+                                                                        neon_secret, ops, neon, rds):
+    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "already in ECR: not pushed" in result.stdout
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+    ecs = sandbox.client("ecs")
+    definition = ecs.describe_task_definition(taskDefinition=ops["task_family"])["taskDefinition"]
+    [container] = definition["containerDefinitions"]
+    assert container["secrets"] == [{"name": "NEON_DATABASE_URL", "valueFrom": ops["neon_url_secret_arn"]}]
+    assert "@sha256:" in container["image"]  # pinned by digest
+    arns = ecs.list_tasks(cluster=ops["cluster"], family=ops["task_family"])["taskArns"]
+    runs = ecs.describe_tasks(cluster=ops["cluster"], tasks=arns)["tasks"]
+    assert runs and all(task["overrides"]["containerOverrides"][0]["command"][0] == "inv" for task in runs)
+    text = json.dumps([definition, [task["overrides"] for task in runs]])
+    for secret in [*secrets_of(sandbox_env), sandbox_env["NEON_DATABASE_URL"]]:
+        assert secret not in text
+
+
+def test_a_remote_failure_gives_the_remote_error_line_and_exit_1(sandbox, sandbox_env, prepared, neon_secret, ops,
+                                                                 neon, rds):
+    wrong = neon.replace(f":{urlsplit(neon).password}@", ":not-the-password@")
+    neon_secret.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=wrong)
+    before = dbtools.snapshot(rds)
+    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stdout.splitlines() if line.startswith("[ERROR]")]
+    assert len(errors) == 1 and "Neon" in errors[0], result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert dbtools.snapshot(rds) == before
+
+
+def test_on_needs_yes_or_dry_run_and_a_known_runner(sandbox_env):
+    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs")
+    assert result.returncode == 1 and "pass --yes" in result.stderr + result.stdout
+    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "lambda", "--yes")
+    assert result.returncode == 1 and "invalid runner 'lambda'" in result.stderr + result.stdout
+
+
+def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbox, sandbox_env, sandbox_settings, big,
+                                                                          neon_secret, ops, rds):
+    before = dbtools.snapshot(rds)
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=sandbox_env, cwd=REPO_ROOT,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[INFO] Dumping Neon"):
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+            break
+    out, err = process.communicate(timeout=180)
+    out = "".join(lines) + out
+    assert process.returncode == 130, out + err
+    assert "Ctrl-C: stopping the ECS task" in out
+    assert "[ERROR] interrupted" in out  # the remote's own line: it was interrupted too
+    arn = sandbox.client("ecs").list_tasks(cluster=ops["cluster"], family=ops["task_family"])["taskArns"]
+    tasks = sandbox.client("ecs").describe_tasks(cluster=ops["cluster"], tasks=arn)["tasks"]
+    [task] = [task for task in tasks if task["stoppedReason"] == "Interrupted by the user (Ctrl-C)"]
+    assert task["lastStatus"] == "STOPPED" and task["containers"][0]["exitCode"] == 130
+    assert dbtools.snapshot(rds) == before
+    assert "locks/sync.lock" not in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
+
+
+def test_validate_on_ecs_runs_the_checks_in_the_task(sandbox_env):
+    result = inv(sandbox_env, "validate", "--on", "ecs", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "as ECS task" in result.stdout
+    assert "[PASS]" in result.stdout and "[FAIL]" not in result.stdout
+    result = inv(sandbox_env, "validate", "--on", "ecs", "--drift")
+    assert result.returncode == 1 and "--drift runs terraform plan" in result.stdout + result.stderr
+
+
+def test_without_a_way_to_the_private_rds_a_local_sync_fails_at_once_naming_both_ways_out(sandbox_env, prepared, rds):
+    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
+    before = dbtools.snapshot(rds)
+    result = inv(env, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 1
+    [line] = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("[ERROR]")]
+    assert "is private" in line and "--on ecs" in line and "rds_address" in line, line
+    assert "Traceback" not in result.stderr and dbtools.snapshot(rds) == before
+
+
+def test_validate_from_outside_the_vpc_warns_that_private_rds_is_not_reachable_and_passes_on_ecs(sandbox_env):
+    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
+    result = inv(env, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if "not reachable from here (private)" in line]
+    assert line.startswith("[WARN]") and "--on ecs" in line
+    remote = inv(env, "validate", "--on", "ecs", timeout=600)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    assert "not reachable from here" not in remote.stdout and "[FAIL]" not in remote.stdout
+
+
+def test_rds_to_neon_and_restore_on_ecs(sandbox, sandbox_env, sandbox_settings, prepared, neon_secret, neon, rds):
+    assert inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900).returncode == 0
+    dbtools.execute(rds, "UPDATE app.customers SET name = 'changed on rds' WHERE id = 1;")
+    result = inv(sandbox_env, "sync.rds-to-neon", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
+    assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed on rds"
+    # Back to the first dump of Neon (before the change), into RDS, in the VPC.
+    keys = sorted(k for k in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
+                  if k.startswith("neon-dumps/") and k.endswith(".dump"))
+    result = inv(sandbox_env, "sync.restore", "--key", keys[0], "--to", "rds", "--on", "ecs", "--yes", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Checksum matches" in result.stdout
+    assert dbtools.scalar(rds, "SELECT name FROM app.customers WHERE id = 1") != "changed on rds"
+
+
+def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbox, sandbox_env, big, neon_secret, ops,
+                                                                        rds):
+    before = dbtools.snapshot(rds)
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=sandbox_env, cwd=REPO_ROOT,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[INFO] Dumping Neon"):
+            ecs = sandbox.client("ecs")
+            [arn] = ecs.list_tasks(cluster=ops["cluster"], family=ops["task_family"], desiredStatus="RUNNING")["taskArns"]
+            ecs.stop_task(cluster=ops["cluster"], task=arn, reason="Stopped by an operator")
+            break
+    out, err = process.communicate(timeout=180)
+    assert process.returncode != 0
+    [line] = [line for line in err.splitlines() if line.startswith("[ERROR]")]
+    assert "the ECS task stopped abnormally: Stopped by an operator" in line, err
+    assert dbtools.snapshot(rds) == before
