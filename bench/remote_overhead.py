@@ -19,7 +19,6 @@ adds the upload of the image's layers (about 0.5 GB on the first push; only chan
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
