@@ -89,27 +89,32 @@ def target_for(task_names: Iterable[str]) -> str:
         else "toolbox"
 
 
-def rerun_in_toolbox_if_needed(config: Any, task_names: list[str], argv: list[str]) -> int | None:
+def rerun_in_toolbox_if_needed(config: Any, task_names: list[str], argv: list[str],
+                               with_engine: bool = False) -> int | None:
     """Run this whole command line (``inv`` + argv) inside the toolbox and return its exit code; None when
-    it should run here (inside the image, a toolbox.* task, or devops.toolbox = host)."""
+    it should run here (inside the image, a toolbox.* task, or devops.toolbox = host). ``with_engine``: the
+    task needs the Docker engine (--on ecs builds and pushes the image)."""
     if inside() or any(name in HOST_TASKS for name in task_names) or mode(config) == "host":
         return None
     target = target_for(task_names)
     print(f"[INFO] running in the toolbox image ({target}); INVOKE_DEVOPS_TOOLBOX=host keeps tasks on this host",
           file=sys.stderr, flush=True)
     sandbox_task = next((name for name in task_names if name.startswith("sandbox.")), "")
-    return run(["inv", *argv], target, task=sandbox_task)
+    return run(["inv", *argv], target, task=sandbox_task, with_engine=with_engine)
 
 
 def reenter(executor: Executor, tasks: tuple[Any, ...]) -> None:
     """The hook at the start of an Executor's execute(): when this invocation belongs in the toolbox, run
     it there and exit with its code (Invoke's Exit); otherwise return and let the tasks run here."""
-    names = [call.called_as or call.task.name for call in executor.normalize(tasks)]
+    calls = executor.normalize(tasks)
+    names = [call.called_as or call.task.name for call in calls]
     # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key).
     executor.config.load_collection(executor.collection.configuration())
     executor.config.load_shell_env()
+    on_ecs = (executor.config.get("devops", {}).get("runner") == "ecs"
+              or any((call.kwargs or {}).get("on") == "ecs" for call in calls))
     try:
-        code = rerun_in_toolbox_if_needed(executor.config, names, sys.argv[1:])
+        code = rerun_in_toolbox_if_needed(executor.config, names, sys.argv[1:], with_engine=on_ecs)
     except DevopsError as exc:
         print(f"[ERROR] {mask(exc)}", file=sys.stderr)
         raise Exit(code=exc.exit_code) from None
@@ -192,8 +197,9 @@ def passed_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
             if (name.startswith(PASS_PREFIXES) or name in PASS_NAMES) and name not in PATH_VARIABLES}
 
 
-def container_options(target: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Mounts, user, network and environment for a task container (as toolbox/inv passes them)."""
+def container_options(target: str, environ: Mapping[str, str] | None = None, engine: bool = False) -> dict[str, Any]:
+    """Mounts, user, network and environment for a task container (as toolbox/inv passes them). The dev
+    container, and one whose task needs the engine (``engine``: --on ecs), get the engine's socket."""
     env = passed_environment(environ)
     volumes: dict[str, dict[str, str]] = {
         # The repository at its own path, so the paths a task prints (and a nested docker run's -v) hold.
@@ -209,9 +215,10 @@ def container_options(target: str, environ: Mapping[str, str] | None = None) -> 
     group_add: list[str] = []
     # The shim tests start containers through the engine this process talks to (DOCKER_HOST's, if set).
     host = (os.environ if environ is None else environ).get("DOCKER_HOST", "")
-    if target == "dev" and host and not host.startswith("unix://"):
+    with_engine = target == "dev" or engine
+    if with_engine and host and not host.startswith("unix://"):
         env["DOCKER_HOST"] = host  # tcp://...: reachable on the host's network
-    elif target == "dev" and Path(host.removeprefix("unix://") or DOCKER_SOCKET).exists():
+    elif with_engine and Path(host.removeprefix("unix://") or DOCKER_SOCKET).exists():
         socket_path = host.removeprefix("unix://") or DOCKER_SOCKET
         volumes[socket_path] = {"bind": DOCKER_SOCKET, "mode": "rw"}
         group_add.append(str(os.stat(socket_path).st_gid))
@@ -219,7 +226,8 @@ def container_options(target: str, environ: Mapping[str, str] | None = None) -> 
             "environment": env, "volumes": volumes, "group_add": group_add}
 
 
-def run(command: list[str], target: str = "toolbox", tty: bool | None = None, task: str = "") -> int:
+def run(command: list[str], target: str = "toolbox", tty: bool | None = None, task: str = "",
+        with_engine: bool = False) -> int:
     """Run ``command`` in a fresh container of the target image (a sandbox task: in the sandbox's
     container, see sandbox_container); its exit code.
 
@@ -232,7 +240,7 @@ def run(command: list[str], target: str = "toolbox", tty: bool | None = None, ta
         code = _run_in_sandbox_container(engine, tag, command, tty, task)
         if code is not None:
             return code
-    container = _create(engine, tag, command, tty, target)
+    container = _create(engine, tag, command, tty, target, with_engine=with_engine)
     try:
         sock = engine.api.attach_socket(container, params={"stdin": int(tty), "stdout": 1, "stderr": 1,
                                                            "stream": 1})
@@ -247,10 +255,11 @@ def run(command: list[str], target: str = "toolbox", tty: bool | None = None, ta
             engine.api.remove_container(container, force=True)
 
 
-def _create(engine: Any, tag: str, command: list[str], tty: bool, target: str, name: str | None = None) -> str:
+def _create(engine: Any, tag: str, command: list[str], tty: bool, target: str, name: str | None = None,
+            with_engine: bool = False) -> str:
     """A task's container; named, the sandbox's: it gets no environment, which docker inspect would show for
     as long as it lives (secrets included): each exec into it brings its own."""
-    options = container_options(target)
+    options = container_options(target, engine=with_engine)
     return engine.api.create_container(
         tag, command=command, tty=tty, stdin_open=tty, user=options["user"], working_dir=options["working_dir"],
         environment=options["environment"] if name is None else {}, name=name,

@@ -305,6 +305,25 @@ def test_shim_and_sdk_mount_the_engine_docker_host_names(tmp_path):
         "DOCKER_HOST"] == "tcp://127.0.0.1:2375"
 
 
+def test_a_task_run_on_ecs_gets_the_engine_in_the_shim_and_the_sdk(tmp_path):
+    """--on ecs builds and pushes the task image through the engine: the runtime container gets its socket
+    then, and only then (a task's value that merely reads 'ecs' does not count)."""
+    engine_socket = socket.socket(socket.AF_UNIX)
+    engine_socket.bind(str(tmp_path / "engine.sock"))
+    try:
+        host = {"DOCKER_HOST": f"unix://{tmp_path}/engine.sock"}
+        mount = f"-v {tmp_path}/engine.sock:/var/run/docker.sock"
+        for args in (["sync.neon-to-rds", "--on", "ecs", "--yes"], ["validate", "--on=ecs"], ["validate", "-o", "ecs"]):
+            assert mount in _image_run(_shim_calls(tmp_path, *args, **host)), args
+        assert mount in _image_run(_shim_calls(tmp_path, "validate", INVOKE_DEVOPS_RUNNER="ecs", **host))
+        for args in (["validate"], ["sync.restore", "--key", "ecs", "--to", "rds"], ["validate", "--on", "local"]):
+            assert mount not in _image_run(_shim_calls(tmp_path, *args, **host)), args
+        assert f"{tmp_path}/engine.sock" in toolbox.container_options("toolbox", environ=host, engine=True)["volumes"]
+        assert f"{tmp_path}/engine.sock" not in toolbox.container_options("toolbox", environ=host)["volumes"]
+    finally:
+        engine_socket.close()
+
+
 def test_shim_without_docker_says_so_in_one_line(tmp_path):
     env = _shim_env(_bin_dir(tmp_path / "bin", None))
     result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
