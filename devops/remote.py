@@ -194,6 +194,7 @@ def run(settings: Settings, console: Console, args: list[str]) -> None:
     except Exception:  # noqa: BLE001
         raise DevopsError("--on ecs builds and pushes the task image with Docker, and no Docker engine is "
                           "reachable: start Docker (or set DOCKER_HOST)") from None
+    require_neon_url(settings, ops["neon_url_secret_arn"])
     tag = image_tag()
     digest = push(settings, console, engine, build(console, engine, tag), ops, tag)
     definition = task_definition(settings, ops, digest)
@@ -215,6 +216,16 @@ def run(settings: Settings, console: Console, args: list[str]) -> None:
     arn = reply["tasks"][0]["taskArn"]
     console.info(f"Running `inv {' '.join(args)}` as ECS task {arn.split('/')[-1]} in {ops['cluster']}")
     follow(settings, console, ops, arn)
+
+
+def require_neon_url(settings: Settings, secret_arn: str) -> None:
+    """The task gets NEON_DATABASE_URL from this secret, which Terraform creates empty: without a value ECS
+    cannot start the task (ResourceInitializationError), so say so first, with the fix. Only the secret's
+    metadata is read here, never its value."""
+    stages = aws.client(settings, "secretsmanager").describe_secret(SecretId=secret_arn).get("VersionIdsToStages", {})
+    if not any("AWSCURRENT" in labels for labels in stages.values()):
+        raise DevopsError(f"the Neon URL secret {secret_arn.rsplit(':', 1)[-1]} is empty: store the URL first "
+                          "(printf '%s' \"$NEON_DATABASE_URL\" | inv secrets.set-neon-url)")
 
 
 def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str) -> None:

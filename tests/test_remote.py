@@ -173,3 +173,21 @@ def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbo
     [line] = [line for line in err.splitlines() if line.startswith("[ERROR]")]
     assert "the ECS task stopped abnormally: Stopped by an operator" in line, err
     assert dbtools.snapshot(rds) == before
+
+
+def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sandbox, sandbox_env):
+    """Terraform creates the Neon URL's secret empty: ECS could not start the task, so the runner says so
+    first (from the secret's metadata), naming `inv secrets.set-neon-url`."""
+    from devops import remote
+    from devops.errors import DevopsError
+
+    settings = sandbox.emulator_settings(sandbox.load_state())
+    secrets = sandbox.client("secretsmanager")
+    empty = secrets.create_secret(Name="test/empty-neon-url")["ARN"]
+    try:
+        with pytest.raises(DevopsError, match=r"is empty: store the URL first .*inv secrets.set-neon-url"):
+            remote.require_neon_url(settings, empty)
+        secrets.put_secret_value(SecretId=empty, SecretString="postgresql://u:p@h/db")
+        remote.require_neon_url(settings, empty)
+    finally:
+        secrets.delete_secret(SecretId=empty, ForceDeleteWithoutRecovery=True)
