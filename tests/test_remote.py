@@ -175,12 +175,14 @@ def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbo
     assert dbtools.snapshot(rds) == before
 
 
-def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sandbox, sandbox_env):
+def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sandbox, sandbox_env, monkeypatch):
     """Terraform creates the Neon URL's secret empty: ECS could not start the task, so the runner says so
     first (from the secret's metadata), naming `inv secrets.set-neon-url`."""
     from devops import remote
     from devops.errors import DevopsError
 
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, sandbox_env[name])  # the runner's own client, as the task's process has it
     settings = sandbox.emulator_settings(sandbox.load_state())
     secrets = sandbox.client("secretsmanager")
     empty = secrets.create_secret(Name="test/empty-neon-url")["ARN"]
