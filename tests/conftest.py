@@ -41,8 +41,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `last` (the sandbox's own shutdown) run after everything that uses the sandbox."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    """Tests marked `first` (the sandbox as `sandbox.up` made it) run before any other, and tests marked
+    `last` (the sandbox's own shutdown) after everything that uses the sandbox."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("first") else 2 if item.get_closest_marker("last") else 1)
 
 
 @pytest.fixture(scope="session")

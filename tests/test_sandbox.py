@@ -32,6 +32,7 @@ def test_up_again_is_a_no_op(sandbox, sandbox_settings, sandbox_state):
     assert "already up" in out.getvalue()
 
 
+@pytest.mark.first
 def test_neon_stand_in_holds_the_sample_data(sandbox_env):
     with psycopg2.connect(sandbox_env["NEON_DATABASE_URL"]) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM projects")
@@ -60,6 +61,7 @@ def test_rds_stand_in_uses_the_password_rds_put_in_secrets_manager(sandbox, sand
                          dbname=outputs["database_name"], connect_timeout=5)
 
 
+@pytest.mark.first
 def test_env_lines_work_in_a_posix_shell_with_psql(sandbox, sandbox_settings):
     psql = shutil.which("psql")
     if psql is None:
