@@ -60,6 +60,19 @@ KEPT_SCHEMAS = f"""
                                   WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = d.objid)
                                   ELSE (SELECT typnamespace FROM pg_type WHERE oid = d.objid) END)
         OR EXISTS (SELECT 1 FROM pg_extension e WHERE e.extnamespace = n.oid))"""
+# Object kinds whose drop needs only their schema and name: (DROP kind, catalog, namespace column, name column).
+NAMED_KINDS = (
+    ("COLLATION", "pg_collation", "collnamespace", "collname"),
+    ("CONVERSION", "pg_conversion", "connamespace", "conname"),
+    ("TEXT SEARCH CONFIGURATION", "pg_ts_config", "cfgnamespace", "cfgname"),
+    ("TEXT SEARCH DICTIONARY", "pg_ts_dict", "dictnamespace", "dictname"),
+)
+NAMED_OBJECTS = "".join(f"""
+        UNION ALL
+        SELECT '{kind}', {8 + i}, format('%s.%I', x.{namespace}::regnamespace, x.{name})
+        FROM {catalog} x WHERE x.{namespace} IN (SELECT oid FROM kept)
+          AND ('{catalog}'::regclass, x.oid) NOT IN (SELECT * FROM own)""" for i, (kind, catalog, namespace, name)
+    in enumerate(NAMED_KINDS))
 PRELUDE = rf"""
 BEGIN;
 SET LOCAL client_min_messages = warning;
@@ -93,23 +106,7 @@ BEGIN
         FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM kept)
           AND (t.typtype IN ('e', 'r', 'd')
                OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
-          AND ('pg_type'::regclass, t.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT 'COLLATION', 8, format('%s.%I', c.collnamespace::regnamespace, c.collname)
-        FROM pg_collation c WHERE c.collnamespace IN (SELECT oid FROM kept)
-          AND ('pg_collation'::regclass, c.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT 'CONVERSION', 9, format('%s.%I', c.connamespace::regnamespace, c.conname)
-        FROM pg_conversion c WHERE c.connamespace IN (SELECT oid FROM kept)
-          AND ('pg_conversion'::regclass, c.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT 'TEXT SEARCH CONFIGURATION', 10, format('%s.%I', c.cfgnamespace::regnamespace, c.cfgname)
-        FROM pg_ts_config c WHERE c.cfgnamespace IN (SELECT oid FROM kept)
-          AND ('pg_ts_config'::regclass, c.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT 'TEXT SEARCH DICTIONARY', 11, format('%s.%I', d.dictnamespace::regnamespace, d.dictname)
-        FROM pg_ts_dict d WHERE d.dictnamespace IN (SELECT oid FROM kept)
-          AND ('pg_ts_dict'::regclass, d.oid) NOT IN (SELECT * FROM own)
+          AND ('pg_type'::regclass, t.oid) NOT IN (SELECT * FROM own){NAMED_OBJECTS}
         UNION ALL
         SELECT 'OPERATOR', 12, format('%s.%s(%s, %s)', o.oprnamespace::regnamespace, o.oprname,
                                       CASE o.oprleft WHEN 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END,
@@ -128,6 +125,7 @@ BEGIN
 END
 $devops$;
 """
+PRELUDE_LINES = PRELUDE.count("\n")  # a psql error at or before this line came from the prelude
 
 
 class PipelineError(DevopsError):
@@ -208,25 +206,20 @@ class Processes:
         self.procs.append((name, proc, err))
         return proc
 
+    def _entry(self, proc: subprocess.Popen[bytes]) -> tuple[str, IO[bytes] | None]:
+        """A process's name and stderr file."""
+        return next(((name, err) for name, candidate, err in self.procs if candidate is proc), ("process", None))
+
     def stderr_of(self, proc: subprocess.Popen[bytes]) -> str:
-        for _, candidate, err in self.procs:
-            if candidate is proc:
-                err.seek(0)
-                return err.read().decode(errors="replace")
-        return ""
+        return _read(self._entry(proc)[1]).decode(errors="replace")
 
     def stderr_tail(self, proc: subprocess.Popen[bytes], size: int = 4096) -> bytes:
-        """The end of a running process's stderr so far (read at an offset: no seek under its writer)."""
-        for _, candidate, err in self.procs:
-            if candidate is proc:
-                with contextlib.suppress(OSError, ValueError):
-                    end = os.fstat(err.fileno()).st_size
-                    return os.pread(err.fileno(), size, max(end - size, 0))
-        return b""
+        """The end of a running process's stderr so far."""
+        return _read(self._entry(proc)[1], last=size)
 
     def error_of(self, proc: subprocess.Popen[bytes]) -> str:
         """The meaningful first error line of a process's stderr, masked; or how it ended."""
-        name = next((name for name, candidate, _ in self.procs if candidate is proc), "process")
+        name = self._entry(proc)[0]
         lines = [line.strip() for line in self.stderr_of(proc).splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
         return mask((errors or lines or [ended(name, proc.returncode)])[0])
@@ -241,7 +234,7 @@ class Processes:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            self._log_stderr(name, proc, err)
+            runlog.section(f"{name} (exit {proc.returncode}) stderr", _read(err).decode(errors="replace") or "(empty)")
             for stream in (proc.stdin, proc.stdout):
                 if stream:
                     with contextlib.suppress(OSError):
@@ -249,12 +242,17 @@ class Processes:
             err.close()
         self.procs.clear()
 
-    @staticmethod
-    def _log_stderr(name: str, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            err.seek(0)
-            text = err.read().decode(errors="replace")
-            runlog.section(f"{name} (exit {proc.returncode}) stderr", text or "(empty)")
+
+
+def _read(err: IO[bytes] | None, last: int | None = None) -> bytes:
+    """A stderr file's content (its ``last`` bytes), read at an offset: no seek under a running writer."""
+    if err is None:
+        return b""
+    with contextlib.suppress(OSError, ValueError):
+        end = os.fstat(err.fileno()).st_size
+        start = max(end - last, 0) if last else 0
+        return os.pread(err.fileno(), end - start, start)
+    return b""
 
 
 def ended(name: str, returncode: int | None) -> str:
@@ -402,7 +400,6 @@ class Restore:
         self.hint = hint
         self.result = RestoreResult()
         self.script = Script()
-        self._prelude_lines = PRELUDE.count("\n")
         self._prefix: list[bytes] = []
         self._probe = processes.start("pg_restore -l", ["pg_restore", "--list"], stdin=subprocess.PIPE)
         self._probe_out: list[bytes] = []
@@ -434,15 +431,15 @@ class Restore:
         except BrokenPipeError:
             raise self._failure() from None
 
-    def _inspect_target(self) -> set[str]:
+    def _inspect_target(self) -> tuple[set[str], set[str]]:
         """The target's settings (so that none it lacks is sent) and the schemas the prelude keeps."""
         conn = self.target.connect()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT name FROM pg_settings")
-                self._settings = {name for (name,) in cur.fetchall()}
+                settings = {name for (name,) in cur.fetchall()}
                 cur.execute(KEPT_SCHEMAS)
-                return {name for (name,) in cur.fetchall()}
+                return settings, {name for (name,) in cur.fetchall()}
         finally:
             conn.close()
 
@@ -451,7 +448,7 @@ class Restore:
         if self._probe.wait() != 0:
             raise PipelineError(f"the dump is not a valid archive: {self.processes.error_of(self._probe)}")
         listing = (self._probe_out[0] if self._probe_out else b"").decode(errors="replace")
-        kept_schemas = self._inspect_target()
+        self._settings, kept_schemas = self._inspect_target()
         kept = []
         for line in listing.splitlines():
             schema = re.match(r"^\d+; \d+ \d+ SCHEMA - (.+) \S*$", line)
@@ -552,7 +549,7 @@ class Restore:
             found = json.loads(message.removeprefix("devops-verify "))
             return VerificationFailed(f"the restored data differs from the source; {self.target.label} was "
                                       "left as it was (the restore was rolled back)", found)
-        if line <= self._prelude_lines:
+        if line <= PRELUDE_LINES:
             return PipelineError(f"clearing {self.target.label} before the restore failed: {message} "
                                  "(objects the login role may not drop? the restore was rolled back)")
         entry = self.script.entry_at(line)
@@ -567,7 +564,7 @@ class Restore:
         found = VERIFIED.findall(self.processes.stderr_tail(self._psql)) if self._psql else []
         return (int(found[-1][0]), int(found[-1][1])) if found else None
 
-    def commit(self, expected: dict[str, Any] | None = None) -> RestoreResult:
+    def commit(self, expected: dict[str, Any]) -> RestoreResult:
         """All input written: let pg_restore finish, check the restored tables and sequences against
         ``expected`` ({"tables": {name: {"rows", "checksum"}}, "sequences": {name: last_value}}) inside the
         transaction, then COMMIT; any error or difference leaves the target unchanged."""
@@ -584,8 +581,7 @@ class Restore:
         if self._copy_error or self._psql.poll() not in (None, 0):
             raise self._failure()
         try:
-            if expected is not None:
-                self._send(verification_sql(expected).encode())
+            self._send(verification_sql(expected).encode())
             self._send(b"\nCOMMIT;\n")
             self._psql.stdin.close()
         except BrokenPipeError:
