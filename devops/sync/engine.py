@@ -348,23 +348,31 @@ def _as_stats(tables: dict[str, dict[str, Any]]) -> dict[str, TableStats]:
     return {name: TableStats(*name.split(".", 1), int(t["rows"]), str(t["checksum"])) for name, t in tables.items()}
 
 
-def downgrade_hint(source_version: int | None, target_version: int, label: str) -> str:
-    """Advice added to a restore error when the data comes from a newer major than the target runs."""
+def downgrade(source_version: int | None, target_version: int) -> tuple[int, int] | None:
+    """(source major, target major) when the data comes from a newer major than the target runs; else None."""
     if not source_version or source_version // 10000 <= target_version // 10000:
+        return None
+    return source_version // 10000, target_version // 10000
+
+
+def downgrade_hint(majors: tuple[int, int] | None, label: str) -> str:
+    """Advice added to a restore error on a downgrade."""
+    if not majors:
         return ""
-    newer, older = source_version // 10000, target_version // 10000
+    newer, older = majors
     fix = (f'run RDS on {newer} (db_engine_version = "{newer}" in terraform/environments/dev, then upgrade the '
            "instance)" if label == "RDS" else f"use a Neon project on PostgreSQL {newer}")
     return (f" -- the data comes from PostgreSQL {newer} and {label} runs {older}, which lacks what this object "
             f"uses: {fix}, or change the object in the source")
 
 
-def downgrade_note(source_version: int | None, target_version: int) -> str:
-    """'PostgreSQL 17 -> 15 (a downgrade ...)' for the plan, or '' when the target is not older."""
-    if not source_version or source_version // 10000 <= target_version // 10000:
-        return ""
-    return (f"PostgreSQL {source_version // 10000} -> {target_version // 10000}: a downgrade (an object using "
-            f"what {target_version // 10000} lacks fails the restore, which then changes nothing)")
+def downgrade_fields(majors: tuple[int, int] | None) -> list[tuple[str, str]]:
+    """The plan's 'Versions: PostgreSQL 17 -> 15: a downgrade ...' field, on a downgrade only."""
+    if not majors:
+        return []
+    newer, older = majors
+    return [("Versions", f"PostgreSQL {newer} -> {older}: a downgrade (an object using what {older} lacks fails "
+                         "the restore, which then changes nothing)")]
 
 
 def _version_num(text: str | None) -> int | None:
@@ -427,7 +435,8 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         with phases("plan"):
             source_before = counting.result()
     target_before = state.tables
-    _print_plan(console, env, direction, source_key, safety_key, source_before, target_before)
+    majors = downgrade(env.versions[direction.source], env.versions[direction.target])
+    _print_plan(console, env, direction, source_key, safety_key, source_before, target_before, majors)
     guard.show(console, verdict, env.store.url(safety_key))
     console.line(RULE)
     report: dict[str, Any] = {
@@ -439,7 +448,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
         "divergence": verdict.report(),
         "versions": {"source": _version_text(env.versions[direction.source]),
                      "target": _version_text(env.versions[direction.target]),
-                     "downgrade": bool(downgrade_note(env.versions[direction.source], env.versions[direction.target]))},
+                     "downgrade": majors is not None},
     }
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "sync"):
         return report
@@ -464,8 +473,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
             with phases("dump + restore + verify"):
                 console.info(f"Dumping {source.label} -> {env.store.url(source_key)} and restoring into {target.label}...")
                 restore = Restore(target, processes, workdir,
-                                  hint=downgrade_hint(env.versions[direction.source], env.versions[direction.target],
-                                                      target.label))
+                                  hint=downgrade_hint(majors, target.label))
                 with transfer(console, "Dump + restore", source_size(source), target, len(source_before),
                               settings.progress_interval) as progress:
                     source_dump = dump(env, direction.source, source_key, processes, extra_sinks=(restore, progress))
@@ -589,7 +597,7 @@ def _finish(console: Console, report: dict[str, Any], phases: Phases, target: En
 
 
 def _print_plan(console: Console, env: Environment, direction: Direction, source_key: str, safety_key: str,
-                source: dict[str, TableStats], target: dict[str, TableStats]) -> None:
+                source: dict[str, TableStats], target: dict[str, TableStats], majors: tuple[int, int] | None) -> None:
     src, tgt = env.endpoints[direction.source], env.endpoints[direction.target]
     console.banner("SYNC PLAN")
     console.fields([
@@ -598,8 +606,7 @@ def _print_plan(console: Console, env: Environment, direction: Direction, source
         ("S3 Dump", env.store.url(source_key)),
         ("Safety copy", f"{env.store.url(safety_key)} (or an earlier dump, if it holds the target's data)"),
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in env.tools.versions.items())),
-        *([("Versions", note)] if (note := downgrade_note(env.versions[direction.source],
-                                                           env.versions[direction.target])) else []),
+        *downgrade_fields(majors),
     ])
     console.line()
     names = sorted(set(source) | set(target))
@@ -645,11 +652,11 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         state, verdict = check_divergence(env, side, guard, pool, console)
     target_before = state.tables
     console.banner("RESTORE PLAN")
-    dumped_from = _version_num(recorded.get("source", {}).get("server_version"))
+    majors = downgrade(_version_num(recorded.get("source", {}).get("server_version")), env.versions[side])
     console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
                     ("Target", f"{target.label} ({target.masked()}, PostgreSQL {_version_text(env.versions[side])})"),
                     ("Safety copy", env.store.url(safety_key)),
-                    *([("Versions", note)] if (note := downgrade_note(dumped_from, env.versions[side])) else [])])
+                    *downgrade_fields(majors)])
     console.line()
     names = sorted(set(recorded.get("tables", {})) | set(target_before))
     console.table([[n, cell(recorded.get("tables", {}).get(n, {}).get("rows")),
@@ -677,7 +684,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
             with phases("restore + verify"):
                 console.info(f"Restoring {env.store.url(key)} into {target.label}...")
                 restore = Restore(target, processes, workdir,
-                                  hint=downgrade_hint(dumped_from, env.versions[side], target.label))
+                                  hint=downgrade_hint(majors, target.label))
                 again = hashlib.sha256()
                 with transfer(console, "Restore", recorded.get("size", 0), target, len(recorded.get("tables", {})),
                               settings.progress_interval) as progress:
