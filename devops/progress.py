@@ -44,6 +44,12 @@ def is_terminal(console: Console) -> bool:
     return bool(isatty and isatty())
 
 
+def redraw(console: Console, text: str = "") -> None:
+    """Replace the terminal's current line with ``text`` (masked); an empty text just clears it."""
+    console.human_stream.write("\r\033[K" + mask(text))
+    console.human_stream.flush()
+
+
 def size(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1024 or unit == "GB":
@@ -85,8 +91,7 @@ class Transfer:
         if self._ticker:
             self._ticker.__exit__()
         if self.terminal and self._drawn:
-            self.console.human_stream.write("\r\033[K")  # the closing line below replaces the updating one
-            self.console.human_stream.flush()
+            redraw(self.console)  # the closing line below replaces the updating one
         if kind is None:
             elapsed = max(time.monotonic() - self._started, 1e-6)
             self.console.info(f"{self.label}: {size(self.moved)} in {elapsed:.1f} s ({size(self.moved / elapsed)}/s), "
@@ -96,9 +101,7 @@ class Transfer:
         self.moved += len(chunk)
         if self.terminal and time.monotonic() - self._drawn >= 0.5:
             self._drawn = time.monotonic()
-            stream = self.console.human_stream
-            stream.write("\r\033[K" + mask(self.line()))
-            stream.flush()
+            redraw(self.console, self.line())
 
     def report(self) -> None:
         """The periodic line (no terminal)."""
@@ -142,8 +145,7 @@ class Steps:
         if self._ticker:
             self._ticker.__exit__()
         if self._drawn:
-            self.console.human_stream.write("\r\033[K")
-            self.console.human_stream.flush()
+            redraw(self.console)
 
     def update(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -154,7 +156,6 @@ class Steps:
         line = f"{self.label}: {self.done}/{self.total} tables, {duration(time.monotonic() - self._started)}"
         if self.terminal:
             self._drawn = True
-            self.console.human_stream.write("\r\033[K" + mask(line))
-            self.console.human_stream.flush()
+            redraw(self.console, line)
         else:
             self.console.info(line)
