@@ -181,19 +181,12 @@ def task_definition(settings: Settings, ops: dict[str, Any], digest: str) -> str
 
 def run(settings: Settings, console: Console, args: list[str]) -> None:
     """Run ``inv ARGS`` as an ECS task and follow it; ends with Exit(the task's exit code)."""
-    import docker
-
     outputs = Terraform(settings).outputs()
     ops = outputs.get("operations")
     if not ops:
         raise DevopsError("Terraform outputs lack `operations`: apply terraform/environments/dev first "
                           "(it creates the ECR repository, cluster and roles --on ecs needs)")
-    try:
-        engine = docker.from_env()
-        engine.ping()
-    except Exception:  # noqa: BLE001
-        raise DevopsError("--on ecs builds and pushes the task image with Docker, and no Docker engine is "
-                          "reachable: start Docker (or set DOCKER_HOST)") from None
+    engine = toolbox.client(hint="--on ecs builds and pushes the task image with it: start Docker (or set DOCKER_HOST)")
     require_neon_url(settings, ops["neon_url_secret_arn"])
     tag = image_tag()
     digest = push(settings, console, engine, build(console, engine, tag), ops, tag)

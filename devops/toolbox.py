@@ -142,8 +142,8 @@ def image_tag(target: str, root: Path = REPO_ROOT) -> str:
     return f"{IMAGE}:{content_hash(root)}{suffix}"
 
 
-def client() -> Any:
-    """A docker SDK client, or one clear line when there is no engine to talk to."""
+def client(hint: str = "start Docker, or run the tasks on this host with INVOKE_DEVOPS_TOOLBOX=host") -> Any:
+    """A docker SDK client, or one clear line (ending with ``hint``) when there is no engine to talk to."""
     try:
         import docker
     except ImportError:
@@ -153,8 +153,7 @@ def client() -> Any:
         engine.ping()
         return engine
     except Exception as exc:  # docker raises several types here (DockerException, connection errors)
-        raise ToolboxError(f"no Docker engine reachable ({first_line(exc)}): start Docker, or run the tasks "
-                           "on this host with INVOKE_DEVOPS_TOOLBOX=host") from None
+        raise ToolboxError(f"no Docker engine reachable ({first_line(exc)}): {hint}") from None
 
 
 def ensure_image(target: str, engine: Any = None, rebuild: bool = False, out: Any = None) -> str:
