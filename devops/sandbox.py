@@ -106,14 +106,20 @@ def find_pg_bin(major: str, configured: str = "", search: tuple[str, ...] = PG_B
     )
 
 
-def server_major(bin_dir: Path) -> str:
-    """The major version of the server binaries in ``bin_dir`` ("postgres (PostgreSQL) 15.18 ..." -> "15")."""
+def server_version(bin_dir: Path) -> str:
+    """The version of the server binaries in ``bin_dir`` ("postgres (PostgreSQL) 15.18 (Debian ...)" -> "15.18"),
+    or "" when there is none to ask."""
     try:
         out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True).stdout
     except OSError:
-        out = ""
-    found = re.search(r"\) (\d+)", out)
-    return found.group(1) if found else "?"
+        return ""
+    found = re.search(r"\) (\d+(?:\.\d+)?)", out)
+    return found.group(1) if found else ""
+
+
+def server_major(bin_dir: Path) -> str:
+    """The major of the server binaries in ``bin_dir`` ("15"), or "?"."""
+    return server_version(bin_dir).split(".")[0] or "?"
 
 
 def terraform_default(settings: Settings, variable: str) -> str:
@@ -198,9 +204,7 @@ class PostgresCluster:
             self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
 
     def version(self) -> str:
-        # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
-        found = re.search(r"\) (\d+(?:\.\d+)?)", self._run("postgres", "--version").stdout)
-        return found.group(1) if found else "unknown"
+        return server_version(self.bin_dir) or "unknown"
 
 
 def _last_line(text: str) -> str:
