@@ -43,18 +43,19 @@ class Terraform:
         # Long commands (apply) write their full output here instead of the terminal.
         self.log = log
 
-    def _binary(self) -> str:
+    def _command(self, *args: str) -> list[str]:
+        """terraform -chdir=<the environment> ARGS, or one clear line when either is missing."""
+        if not self.directory.is_dir():
+            raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
         binary = shutil.which("terraform", path=self.env.get("PATH"))
         if not binary:
             raise TerraformError(
                 "terraform not found on PATH: install Terraform, or run the tasks in the toolbox (./toolbox/inv)"
             )
-        return binary
+        return [binary, f"-chdir={self.directory}", *args]
 
     def run(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        if not self.directory.is_dir():
-            raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
-        command = [self._binary(), f"-chdir={self.directory}", *args]
+        command = self._command(*args)
         result = subprocess.run(command, env=self.env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         # `output -json` and `show -json` print data the tasks read (outputs may hold sensitive values): not logged.
         stdout = f"({len(result.stdout)} characters of JSON)\n" if args[0] in ("output", "show") else result.stdout
@@ -74,9 +75,7 @@ class Terraform:
                on_message: Callable[[dict[str, Any]], None] | None = None) -> int:
         """Run a command with ``-json`` and hand each of its messages to ``on_message`` as it comes (plan and
         apply take minutes: this is where their progress comes from). Returns the exit code."""
-        if not self.directory.is_dir():
-            raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
-        command = [self._binary(), f"-chdir={self.directory}", args[0], "-json", *args[1:]]  # flags before a plan file
+        command = self._command(args[0], "-json", *args[1:])  # flags before a plan file
         human: list[str] = []
         errors: list[str] = []
         with tempfile.TemporaryFile() as err:
