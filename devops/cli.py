@@ -167,9 +167,7 @@ class OperationExecutor(Executor):
         calls = self.plan_calls(*tasks)
         # One run log for the whole invocation: activate's plan, sync, apply and validate share it.
         names = dict.fromkeys(str(getattr(c, "operation", c).called_as or c.task.name) for c in calls)
-        settings = _settings(self.config)
-        log = runlog.session(settings.log_dir, "+".join(names), settings.log_keep) if settings else contextlib.nullcontext()
-        with log:
+        with _run_log(self.config, "+".join(names)):
             return self.run_calls(calls)
 
     def plan_calls(self, *tasks: Any) -> list[Call]:
