@@ -38,6 +38,7 @@ Task = Any  # moto's ECS task (moto.ecs.models.Task): moto is imported in instal
 TASKS_CONFIG_ENV = "DEVOPS_EMULATOR_TASKS_CONFIG"
 LABEL = "devops.emulator.task"
 STOP_TIMEOUT = 30
+# The emulator accepts any credentials; these are the conventional ones (the sandbox's too).
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 

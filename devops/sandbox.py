@@ -42,6 +42,7 @@ from psycopg2 import sql
 from devops import aws
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
+from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
 from devops.terraform import Terraform
@@ -51,8 +52,6 @@ STATE_FILE = "state.json"
 TASKS_CONFIG = "ecs-tasks.json"
 COMPONENTS = ("neon", "rds", "emulator", "app", "terraform")
 SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
-# The emulator accepts any credentials; these are the conventional ones.
-EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 NEON_ROLE = "neondb_owner"
 NEON_DATABASE = "neondb"
 STATE_KEY = "dev/terraform.tfstate"
