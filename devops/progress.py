@@ -153,6 +153,8 @@ class Steps:
     def _tick(self) -> None:
         if self.poll and (counted := self.poll()):
             self.update(*counted)
+        if not self.total:  # the count of tables is not known yet: "0/0 tables" would say nothing
+            return
         line = f"{self.label}: {self.done}/{self.total} tables, {duration(time.monotonic() - self._started)}"
         if self.terminal:
             self._drawn = True

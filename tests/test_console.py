@@ -141,3 +141,15 @@ def test_cell_and_mode_of():
     assert [cell(None), cell(0), cell(12)] == ["-", "0", "12"]
     assert mode_of({"dev_activated": True}) == ACTIVE
     assert mode_of({"dev_activated": False}) == mode_of({}) == PILOT
+
+
+def test_table_progress_says_nothing_until_the_count_of_tables_is_known():
+    """The verification's count arrives from the server a moment after it starts: no '0/0 tables' line."""
+    import time
+    from devops.progress import Steps
+    out = io.StringIO()
+    counts = iter([None, (0, 0), (2, 5)])
+    with Steps(Console(out=out), "Verifying RDS", 0.02, poll=lambda: next(counts, (2, 5))):
+        time.sleep(0.2)
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("[INFO] Verifying RDS: 2/5 tables, ") for line in lines), lines
