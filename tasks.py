@@ -42,11 +42,11 @@ def sandbox_status(c, json=False):
         raise Exit(code=1)
 
 
-@task
+@task(help={"tunnel": "Also reach the private RDS from here, as through an SSM/SSH tunnel (sets rds_address)."})
 @handled
-def sandbox_env(c):
+def sandbox_env(c, tunnel=False):
     """Print `export` lines that point every task at the sandbox: eval "$(inv sandbox.env)"."""
-    for line in sandbox_engine.Sandbox(Settings.from_context(c), stderr_console()).env_lines():
+    for line in sandbox_engine.Sandbox(Settings.from_context(c), stderr_console()).env_lines(tunnel):
         print(line)
 
 
@@ -144,6 +144,8 @@ OPERATION_HELP = {
     "sync-data": "Copy the data first ({}), as a pre-task; a failed sync stops before Terraform.",
     "dry-run": "Show the Terraform plan (and the sync's plan with --sync-data); change nothing.",
     "yes": "Do not ask for confirmation (required without a terminal).",
+    "on": "Where the sync pre-task and the closing validate run: local, or ecs (an ECS task in the VPC; "
+          "Terraform runs here either way).",
 }
 
 
@@ -153,21 +155,21 @@ def _operation_help(operation):
 
 # The plan steps: not tasks of their own; devops.cli.OperationExecutor runs each before its operation.
 @handled
-def plan_activate(c, sync_data=False, dry_run=False, yes=False):
+def plan_activate(c, sync_data=False, dry_run=False, yes=False, on=None):
     return environment.plan(Settings.from_context(c), Console(), environment.ACTIVATE,
-                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes))
+                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes, on=on))
 
 
 @handled
-def plan_deactivate(c, sync_data=False, dry_run=False, yes=False):
+def plan_deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
     return environment.plan(Settings.from_context(c), Console(), environment.DEACTIVATE,
-                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes))
+                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes, on=on))
 
 
 @task(klass=OperationTask, operation=environment.ACTIVATE, plan=plan_activate, post="validate",
       help=_operation_help(environment.ACTIVATE))
 @handled
-def activate(c, sync_data=False, dry_run=False, yes=False):
+def activate(c, sync_data=False, dry_run=False, yes=False, on=None):
     """Switch dev to active mode (ECS, ALB, CloudFront): plan, confirm, [sync], apply the saved plan, validate."""
     environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, dry_run)
 
@@ -175,7 +177,7 @@ def activate(c, sync_data=False, dry_run=False, yes=False):
 @task(klass=OperationTask, operation=environment.DEACTIVATE, plan=plan_deactivate, post="validate",
       help=_operation_help(environment.DEACTIVATE))
 @handled
-def deactivate(c, sync_data=False, dry_run=False, yes=False):
+def deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
     """Switch dev back to pilot light: plan, confirm, [sync], apply the saved plan (destroys active), validate."""
     environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
 

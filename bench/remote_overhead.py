@@ -84,7 +84,7 @@ def main() -> None:
         Path(args.sandbox_dir).parent.mkdir(parents=True, exist_ok=True)
         box.up()
     try:
-        env = {**box.environment(), "INVOKE_DEVOPS_SANDBOX_DIR": args.sandbox_dir, "INVOKE_DEVOPS_TOOLBOX": "host"}
+        env = {**box.environment(tunnel=True), "INVOKE_DEVOPS_SANDBOX_DIR": args.sandbox_dir, "INVOKE_DEVOPS_TOOLBOX": "host"}
         ops = box.terraform().outputs()["operations"]
         box.client("secretsmanager").put_secret_value(SecretId=ops["neon_url_secret_arn"],
                                                       SecretString=env["NEON_DATABASE_URL"])

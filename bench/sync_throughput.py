@@ -332,7 +332,7 @@ def main() -> int:
         if not box.is_up():
             log(f"Starting the sandbox in {args.sandbox_dir} (about 100 s)...")
             box.up()
-        env = box.environment()
+        env = box.environment(tunnel=True)
         env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the host-native task, against the host's sandbox
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
         s3, bucket = box.client("s3"), Settings.load({}).bucket_name

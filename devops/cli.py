@@ -187,10 +187,12 @@ class OperationExecutor(Executor):
         steps: list[Call] = [Step(task.plan_step, "plan", call, called_as=call.called_as, kwargs=dict(flags))]
         if flags.get("sync_data"):
             # yes=True: the plan step's confirmation covered the sync (it names it), and it refuses without one.
-            steps.append(self._step(task.operation.sync_task, "sync", call, dry_run=bool(flags.get("dry_run")), yes=True))
+            # on: --on ecs runs the sync in the VPC (Terraform, the plan and apply steps, stays here).
+            steps.append(self._step(task.operation.sync_task, "sync", call, dry_run=bool(flags.get("dry_run")), yes=True,
+                                    on=flags.get("on")))
         steps += self.expand_calls([Step(task, "apply", call, called_as=call.called_as, kwargs=dict(flags))])
         if not flags.get("dry_run"):
-            steps.append(self._step(task.post_task, "post", call))
+            steps.append(self._step(task.post_task, "post", call, on=flags.get("on")))
         return steps
 
     def _step(self, name: str, role: str, operation: Call, **overrides: Any) -> Step:

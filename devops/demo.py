@@ -52,8 +52,9 @@ class Demo:
         self.console.line()
 
     def inv(self, *args: str) -> None:
-        """One task, as a user would run it in a shell pointed at the sandbox."""
-        env = self.sandbox.environment()
+        """One task, as a user would run it in a shell pointed at the sandbox, reaching its private RDS through
+        the tunnel `sandbox.env --tunnel` models (from a laptop on AWS: SSM or SSH port forwarding)."""
+        env = self.sandbox.environment(tunnel=True)
         env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.settings.sandbox_dir)
         env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the demo already runs where the tasks should
         self.console.line(f"$ inv {' '.join(args)}")

@@ -27,6 +27,16 @@ from devops.errors import DevopsError
 from devops.modes import ACTIVE, PILOT, mode_of
 from devops.terraform import ApplyProgress, PlanProgress, Terraform
 
+RUNNERS = ("local", "ecs")
+
+
+def runner(settings: Settings, on: str | None) -> str:
+    """Where a task runs: --on, else the devops.runner setting."""
+    choice = (on or settings.runner or "local").strip()
+    if choice not in RUNNERS:
+        raise DevopsError(f"invalid runner {choice!r}: use --on local or --on ecs (devops.runner)")
+    return choice
+
 MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
 
 # Always-on resource types: a plan that deletes or replaces one is refused, whatever the HCL says
@@ -58,6 +68,7 @@ class Flags:
     sync_data: bool = False
     dry_run: bool = False
     yes: bool = False
+    on: str | None = None  # where the sync pre-task and the closing validate run (--on; devops.runner)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +112,7 @@ _confirmed: dict[str, Planned] = {}
 def plan(settings: Settings, console: Console, operation: Operation, flags: Flags) -> Planned:
     """Checks, the Terraform plan saved to a file, the plan view and the confirmation. Changes nothing."""
     _confirmed.pop(operation.name, None)
+    flags = dataclasses.replace(flags, on=runner(settings, flags.on))
     identity = aws.identity(settings)
     terraform = Terraform(settings)
     outputs = terraform.outputs()
@@ -188,7 +200,9 @@ def show_plan(console: Console, operation: Operation, current: str, changes: tup
             console.table(sorted(by_type.items()), headers=("type", "count"))
     console.line()
     if flags.sync_data:
-        what = f"{operation.sync_label} before Terraform ({operation.sync_task}" + (", dry run)" if flags.dry_run else ")")
+        where = ", in an ECS task in the VPC" if flags.on == "ecs" else ""
+        what = (f"{operation.sync_label} before Terraform ({operation.sync_task}{where}"
+                + (", dry run)" if flags.dry_run else ")"))
     else:
         what = "none (--sync-data not given)"
     console.fields([("Data sync", what)])

@@ -31,10 +31,10 @@ from invoke.exceptions import Exit
 from devops import aws, toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
+from devops.environment import runner
 from devops.errors import DevopsError
 from devops.terraform import Terraform
 
-RUNNERS = ("local", "ecs")
 CONTAINER = "devops"
 # The code the task runs, copied onto the toolbox image (everything else the image already has).
 CODE = ("tasks.py", "invoke.yaml", "devops")
@@ -44,14 +44,6 @@ APP_DIR = "/opt/devops"
 OUTPUTS_ENV = "DEVOPS_TERRAFORM_OUTPUTS"
 NORMAL_STOP = "Essential container in task exited"
 POLL = 1.0
-
-
-def runner(settings: Settings, on: str | None) -> str:
-    """Where a task runs: --on, else the devops.runner setting."""
-    choice = (on or settings.runner or "local").strip()
-    if choice not in RUNNERS:
-        raise DevopsError(f"invalid runner {choice!r}: use --on local or --on ecs (devops.runner)")
-    return choice
 
 
 def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, bool]) -> bool:

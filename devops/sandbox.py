@@ -4,8 +4,9 @@
 - a moto server on 127.0.0.1 playing AWS;
 - the real terraform/environments/dev applied against it by environment alone (AWS_ENDPOINT_URL, test
   credentials, TF_DATA_DIR, and the S3 backend pointed at a state bucket in the emulator);
-- the RDS stand-in's master role given the password the emulated RDS put in Secrets Manager, and the
-  emulated RDS endpoint mapped onto the stand-in through the RDS address override (devops.rds_address);
+- the RDS stand-in's master role given the password the emulated RDS put in Secrets Manager; the emulated
+  RDS endpoint is private, as on AWS: it leads to the stand-in only inside the emulator's ECS tasks (the
+  VPC), or through the RDS address override that `sandbox.env --tunnel` sets (the model of a tunnel);
 - an app stand-in (python -m http.server answering GET /api/health with 200), which the ALB address
   override (devops.alb_address) points `inv validate`'s health check at, since the emulated ALB's DNS name
   resolves nowhere.
@@ -586,8 +587,14 @@ class Sandbox:
 
     # ---- env ---------------------------------------------------------------------------------
 
-    def env_values(self) -> dict[str, str | None]:
-        """The variables that point every task (and psql) at the sandbox; None means unset."""
+    def env_values(self, tunnel: bool = False) -> dict[str, str | None]:
+        """The variables that point every task (and psql) at the sandbox; None means unset.
+
+        RDS is private, as on AWS: its emulated endpoint leads nowhere from the host, so a local sync fails
+        at once and `--on ecs` runs it in the emulator's VPC. ``tunnel`` models a tunnel (SSM or SSH port
+        forwarding) instead: the RDS address override points at the stand-in. SANDBOX_RDS_URL is the
+        stand-in itself, for looking at the data (as a query editor in the AWS console would); no task reads it.
+        """
         state = self.load_state()
         if not state.get("terraform", {}).get("applied"):
             raise DevopsError(f"no sandbox running in {self.dir}: start it with `inv sandbox.up`")
@@ -595,7 +602,7 @@ class Sandbox:
         values: dict[str, str | None] = {
             "NEON_DATABASE_URL": neon.url(),
             **self.aws_environment(state),
-            "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds.port}",
+            "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds.port}" if tunnel else None,
             "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{state['app']['port']}" if "app" in state else None,
             "SANDBOX_RDS_URL": rds.url(),
         }
@@ -603,14 +610,15 @@ class Sandbox:
             values["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.dir)
         return values
 
-    def env_lines(self) -> list[str]:
-        """POSIX shell lines for ``eval "$(inv sandbox.env)"``."""
-        return [f"unset {k}" if v is None else f"export {k}={shlex.quote(v)}" for k, v in self.env_values().items()]
+    def env_lines(self, tunnel: bool = False) -> list[str]:
+        """POSIX shell lines for ``eval "$(inv sandbox.env [--tunnel])"``."""
+        return [f"unset {k}" if v is None else f"export {k}={shlex.quote(v)}"
+                for k, v in self.env_values(tunnel).items()]
 
-    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """A process environment as after ``eval "$(inv sandbox.env)"`` (for tests and benchmarks)."""
+    def environment(self, base: dict[str, str] | None = None, tunnel: bool = False) -> dict[str, str]:
+        """A process environment as after ``eval "$(inv sandbox.env [--tunnel])"`` (for tests and benchmarks)."""
         env = dict(os.environ if base is None else base)
-        for key, value in self.env_values().items():
+        for key, value in self.env_values(tunnel).items():
             if value is None:
                 env.pop(key, None)
             else:
@@ -684,5 +692,6 @@ def _show_status(sandbox: Sandbox, console: Console) -> None:
     state = sandbox.load_state()
     if state.get("rds_endpoint"):
         console.line()
-        console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is served by the RDS stand-in "
+        console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is private, as on AWS: run tasks that need "
+                     f"it with --on ecs, or through the tunnel `inv sandbox.env --tunnel` models "
                      f"(devops.rds_address = {HOST}:{state['rds']['port']})")

@@ -74,7 +74,15 @@ def sandbox_state(sandbox: Sandbox) -> dict:
 
 @pytest.fixture
 def sandbox_env(sandbox: Sandbox, sandbox_settings: Settings) -> dict[str, str]:
-    """The process environment after `eval "$(inv sandbox.env)"`, for running tasks as subprocesses."""
+    """The process environment after `eval "$(inv sandbox.env --tunnel)"`, for running tasks as subprocesses:
+    RDS is private, and reached from here through the tunnel that models (tests/test_remote.py uses
+    ``private_env`` instead: no way to RDS from here but `--on ecs`)."""
+    return {**sandbox.environment(tunnel=True), "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)}
+
+
+@pytest.fixture
+def private_env(sandbox: Sandbox, sandbox_settings: Settings) -> dict[str, str]:
+    """The process environment after `eval "$(inv sandbox.env)"`: RDS as private as on AWS."""
     return {**sandbox.environment(), "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)}
 
 

@@ -35,29 +35,29 @@ def recorder():
 @pytest.fixture
 def collection(recorder):
     def plan_for(operation):
-        def plan(c, sync_data=False, dry_run=False, yes=False):
-            recorder.record(f"{operation.name}.plan", sync_data=sync_data, dry_run=dry_run, yes=yes)
+        def plan(c, sync_data=False, dry_run=False, yes=False, on=None):
+            recorder.record(f"{operation.name}.plan", sync_data=sync_data, dry_run=dry_run, yes=yes, on=on)
             return Planned(operation, proceed=recorder.proceed)
         return plan
 
     @task
-    def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False):
-        recorder.record("sync.neon-to-rds", dry_run=dry_run, yes=yes, json=json)
+    def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, on=None):
+        recorder.record("sync.neon-to-rds", dry_run=dry_run, yes=yes, json=json, on=on)
 
     @task
-    def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False):
-        recorder.record("sync.rds-to-neon", dry_run=dry_run, yes=yes, json=json)
+    def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, on=None):
+        recorder.record("sync.rds-to-neon", dry_run=dry_run, yes=yes, json=json, on=on)
 
     @task
-    def validate(c, verbose=False, json=False):
-        recorder.record("validate", verbose=verbose)
+    def validate(c, verbose=False, json=False, on=None):
+        recorder.record("validate", verbose=verbose, on=on)
 
     @task(klass=OperationTask, operation=ACTIVATE, plan=plan_for(ACTIVATE), post="validate")
-    def activate(c, sync_data=False, dry_run=False, yes=False):
+    def activate(c, sync_data=False, dry_run=False, yes=False, on=None):
         recorder.record("activate", dry_run=dry_run)
 
     @task(klass=OperationTask, operation=DEACTIVATE, plan=plan_for(DEACTIVATE), post="validate")
-    def deactivate(c, sync_data=False, dry_run=False, yes=False):
+    def deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
         recorder.record("deactivate", dry_run=dry_run)
 
     collection = Collection(Collection("sync", neon_to_rds, rds_to_neon), activate, deactivate, validate)
@@ -78,6 +78,17 @@ def test_sync_data_runs_the_sync_as_a_pre_task_then_apply_then_validate(collecti
         ("sync.neon-to-rds", {"yes": True}),  # the plan step's confirmation covered it
         ("activate", {}),
         ("validate", {}),
+    ]
+
+
+def test_on_ecs_runs_the_sync_and_the_closing_validate_in_the_vpc(collection, recorder):
+    """Terraform (the plan and apply steps) stays here, where its state is; the data and RDS checks go to the VPC."""
+    run(collection, "deactivate", "--sync-data", "--on", "ecs", "--yes")
+    assert recorder.calls == [
+        ("deactivate.plan", {"sync_data": True, "yes": True, "on": "ecs"}),
+        ("sync.rds-to-neon", {"yes": True, "on": "ecs"}),
+        ("deactivate", {}),
+        ("validate", {"on": "ecs"}),
     ]
 
 

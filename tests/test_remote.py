@@ -30,9 +30,9 @@ def neon_secret(sandbox, ops, neon):
     secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
 
 
-def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox, sandbox_env, prepared, neon_secret,
+def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox, private_env, prepared, neon_secret,
                                                                        neon, rds):
-    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    result = inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
     assert dbtools.scalar(rds, "SELECT to_regclass('public.keep_me')") is None  # full replace
@@ -41,12 +41,12 @@ def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox,
     # The remote's own lines, in order: its banner, its plan, its report.
     assert out.index("SYNC PLAN") < out.index("SYNC COMPLETE") < out.index("sync successful")
     assert "Image " in out and ("pushed to" in out or "already in ECR: not pushed" in out)
-    assert_no_secret(result, sandbox_env)
+    assert_no_secret(result, private_env)
 
 
-def test_a_second_run_finds_the_image_in_ecr_and_the_run_holds_no_secret(sandbox, sandbox_env, prepared,
+def test_a_second_run_finds_the_image_in_ecr_and_the_run_holds_no_secret(sandbox, private_env, prepared,
                                                                         neon_secret, ops, neon, rds):
-    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    result = inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "already in ECR: not pushed" in result.stdout
     assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
@@ -59,16 +59,16 @@ def test_a_second_run_finds_the_image_in_ecr_and_the_run_holds_no_secret(sandbox
     runs = ecs.describe_tasks(cluster=ops["cluster"], tasks=arns)["tasks"]
     assert runs and all(task["overrides"]["containerOverrides"][0]["command"][0] == "inv" for task in runs)
     text = json.dumps([definition, [task["overrides"] for task in runs]])
-    for secret in [*secrets_of(sandbox_env), sandbox_env["NEON_DATABASE_URL"]]:
+    for secret in [*secrets_of(private_env), private_env["NEON_DATABASE_URL"]]:
         assert secret not in text
 
 
-def test_a_remote_failure_gives_the_remote_error_line_and_exit_1(sandbox, sandbox_env, prepared, neon_secret, ops,
+def test_a_remote_failure_gives_the_remote_error_line_and_exit_1(sandbox, private_env, prepared, neon_secret, ops,
                                                                  neon, rds):
     wrong = neon.replace(f":{urlsplit(neon).password}@", ":not-the-password@")
     neon_secret.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=wrong)
     before = dbtools.snapshot(rds)
-    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
+    result = inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stdout.splitlines() if line.startswith("[ERROR]")]
     assert len(errors) == 1 and "Neon" in errors[0], result.stdout + result.stderr
@@ -77,17 +77,17 @@ def test_a_remote_failure_gives_the_remote_error_line_and_exit_1(sandbox, sandbo
     assert dbtools.snapshot(rds) == before
 
 
-def test_on_needs_yes_or_dry_run_and_a_known_runner(sandbox_env):
-    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs")
+def test_on_needs_yes_or_dry_run_and_a_known_runner(private_env):
+    result = inv(private_env, "sync.neon-to-rds", "--on", "ecs")
     assert result.returncode == 1 and "pass --yes" in result.stderr + result.stdout
-    result = inv(sandbox_env, "sync.neon-to-rds", "--on", "lambda", "--yes")
+    result = inv(private_env, "sync.neon-to-rds", "--on", "lambda", "--yes")
     assert result.returncode == 1 and "invalid runner 'lambda'" in result.stderr + result.stdout
 
 
-def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbox, sandbox_env, sandbox_settings, big,
+def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbox, private_env, sandbox_settings, big,
                                                                           neon_secret, ops, rds):
     before = dbtools.snapshot(rds)
-    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=sandbox_env, cwd=REPO_ROOT,
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=private_env, cwd=REPO_ROOT,
                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
@@ -109,56 +109,54 @@ def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbo
     assert "locks/sync.lock" not in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
 
 
-def test_validate_on_ecs_runs_the_checks_in_the_task(sandbox_env):
-    result = inv(sandbox_env, "validate", "--on", "ecs", timeout=600)
+def test_validate_on_ecs_runs_the_checks_in_the_task(private_env):
+    result = inv(private_env, "validate", "--on", "ecs", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "as ECS task" in result.stdout
     assert "[PASS]" in result.stdout and "[FAIL]" not in result.stdout
-    result = inv(sandbox_env, "validate", "--on", "ecs", "--drift")
+    result = inv(private_env, "validate", "--on", "ecs", "--drift")
     assert result.returncode == 1 and "--drift runs terraform plan" in result.stdout + result.stderr
 
 
-def test_without_a_way_to_the_private_rds_a_local_sync_fails_at_once_naming_both_ways_out(sandbox_env, prepared, rds):
-    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
+def test_without_a_way_to_the_private_rds_a_local_sync_fails_at_once_naming_both_ways_out(private_env, prepared, rds):
     before = dbtools.snapshot(rds)
-    result = inv(env, "sync.neon-to-rds", "--yes")
+    result = inv(private_env, "sync.neon-to-rds", "--yes")
     assert result.returncode == 1
     [line] = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("[ERROR]")]
     assert "is private" in line and "--on ecs" in line and "rds_address" in line, line
     assert "Traceback" not in result.stderr and dbtools.snapshot(rds) == before
 
 
-def test_validate_from_outside_the_vpc_warns_that_private_rds_is_not_reachable_and_passes_on_ecs(sandbox_env):
-    env = {k: v for k, v in sandbox_env.items() if k != "INVOKE_DEVOPS_RDS_ADDRESS"}
-    result = inv(env, "validate")
+def test_validate_from_outside_the_vpc_warns_that_private_rds_is_not_reachable_and_passes_on_ecs(private_env):
+    result = inv(private_env, "validate")
     assert result.returncode == 0, result.stdout + result.stderr
     [line] = [line for line in result.stdout.splitlines() if "not reachable from here (private)" in line]
     assert line.startswith("[WARN]") and "--on ecs" in line
-    remote = inv(env, "validate", "--on", "ecs", timeout=600)
+    remote = inv(private_env, "validate", "--on", "ecs", timeout=600)
     assert remote.returncode == 0, remote.stdout + remote.stderr
     assert "not reachable from here" not in remote.stdout and "[FAIL]" not in remote.stdout
 
 
-def test_rds_to_neon_and_restore_on_ecs(sandbox, sandbox_env, sandbox_settings, prepared, neon_secret, neon, rds):
-    assert inv(sandbox_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900).returncode == 0
+def test_rds_to_neon_and_restore_on_ecs(sandbox, private_env, sandbox_settings, prepared, neon_secret, neon, rds):
+    assert inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900).returncode == 0
     dbtools.execute(rds, "UPDATE app.customers SET name = 'changed on rds' WHERE id = 1;")
-    result = inv(sandbox_env, "sync.rds-to-neon", "--on", "ecs", "--yes", timeout=900)
+    result = inv(private_env, "sync.rds-to-neon", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert dbtools.snapshot(neon) == dbtools.snapshot(rds)
     assert dbtools.scalar(neon, "SELECT name FROM app.customers WHERE id = 1") == "changed on rds"
     # Back to the first dump of Neon (before the change), into RDS, in the VPC.
     keys = sorted(k for k in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
                   if k.startswith("neon-dumps/") and k.endswith(".dump"))
-    result = inv(sandbox_env, "sync.restore", "--key", keys[0], "--to", "rds", "--on", "ecs", "--yes", timeout=900)
+    result = inv(private_env, "sync.restore", "--key", keys[0], "--to", "rds", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Checksum matches" in result.stdout
     assert dbtools.scalar(rds, "SELECT name FROM app.customers WHERE id = 1") != "changed on rds"
 
 
-def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbox, sandbox_env, big, neon_secret, ops,
+def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbox, private_env, big, neon_secret, ops,
                                                                         rds):
     before = dbtools.snapshot(rds)
-    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=sandbox_env, cwd=REPO_ROOT,
+    process = subprocess.Popen([*INV, "sync.neon-to-rds", "--on", "ecs", "--yes"], env=private_env, cwd=REPO_ROOT,
                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     lines = []
     for line in process.stdout:
@@ -175,14 +173,14 @@ def test_a_task_stopped_by_someone_else_is_one_error_line_with_its_reason(sandbo
     assert dbtools.snapshot(rds) == before
 
 
-def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sandbox, sandbox_env, monkeypatch):
+def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sandbox, private_env, monkeypatch):
     """Terraform creates the Neon URL's secret empty: ECS could not start the task, so the runner says so
     first (from the secret's metadata), naming `inv secrets.set-neon-url`."""
     from devops import remote
     from devops.errors import DevopsError
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, sandbox_env[name])  # the runner's own client, as the task's process has it
+        monkeypatch.setenv(name, private_env[name])  # the runner's own client, as the task's process has it
     settings = sandbox.emulator_settings(sandbox.load_state())
     secrets = sandbox.client("secretsmanager")
     empty = secrets.create_secret(Name="test/empty-neon-url")["ARN"]

@@ -76,10 +76,15 @@ def test_env_lines_work_in_a_posix_shell_with_psql(sandbox, sandbox_settings):
     assert lines[2].startswith(f"http://{HOST}:")
 
 
-def test_env_names_everything_tasks_need(sandbox):
-    keys = {line.split()[1].split("=")[0] for line in sandbox.env_lines()}
+def test_env_names_everything_tasks_need_and_keeps_rds_private_without_a_tunnel(sandbox):
+    exported = {line.split()[1].split("=")[0] for line in sandbox.env_lines() if line.startswith("export ")}
     assert {"NEON_DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-            "INVOKE_DEVOPS_RDS_ADDRESS", "SANDBOX_RDS_URL", "TF_DATA_DIR", "AWS_PROFILE"} <= keys
+            "SANDBOX_RDS_URL", "TF_DATA_DIR"} <= exported
+    assert "INVOKE_DEVOPS_RDS_ADDRESS" not in exported
+    assert "unset INVOKE_DEVOPS_RDS_ADDRESS" in sandbox.env_lines()  # a tunnel set earlier in the shell is gone
+    assert "unset AWS_PROFILE" in sandbox.env_lines()
+    tunnel = {line.split()[1].split("=")[0] for line in sandbox.env_lines(tunnel=True) if line.startswith("export ")}
+    assert tunnel == exported | {"INVOKE_DEVOPS_RDS_ADDRESS"}
 
 
 def test_rds_address_override_maps_the_emulated_endpoint_onto_the_stand_in(sandbox, sandbox_env):
