@@ -58,6 +58,8 @@ SYNC_HELP = {
     "force": "Overwrite the target even if it was written to since its last recorded sync (the divergence "
              "guard refuses otherwise); those writes are kept only in the safety copy.",
     "on": "Where to run: local, or ecs (a one-off ECS Fargate task inside the VPC; default: devops.runner).",
+    "expect-target": "Refuse unless the target still holds what a plan showed: target_state.fingerprint from "
+                     "--dry-run --json (--on ecs passes it after asking here).",
 }
 
 
@@ -66,13 +68,14 @@ def _remote(c, on, args, flags):
     return remote.dispatch(Settings.from_context(c), on, args, flags)
 
 
-def _sync(c, direction, dry_run, yes, json, break_lock, force, on):
+def _sync(c, direction, dry_run, yes, json, break_lock, force, on, expect_target):
     if _remote(c, on, [f"sync.{direction}"], dict(dry_run=dry_run, yes=yes, json=json, break_lock=break_lock,
-                                                     force=force)):
+                                                     force=force, expect_target=expect_target)):
         return
     console = Console(json_mode=json)
     report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
-                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
+                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force,
+                                                      expect_target=expect_target or ""))
     _report(console, report, json)
 
 
@@ -85,16 +88,16 @@ def _report(console, report, json):
 
 @task(help=SYNC_HELP)
 @handled
-def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None):
+def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None, expect_target=None):
     """Replace RDS's data with Neon's (through S3, with a safety copy of RDS first)."""
-    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force, on)
+    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force, on, expect_target)
 
 
 @task(help=SYNC_HELP)
 @handled
-def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None):
+def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None, expect_target=None):
     """Replace Neon's data with RDS's (through S3, with a safety copy of Neon first)."""
-    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force, on)
+    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force, on, expect_target)
 
 
 @task(name="list", help={"json": SYNC_HELP["json"]})
@@ -110,14 +113,17 @@ def list_dumps(c, json=False):
 @task(help={"key": "The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
             "to": "Where to restore it: neon or rds.", **SYNC_HELP})
 @handled
-def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False, on=None):
+def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False, on=None,
+            expect_target=None):
     """Put an earlier dump back (rollback), after checking its checksum."""
     if _remote(c, on, ["sync.restore", "--key", key, "--to", to],
-               dict(yes=yes, dry_run=dry_run, json=json, break_lock=break_lock, force=force)):
+               dict(yes=yes, dry_run=dry_run, json=json, break_lock=break_lock, force=force,
+                    expect_target=expect_target)):
         return
     console = Console(json_mode=json)
     report = sync_engine.run_restore(Settings.from_context(c), console, key, to,
-                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force))
+                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force,
+                                                         expect_target=expect_target or ""))
     _report(console, report, json)
 
 

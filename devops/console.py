@@ -19,6 +19,10 @@ from devops import runlog
 from devops.errors import DevopsError
 
 RULE = "=" * 40
+# In an ECS task started by `--on ecs`, the report is one line of the task's log marked with this prefix.
+REPORT_LINE_ENV = "DEVOPS_REPORT_LINE"
+REPORT_PREFIX = "devops-report: "
+REPORT_CHUNK = 8000
 
 # Known secret values (passwords read from Secrets Manager or a URL), hidden wherever they appear.
 _SECRETS: set[str] = set()
@@ -167,8 +171,14 @@ class Console:
             self._write(f"  {row}")
 
     def emit(self, payload: dict[str, Any]) -> None:
-        """The JSON report: one object on stdout (masked like every other output)."""
-        text = mask(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        """The JSON report: one object on stdout (masked like every other output). In an ECS task run by
+        `--on ecs`, lines marked REPORT_PREFIX, which the runner turns back into the object (devops/remote.py)."""
+        if os.environ.get(REPORT_LINE_ENV):
+            # Lines of at most 8 KB: Docker splits longer ones (16 KB) into separate log events.
+            one = mask(json.dumps(payload, sort_keys=True, default=str, separators=(",", ":")))
+            text = "\n".join(REPORT_PREFIX + one[i:i + REPORT_CHUNK] for i in range(0, len(one), REPORT_CHUNK))
+        else:
+            text = mask(json.dumps(payload, indent=2, sort_keys=True, default=str))
         self._stdout.write(text + "\n")
         self._stdout.flush()
         runlog.write(text)

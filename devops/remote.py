@@ -5,11 +5,16 @@
     definition  registered for that image's digest (one revision per image; reused while the image is the
                 same): Fargate, the task and execution roles, awslogs into the operations log group, and
                 NEON_DATABASE_URL injected by ECS from its Secrets Manager secret
+    plan        a sync or restore without --yes runs twice: first as `--dry-run --json` in the VPC, whose plan
+                is shown and confirmed here, then with --yes --expect-target <the plan's target fingerprint>,
+                which refuses if the target changed in between
     run         run_task in the public subnets with a public IP (no NAT gateway), the operations security
-                group; the command line and the Terraform outputs it needs as overrides (no secret)
+                group; the command line (always with --json) and the Terraform outputs it needs as overrides
+                (no secret)
     follow      the task's log lines printed as they arrive (CloudWatch get_log_events with its tokens: in
-                order, each once); its container's exit code becomes ours; an abnormal stop is one [ERROR]
-                line with the task's stoppedReason; Ctrl-C stops the task
+                order, each once), except its report, in marked lines (console.REPORT_PREFIX) turned back
+                into the object: `--json` here prints it; its container's exit code becomes ours; an
+                abnormal stop is one [ERROR] line with the task's stoppedReason; Ctrl-C stops the task
 
 In the sandbox (an emulator instead of AWS) there is no registry to push to: the "push" tags the local image
 with the repository's URI and records it with ECR's put_image, and the emulator's ECS runs that local image
@@ -24,15 +29,17 @@ import io
 import json
 import tarfile
 import time
-from typing import Any, Iterable
+import sys
+from typing import Any, Callable, Iterable
 
 from invoke.exceptions import Exit
 
 from devops import aws, toolbox
 from devops.config import REPO_ROOT, Settings
-from devops.console import Console
+from devops.console import REPORT_LINE_ENV, REPORT_PREFIX, Console
 from devops.environment import runner
 from devops.errors import DevopsError
+from devops.sync import render
 from devops.terraform import Terraform
 
 CONTAINER = "devops"
@@ -44,19 +51,56 @@ APP_DIR = "/opt/devops"
 OUTPUTS_ENV = "DEVOPS_TERRAFORM_OUTPUTS"
 NORMAL_STOP = "Essential container in task exited"
 POLL = 1.0
+# The tasks whose one confirmation stays here, with their plan computed in the VPC.
+CONFIRMED_TASKS = ("sync.neon-to-rds", "sync.rds-to-neon", "sync.restore")
 
 
-def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, bool]) -> bool:
+def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, Any]) -> bool:
     """Run ``inv ARGS FLAGS`` as an ECS task when the runner is ecs (True); False: the task runs here."""
     if runner(settings, on) != "ecs":
         return False
-    if not (flags.get("yes") or flags.get("dry_run") or args[0] == "validate"):
-        raise DevopsError("--on ecs runs the task without a terminal to ask on: pass --yes (or --dry-run)")
     if flags.get("drift"):
         raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
-    run(settings, Console(json_mode=bool(flags.get("json"))),
-        [*args, *(f"--{name.replace('_', '-')}" for name, value in flags.items() if value is True)])
+    console = Console(json_mode=bool(flags.get("json")))
+    if args[0] in CONFIRMED_TASKS and not (flags.get("yes") or flags.get("dry_run")):
+        flags = {**flags, "yes": True, "expect_target": confirmed_plan(settings, console, args, flags)}
+    code, report = run(settings, console, [*args, *command_flags({**flags, "json": True})])
+    if flags.get("json") and report is not None:
+        console.emit(report)
+    if code:
+        raise Exit(code=code)
     return True
+
+
+def confirmed_plan(settings: Settings, console: Console, args: list[str], flags: dict[str, Any]) -> str:
+    """The plan computed in the VPC (a remote --dry-run --json), shown and confirmed here; the target's
+    fingerprint in it, for the real run's --expect-target."""
+    if not sys.stdin.isatty():
+        raise DevopsError(f"refusing to run {args[0]} without confirmation: no terminal to ask on; pass --yes")
+    console.info("The plan is computed in the VPC (a dry run there); the question is asked here")
+    code, plan = run(settings, console, [*args, *command_flags({**flags, "dry_run": True, "json": True})],
+                     hide=lambda line: "Dry run complete." in line)
+    if code:
+        raise Exit(code=code)  # the remote said why, in its [ERROR] line
+    if not plan or "target_state" not in plan:
+        raise DevopsError("the ECS task's dry run gave no plan: nothing was changed; see its lines above")
+    refusal = render.refused_by_plan(plan, f"inv {' '.join(args)}")
+    if refusal and not flags.get("force"):
+        raise refusal
+    render.confirm(console, plan, yes=False)
+    return plan["target_state"]["fingerprint"]
+
+
+def command_flags(flags: dict[str, Any]) -> list[str]:
+    """The task's flags as its command line: --name for a set switch, --name VALUE for a given value."""
+    line: list[str] = []
+    for name, value in flags.items():
+        option = f"--{name.replace('_', '-')}"
+        if value is True:
+            line.append(option)
+        elif isinstance(value, str) and value:
+            line += [option, value]
+    return line
 
 
 # ---- the image ---------------------------------------------------------------------------------------
@@ -171,8 +215,9 @@ def task_definition(settings: Settings, ops: dict[str, Any], digest: str) -> str
     )["taskDefinition"]["taskDefinitionArn"]
 
 
-def run(settings: Settings, console: Console, args: list[str]) -> None:
-    """Run ``inv ARGS`` as an ECS task and follow it; ends with Exit(the task's exit code)."""
+def run(settings: Settings, console: Console, args: list[str],
+        hide: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Run ``inv ARGS`` as an ECS task and follow it: its exit code and its report (None without one)."""
     outputs = Terraform(settings).outputs()
     ops = outputs.get("operations")
     if not ops:
@@ -192,7 +237,8 @@ def run(settings: Settings, console: Console, args: list[str]) -> None:
             "assignPublicIp": "ENABLED"}},  # no NAT gateway: the public IP reaches Neon, ECR, Logs
         overrides={"containerOverrides": [{
             "name": CONTAINER, "command": ["inv", *args],
-            "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(passed, sort_keys=True)}]}]},
+            "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(passed, sort_keys=True)},
+                            {"name": REPORT_LINE_ENV, "value": "1"}]}]},
         startedBy="devops-runner",
     )
     if not reply.get("tasks"):
@@ -200,7 +246,7 @@ def run(settings: Settings, console: Console, args: list[str]) -> None:
         raise DevopsError(f"ECS did not start the task: {reasons or 'no reason given'}")
     arn = reply["tasks"][0]["taskArn"]
     console.info(f"Running `inv {' '.join(args)}` as ECS task {arn.split('/')[-1]} in {ops['cluster']}")
-    follow(settings, console, ops, arn)
+    return follow(settings, console, ops, arn, hide)
 
 
 def require_neon_url(settings: Settings, secret_arn: str) -> None:
@@ -213,13 +259,17 @@ def require_neon_url(settings: Settings, secret_arn: str) -> None:
                           "(printf '%s' \"$NEON_DATABASE_URL\" | inv secrets.set-neon-url)")
 
 
-def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str) -> None:
+def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str,
+           hide: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """The task's lines printed as they come (but ``hide``'s and its report line), until it stops: its exit
+    code and report. An abnormal stop raises, and so does Ctrl-C, once the task is stopped."""
     ecs, logs = aws.client(settings, "ecs"), aws.client(settings, "logs")
     stream = f"ops/{CONTAINER}/{arn.split('/')[-1]}"
     token: str | None = None
+    report = ""  # the report's marked lines, joined
 
     def drain() -> None:
-        nonlocal token
+        nonlocal token, report
         while True:
             try:
                 page = logs.get_log_events(logGroupName=ops["log_group"], logStreamName=stream, startFromHead=True,
@@ -227,7 +277,11 @@ def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str) 
             except logs.exceptions.ResourceNotFoundException:
                 return  # the container has not written yet
             for event in page["events"]:
-                console.line(event["message"])
+                message = event["message"]
+                if message.startswith(REPORT_PREFIX):
+                    report += message[len(REPORT_PREFIX):]
+                elif not (hide and hide(message)):
+                    console.line(message)
             if page["nextForwardToken"] == token:
                 return
             token = page["nextForwardToken"]
@@ -253,5 +307,4 @@ def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str) 
     if code is None or reason != NORMAL_STOP:
         raise DevopsError(f"the ECS task stopped abnormally: {reason or 'no reason given'}"
                           + (f" (exit code {code})" if code is not None else ""), exit_code=code or 1)
-    if code:
-        raise Exit(code=code)
+    return code, json.loads(report) if report else None

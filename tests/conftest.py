@@ -125,3 +125,20 @@ def proxy(sandbox_env):
     fault = S3FaultProxy(sandbox_env["AWS_ENDPOINT_URL"])
     yield fault
     fault.close()
+
+
+@pytest.fixture(scope="session")
+def ops(sandbox):
+    """The `operations` output: what `--on ecs` runs tasks with (cluster, roles, the Neon URL's secret)."""
+    return sandbox.terraform().outputs()["operations"]
+
+
+@pytest.fixture
+def neon_secret(sandbox, ops, neon):
+    """The Neon URL's secret holds the Neon stand-in's URL (as `inv secrets.set-neon-url` puts it), for tasks
+    run `--on ecs`; put back after a test that changed it."""
+    secrets = sandbox.client("secretsmanager")
+    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
+    yield secrets
+    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
+

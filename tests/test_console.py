@@ -7,7 +7,7 @@ from devops.console import Console, cell, first_line, mask, register_secret, use
 from devops.errors import DevopsError
 from devops.modes import ACTIVE, PILOT, mode_of
 from devops.postgres import make_endpoint
-from devops.sync import engine
+from devops.sync import render
 
 
 class Tty(io.StringIO):
@@ -117,17 +117,19 @@ def test_confirm_without_a_terminal_refuses_and_yes_skips_the_question(monkeypat
 
 
 def test_sync_asks_with_the_same_prompt_as_activate(monkeypatch):
+    """The question is built from the report alone (a plan computed in an ECS task is confirmed the same way)."""
     target = make_endpoint("RDS", "127.0.0.1", 5432, "u", "pw", "app")
-    counts = {"public.projects": engine.TableStats("public", "projects", 5, "x")}
+    report = {"sides": {"target": render.side("RDS", target.masked(), target.where(), "15.8")},
+              "target_state": {"tables": 1, "rows": 5, "fingerprint": "0123456789abcdef"}}
     out = io.StringIO()
     _answer(monkeypatch, "yes\n")
-    assert engine.confirm(Console(out=out), target, counts, yes=False) is True
+    assert render.confirm(Console(out=out), report, yes=False) is True
     what = f"RDS at {target.where()} (1 tables, 5 rows)"
     assert out.getvalue().splitlines() == [f"[WARN] This replaces everything in {what}.",
                                            f"Type 'yes' to overwrite {what}: "]
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(DevopsError, match=r"^refusing to overwrite RDS at .* without confirmation: no terminal"):
-        engine.confirm(Console(out=io.StringIO()), target, counts, yes=False)
+        render.confirm(Console(out=io.StringIO()), report, yes=False)
 
 
 def test_first_line_is_the_first_non_blank_line_masked():
@@ -153,3 +155,18 @@ def test_table_progress_says_nothing_until_the_count_of_tables_is_known():
         time.sleep(0.2)
     lines = out.getvalue().splitlines()
     assert lines and all(line.startswith("[INFO] Verifying RDS: 2/5 tables, ") for line in lines), lines
+
+
+def test_in_an_ecs_task_the_report_is_marked_lines_of_at_most_8_kb_that_join_back(monkeypatch):
+    """Docker cuts log lines at 16 KB, into separate CloudWatch events: the runner joins the marked lines."""
+    from devops.console import REPORT_CHUNK, REPORT_LINE_ENV, REPORT_PREFIX
+    monkeypatch.setenv(REPORT_LINE_ENV, "1")
+    report = {"tables": {f"app.t{i}": {"rows": i, "checksum": "x" * 40} for i in range(500)},
+              "source": "postgresql://neondb_owner:s3cr3t@ep-x.neon.tech/neondb"}
+    out = io.StringIO()
+    Console(json_mode=True, out=out).emit(report)
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 3 and all(line.startswith(REPORT_PREFIX) for line in lines)
+    assert all(len(line) <= len(REPORT_PREFIX) + REPORT_CHUNK for line in lines)
+    joined = json.loads("".join(line[len(REPORT_PREFIX):] for line in lines))
+    assert joined["tables"] == report["tables"] and "s3cr3t" not in joined["source"]

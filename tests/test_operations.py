@@ -150,13 +150,18 @@ def back_to_pilot_light(sandbox):
         terraform.apply(variables={"dev_activated": False})
 
 
-def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds,
-                                                back_to_pilot_light):
+def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, private_env, sandbox_settings, neon_data,
+                                                neon_secret, neon, rds, back_to_pilot_light):
+    """The whole cycle: activate with its sync and validate in the VPC (--on ecs, RDS private), then the way
+    back from here, through the tunnel."""
     terraform = sandbox.terraform()
     pilot_light = set(terraform.run("state", "list").stdout.split())
 
-    result = inv(sandbox_env, "activate", "--sync-data", "--yes", timeout=600)
+    result = inv(private_env, "activate", "--sync-data", "--on", "ecs", "--yes", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+    # Terraform ran here; the sync and the closing validate each ran as an ECS task.
+    assert re.search(r"^\[INFO\] Running `inv sync\.neon-to-rds --yes --json` as ECS task", result.stdout, re.M)
+    assert re.search(r"^\[INFO\] Running `inv validate --json` as ECS task", result.stdout, re.M)
     assert dbtools.snapshot(rds) == dbtools.snapshot(neon)  # Neon's data is in RDS
     active = terraform.outputs()
     assert active["dev_activated"] is True and all(active[name] for name in ACTIVE_OUTPUTS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 from urllib.parse import urlsplit
@@ -14,20 +16,6 @@ import pytest
 from devops.config import REPO_ROOT
 from tests import dbtools
 from tests.helpers import INV, assert_no_secret, inv, s3_state, secrets_of
-
-
-@pytest.fixture(scope="module")
-def ops(sandbox):
-    return sandbox.terraform().outputs()["operations"]
-
-
-@pytest.fixture
-def neon_secret(sandbox, ops, neon):
-    """The Neon URL's secret holds the Neon stand-in's URL (as `inv secrets.set-neon-url` puts it)."""
-    secrets = sandbox.client("secretsmanager")
-    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
-    yield secrets
-    secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
 
 
 def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox, private_env, prepared, neon_secret,
@@ -191,3 +179,89 @@ def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sand
         remote.require_neon_url(settings, empty)
     finally:
         secrets.delete_secret(SecretId=empty, ForceDeleteWithoutRecovery=True)
+
+
+def on_a_terminal(env: dict, *args: str, before_answer=None, answer: str = "yes") -> tuple[int, str]:
+    """``inv ARGS`` with a pseudo-terminal for stdin and output; at the question, ``before_answer()``, then
+    ``answer``. Its exit code and everything it printed."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([*INV, *args], env={**env, "NO_COLOR": "1"}, cwd=REPO_ROOT,
+                               stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    output, answered = b"", False
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the task closed the terminal
+            break
+        if not data:
+            break
+        output += data
+        if not answered and b"Type 'yes' to overwrite" in output:
+            if before_answer:
+                before_answer()
+            os.write(main, answer.encode() + b"\n")
+            answered = True
+    os.close(main)
+    return process.wait(timeout=60), output.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_without_yes_the_plan_is_computed_in_the_vpc_and_confirmed_here(private_env, prepared, neon_secret, neon,
+                                                                        rds):
+    code, out = on_a_terminal(private_env, "sync.neon-to-rds", "--on", "ecs")
+    assert code == 0, out
+    plan, real = re.findall(r"^\[INFO\] Running `(inv sync\.neon-to-rds [^`]*)` as ECS task", out, re.M)
+    assert plan == "inv sync.neon-to-rds --dry-run --json"
+    assert re.fullmatch(r"inv sync\.neon-to-rds --yes --expect-target [0-9a-f]{16} --json", real), real
+    # The plan once (from the dry run), the question here, then the real run's report.
+    assert out.count("SYNC PLAN") == 1 and "Dry run complete" not in out
+    assert out.index("SYNC PLAN") < out.index("Type 'yes' to overwrite RDS at") < out.index("SYNC COMPLETE")
+    assert "still does" in out  # the real run checked the target against the confirmed plan
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+
+
+def test_a_target_written_to_after_the_confirmed_plan_is_refused(sandbox, sandbox_settings, private_env, prepared,
+                                                                neon_secret, rds):
+    def write_to_rds():
+        dbtools.execute(rds, "INSERT INTO keep_me VALUES (99);")
+
+    code, out = on_a_terminal(private_env, "sync.neon-to-rds", "--on", "ecs", before_answer=write_to_rds)
+    assert code == 1, out
+    [error] = [line for line in out.splitlines() if line.startswith("[ERROR]")]
+    assert "refused: RDS changed after the confirmed plan" in error and "nothing was changed" in error, error
+    assert dbtools.scalar(rds, "SELECT count(*) FROM keep_me WHERE id = 99") == 1  # the write is kept
+    assert "locks/sync.lock" not in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
+
+
+def test_declining_the_remote_plan_runs_nothing_more(private_env, prepared, neon_secret, rds):
+    before = dbtools.snapshot(rds)
+    code, out = on_a_terminal(private_env, "sync.neon-to-rds", "--on", "ecs", answer="no")
+    assert code == 1 and "cancelled: nothing was changed" in out, out
+    assert len(re.findall(r"as ECS task", out)) == 1 and dbtools.snapshot(rds) == before
+
+
+def test_json_on_ecs_is_the_same_object_as_a_local_run(sandbox_env, private_env, prepared, neon_secret):
+    local = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json")
+    remote = inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", "--json", timeout=900)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    local_report, remote_report = json.loads(local.stdout), json.loads(remote.stdout)  # stdout: one object each
+    assert remote_report["status"] == "ok" and set(remote_report) == set(local_report)
+    assert remote_report["tables"] == local_report["tables"]
+    assert "SYNC COMPLETE" in remote.stderr and "devops-report" not in remote.stdout + remote.stderr
+    assert_no_secret(remote, private_env)
+
+
+def test_expect_target_refuses_a_changed_target_locally_too(sandbox_env, prepared, rds):
+    """--expect-target is the guard --on ecs uses, and a user can script with it: plan, look, run."""
+    plan = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--dry-run", "--json").stdout)
+    fingerprint = plan["target_state"]["fingerprint"]
+    dbtools.execute(rds, "DELETE FROM keep_me WHERE id = 1;")
+    before = dbtools.snapshot(rds)
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--expect-target", fingerprint, "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"].startswith("refused: RDS changed after the confirmed plan")
+    assert dbtools.snapshot(rds) == before
+    again = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--dry-run", "--json").stdout)["target_state"]
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--expect-target", again["fingerprint"])
+    assert result.returncode == 0, result.stdout + result.stderr
+

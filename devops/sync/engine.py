@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +27,16 @@ import psycopg2
 
 from devops import aws
 from devops.config import Settings
-from devops.console import RULE, Console, age, cell, first_line
+from devops.console import RULE, Console, first_line
 from devops.endpoints import neon_endpoint, rds_endpoint
 from devops.errors import DevopsError
 from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_values, server_identity, table_stats,
                              transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
-from devops.progress import Steps, size
+from devops.progress import Steps
 from devops.sync.progress import source_size, transfer
+from devops.sync import render
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
@@ -246,6 +248,28 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(part) == b.get(part) for part in ("tables", "sequences", "schema"))
 
 
+def content_hash(record: dict[str, Any]) -> str:
+    """A short hash of what a fingerprint says the database holds (and which database it is): the plan's
+    `target_state.fingerprint`, which `--expect-target` checks again before anything is written."""
+    text = json.dumps({part: record.get(part) for part in ("tables", "sequences", "schema", "server")},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def target_state(state: State) -> dict[str, Any]:
+    """The target as the plan saw it: counts for the confirmation, and its content hash."""
+    return {"tables": len(state.tables), "rows": sum(t.rows for t in state.tables.values()),
+            "fingerprint": content_hash(state.fingerprint)}
+
+
+def check_expected(options: "Options", endpoint: Endpoint, state: State) -> None:
+    """--expect-target: refuse unless the target still holds what the confirmed plan showed."""
+    if options.expect_target and options.expect_target != content_hash(state.fingerprint):
+        raise DevopsError(f"refused: {endpoint.label} changed after the confirmed plan (its fingerprint is "
+                          f"{content_hash(state.fingerprint)}, the plan's {options.expect_target}); nothing was "
+                          "changed. Run the command again to see the new plan")
+
+
 def dump(env: Environment, side: str, key: str, processes: Processes, extra_sinks: tuple[Any, ...] = ()) -> Dump:
     """pg_dump of one side, streamed to S3 (and to ``extra_sinks``), with its stats from the same snapshot.
 
@@ -366,15 +390,6 @@ def downgrade_hint(majors: tuple[int, int] | None, label: str) -> str:
             f"uses: {fix}, or change the object in the source")
 
 
-def downgrade_fields(majors: tuple[int, int] | None) -> list[tuple[str, str]]:
-    """The plan's 'Versions: PostgreSQL 17 -> 15: a downgrade ...' field, on a downgrade only."""
-    if not majors:
-        return []
-    newer, older = majors
-    return [("Versions", f"PostgreSQL {newer} -> {older}: a downgrade (an object using what {older} lacks fails "
-                         "the restore, which then changes nothing)")]
-
-
 def _version_num(text: str | None) -> int | None:
     """'17.2' (a manifest's server_version) -> 170002."""
     try:
@@ -382,17 +397,6 @@ def _version_num(text: str | None) -> int | None:
         return int(major) * 10000 + int(minor or 0)
     except ValueError:
         return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Confirmation
-
-
-def confirm(console: Console, target: Endpoint, counts: dict[str, TableStats], yes: bool) -> bool:
-    """Ask before overwriting, unless --yes; True when it asked (and so may have waited)."""
-    rows = sum(s.rows for s in counts.values())
-    what = f"{target.label} at {target.where()} ({len(counts)} tables, {rows} rows)"
-    return console.confirm(f"overwrite {what}", yes, warning=f"This replaces everything in {what}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,6 +409,7 @@ class Options:
     yes: bool = False
     break_lock: bool = False
     force: bool = False  # overwrite a target written to since its last recorded sync
+    expect_target: str = ""  # the confirmed plan's target_state.fingerprint: refuse if the target changed since
 
 
 def run_sync(settings: Settings, console: Console, direction: Direction, options: Options) -> dict[str, Any]:
@@ -436,23 +441,28 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
             source_before = counting.result()
     target_before = state.tables
     majors = downgrade(env.versions[direction.source], env.versions[direction.target])
-    _print_plan(console, env, direction, source_key, safety_key, source_before, target_before, majors)
-    guard.show(console, verdict, env.store.url(safety_key))
-    console.line(RULE)
     report: dict[str, Any] = {
         "operation": "sync", "direction": direction.name, "dry_run": options.dry_run, "target": target_label,
         "source": source.masked(), "destination": target.masked(),
+        "sides": {"source": _side(env, direction.source), "target": _side(env, direction.target)},
+        "tools": env.tools.versions,
         "dump": env.store.url(source_key), "safety_copy": env.store.url(safety_key),
-        "plan": {name: {"source_rows": s.rows, "target_rows": target_before[name].rows if name in target_before else None}
-                 for name, s in source_before.items()},
+        "plan": {name: {"source_rows": source_before[name].rows if name in source_before else None,
+                        "target_rows": target_before[name].rows if name in target_before else None}
+                 for name in sorted(set(source_before) | set(target_before))},
+        "target_state": target_state(state),
         "divergence": verdict.report(),
         "versions": {"source": _version_text(env.versions[direction.source]),
                      "target": _version_text(env.versions[direction.target]),
                      "downgrade": majors is not None},
     }
+    show_plan(console, report, options, render.sync_plan)
+    check_expected(options, target, state)
+    guard.show(console, verdict, env.store.url(safety_key))
+    console.line(RULE)
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "sync"):
         return report
-    asked = confirm(console, target, target_before, options.yes)
+    asked = render.confirm(console, report, options.yes)
 
     with env.store.lock(f"sync {direction.name}", options.break_lock) as lock, \
             tempfile.TemporaryDirectory(prefix="devops-sync-") as workdir:
@@ -487,7 +497,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                                            settings.progress_interval)
         finally:
             processes.close()
-    report = _finish(console, report, phases, target, expected, verified,
+    report = _finish(console, report, phases, expected, verified,
                      {"dump": _dump_info(env, source_dump), "safety_copy": safety_info})
     if report["status"] == "ok":
         # What the target holds now, recorded with the dump it came from: the next sync's safety copy
@@ -561,63 +571,29 @@ def _dump_info(env: Environment, result: Dump) -> dict[str, Any]:
     return {"url": env.store.url(result.key), "size": result.size, "sha256": result.sha256}
 
 
-def _finish(console: Console, report: dict[str, Any], phases: Phases, target: Endpoint,
-            expected: dict[str, dict[str, Any]], verified: "Verified", dumps: dict[str, Any]) -> dict[str, Any]:
-    tables = compare(expected, verified.tables)
-    ok = verified.committed
-    report.update(status="ok" if ok else "mismatch", committed=verified.committed, tables=tables,
-                  sequence_mismatches=verified.sequence_mismatches, left_out=verified.left_out,
-                  seconds={**phases.seconds, "total": phases.total()}, **dumps)
-    operation = report["operation"].upper()
-    console.banner(f"{operation} COMPLETE" if ok else f"{operation} ROLLED BACK: THE RESTORED DATA DIFFERED")
-    console.fields([
-        ("Target", f"{target.label} ({target.where()})"),
-        ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
-        ("Rows", sum(r["target_rows"] or 0 for r in tables)),
-        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({size(info['size'])})") for name, info in dumps.items()],
-    ])
-    console.line()
-    console.table([[r["table"], cell(r["source_rows"]), cell(r["target_rows"]), "yes" if r["match"] else "NO"]
-                   for r in tables], headers=["table", "source rows", "target rows", "match"])
-    console.line()
-    console.table([[name, f"{seconds:.1f}s"] for name, seconds in report["seconds"].items()],
-                  headers=["phase", "time"])
-    console.line()
-    for entry in verified.left_out:
-        console.info(f"Left out on purpose (not allowed on a managed service): {entry}")
-    for name in verified.sequence_mismatches:
-        console.fail(f"Sequence {name} differs between source and target")
-    if ok:
-        console.passed(f"Row counts and checksums match (checked before COMMIT) - {report['operation']} successful!")
-    else:
-        console.fail(f"Verification failed: {sum(not r['match'] for r in tables)} table(s) and "
-                     f"{len(verified.sequence_mismatches)} sequence(s) differ; {target.label} was left as it was "
-                     "(the restore was rolled back)")
+def _finish(console: Console, report: dict[str, Any], phases: Phases, expected: dict[str, dict[str, Any]],
+            verified: "Verified", dumps: dict[str, Any]) -> dict[str, Any]:
+    report.update(status="ok" if verified.committed else "mismatch", committed=verified.committed,
+                  tables=compare(expected, verified.tables), sequence_mismatches=verified.sequence_mismatches,
+                  left_out=verified.left_out, seconds={**phases.seconds, "total": phases.total()}, **dumps)
+    render.finish(console, report)
     return report
 
 
-def _print_plan(console: Console, env: Environment, direction: Direction, source_key: str, safety_key: str,
-                source: dict[str, TableStats], target: dict[str, TableStats], majors: tuple[int, int] | None) -> None:
-    src, tgt = env.endpoints[direction.source], env.endpoints[direction.target]
-    console.banner("SYNC PLAN")
-    console.fields([
-        ("Source", f"{src.label} ({src.masked()}, PostgreSQL {_version_text(env.versions[direction.source])})"),
-        ("Target", f"{tgt.label} ({tgt.masked()}, PostgreSQL {_version_text(env.versions[direction.target])})"),
-        ("S3 Dump", env.store.url(source_key)),
-        ("Safety copy", f"{env.store.url(safety_key)} (or an earlier dump, if it holds the target's data)"),
-        ("Tools", ", ".join(f"{tool} {version}" for tool, version in env.tools.versions.items())),
-        *downgrade_fields(majors),
-    ])
-    console.line()
-    names = sorted(set(source) | set(target))
-    console.table([[n, cell(source[n].rows if n in source else None),
-                    cell(target[n].rows if n in target else None) + (" (will be replaced)" if n in target else "")]
-                   for n in names],
-                  headers=["table", f"{src.label} rows", f"{tgt.label} rows"])
-    console.line()
-    console.fields([(f"{src.label} rows", sum(s.rows for s in source.values())),
-                    (f"{tgt.label} rows", f"{sum(s.rows for s in target.values())} (will be replaced)")])
-    console.line()
+def _side(env: Environment, side: str) -> dict[str, str]:
+    endpoint = env.endpoints[side]
+    return render.side(endpoint.label, endpoint.masked(), endpoint.where(), _version_text(env.versions[side]))
+
+
+def show_plan(console: Console, report: dict[str, Any], options: Options,
+              printer: Callable[[Console, dict[str, Any]], None]) -> None:
+    """The plan, unless it was already shown and confirmed (--expect-target: a run after its plan, as
+    `--on ecs` makes one): then one line."""
+    if options.expect_target:
+        console.info(f"The plan was confirmed for {report['sides']['target']['label']} holding "
+                     f"{options.expect_target}: checking that it still does")
+    else:
+        printer(console, report)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -651,24 +627,28 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     with phases("divergence check"), ThreadPoolExecutor(max_workers=1) as pool:
         state, verdict = check_divergence(env, side, guard, pool, console)
     target_before = state.tables
-    console.banner("RESTORE PLAN")
-    majors = downgrade(_version_num(recorded.get("source", {}).get("server_version")), env.versions[side])
-    console.fields([("Dump", f"{env.store.url(key)} ({recorded.get('reason', '?')}, {recorded.get('created', '?')})"),
-                    ("Target", f"{target.label} ({target.masked()}, PostgreSQL {_version_text(env.versions[side])})"),
-                    ("Safety copy", env.store.url(safety_key)),
-                    *downgrade_fields(majors)])
-    console.line()
-    names = sorted(set(recorded.get("tables", {})) | set(target_before))
-    console.table([[n, cell(recorded.get("tables", {}).get(n, {}).get("rows")),
-                    cell(target_before[n].rows if n in target_before else None)] for n in names],
-                  headers=["table", "dump rows", f"{target.label} rows (will be replaced)"])
-    console.line()
+    dumped = recorded.get("source", {}).get("server_version")
+    majors = downgrade(_version_num(dumped), env.versions[side])
+    dump_rows = {name: t.get("rows") for name, t in recorded.get("tables", {}).items()}
+    report: dict[str, Any] = {
+        "operation": "restore", "key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
+        "sides": {"target": _side(env, side)},
+        "restored_dump": {"url": env.store.url(key), "reason": recorded.get("reason", "?"),
+                          "created": recorded.get("created", "?")},
+        "safety_copy": env.store.url(safety_key),
+        "plan": {name: {"source_rows": dump_rows.get(name),
+                        "target_rows": target_before[name].rows if name in target_before else None}
+                 for name in sorted(set(dump_rows) | set(target_before))},
+        "target_state": target_state(state),
+        "divergence": verdict.report(),
+        "versions": {"source": dumped, "target": _version_text(env.versions[side]), "downgrade": majors is not None},
+    }
+    show_plan(console, report, options, render.restore_plan)
+    check_expected(options, target, state)
     guard.show(console, verdict, env.store.url(safety_key))
-    report: dict[str, Any] = {"operation": "restore", "key": key, "to": side, "dry_run": options.dry_run, "target": target_label,
-                              "safety_copy": env.store.url(safety_key), "divergence": verdict.report()}
     if stop_or_dry_run(console, guard, verdict, report, phases, options, "restore"):
         return report
-    asked = confirm(console, target, target_before, options.yes)
+    asked = render.confirm(console, report, options.yes)
     with env.store.lock(f"restore {key} to {side}", options.break_lock), \
             tempfile.TemporaryDirectory(prefix="devops-restore-") as workdir:
         # Named under the lock, as in run_sync: the records' order is the order the lock was held in.
@@ -699,8 +679,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
         finally:
             processes.close()
     target_after, sequences_after = verified.tables, verified.sequences
-    report = _finish(console, report, phases, target, recorded.get("tables", {}), verified,
-                     {"safety_copy": safety_info})
+    report = _finish(console, report, phases, recorded.get("tables", {}), verified, {"safety_copy": safety_info})
     if report["status"] == "ok":
         # What the target holds now is that dump: the next sync neither takes the rollback for foreign writes
         # nor dumps the target again for its safety copy.
@@ -731,11 +710,7 @@ def run_list(settings: Settings, console: Console) -> dict[str, Any]:
             "tables": {name: t["rows"] for name, t in m.get("tables", {}).items()},
             "sha256": m.get("sha256", ""),
         })
-    if not entries:
-        console.info(f"No dumps in s3://{store.bucket}")
-    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
-                    ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
-                    e["sha256"][:12]] for e in entries],
-                  headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
-    return {"bucket": store.bucket, "dumps": entries}
+    report = {"bucket": store.bucket, "dumps": entries}
+    render.dumps(console, report)
+    return report
 
