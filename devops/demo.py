@@ -1,7 +1,7 @@
 """The demo: the whole story on the sandbox, the first thing a new user runs (`./toolbox/inv demo`).
 
 Each step is a real task run as its own `inv` process with the sandbox's environment, exactly as a user
-would type it after `eval "$(inv sandbox.env)"`. A sandbox that is already up is used and left up; one the
+would type it after `eval "$(inv sandbox.env --tunnel)"`. A sandbox that is already up is used and left up; one the
 demo starts, it also tears down, even when a step fails.
 """
 

@@ -189,19 +189,22 @@ def _docker_push(settings: Settings, engine: Any, repository_url: str, tag: str)
 # ---- the task definition and the run -----------------------------------------------------------------
 
 
-def task_definition(settings: Settings, ops: dict[str, Any], digest: str) -> str:
-    """The definition for this image digest: the family's latest when it runs it, else a new revision."""
+def task_definition(settings: Settings, ops: dict[str, Any], digest: str, task: str) -> str:
+    """The definition for this image digest and task: the family's latest when it runs it, else a new
+    revision. validate has a family of its own, with its read-only role; everything else runs as the sync."""
     ecs = aws.client(settings, "ecs")
     image = f"{ops['repository_url']}@{digest}"
+    family, role = ((f"{ops['task_family']}-validate", ops["validate_role_arn"]) if task == "validate"
+                    else (ops["task_family"], ops["task_role_arn"]))
     try:
-        latest = ecs.describe_task_definition(taskDefinition=ops["task_family"])["taskDefinition"]
+        latest = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
         if latest["containerDefinitions"][0]["image"] == image and latest.get("status") == "ACTIVE":
             return latest["taskDefinitionArn"]
     except ecs.exceptions.ClientException:
         pass
     return ecs.register_task_definition(
-        family=ops["task_family"], requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
-        cpu="1024", memory="2048", executionRoleArn=ops["execution_role_arn"], taskRoleArn=ops["task_role_arn"],
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+        cpu="1024", memory="2048", executionRoleArn=ops["execution_role_arn"], taskRoleArn=role,
         containerDefinitions=[{
             "name": CONTAINER, "image": image, "essential": True,
             # ECS reads the secret with the execution role and sets the variable: the URL is in no definition.
@@ -227,7 +230,7 @@ def run(settings: Settings, console: Console, args: list[str],
     require_neon_url(settings, ops["neon_url_secret_arn"])
     tag = image_tag()
     digest = push(settings, console, engine, build(console, engine, tag), ops, tag)
-    definition = task_definition(settings, ops, digest)
+    definition = task_definition(settings, ops, digest, args[0])
     passed = {name: value for name, value in outputs.items() if name != "operations"}
     ecs = aws.client(settings, "ecs")
     reply = ecs.run_task(

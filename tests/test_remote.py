@@ -97,11 +97,20 @@ def test_ctrl_c_during_the_remote_dump_stops_the_task_and_changes_nothing(sandbo
     assert "locks/sync.lock" not in s3_state(sandbox, sandbox_settings.bucket_name)["objects"]
 
 
-def test_validate_on_ecs_runs_the_checks_in_the_task(private_env):
+def test_validate_on_ecs_runs_the_checks_in_the_task_with_its_read_only_role(sandbox, private_env, ops):
     result = inv(private_env, "validate", "--on", "ecs", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "as ECS task" in result.stdout
     assert "[PASS]" in result.stdout and "[FAIL]" not in result.stdout
+    definition = sandbox.client("ecs").describe_task_definition(
+        taskDefinition=f"{ops['task_family']}-validate")["taskDefinition"]
+    assert definition["taskRoleArn"] == ops["validate_role_arn"] != ops["task_role_arn"]
+    policy = sandbox.client("iam").get_role_policy(RoleName=ops["validate_role_arn"].rsplit("/", 1)[1],
+                                                   PolicyName="operations-validate")["PolicyDocument"]
+    actions = set()
+    for statement in policy["Statement"]:
+        actions |= {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+    assert actions and all(a.split(":")[1].startswith(("Describe", "List", "Get")) for a in actions), actions
     result = inv(private_env, "validate", "--on", "ecs", "--drift")
     assert result.returncode == 1 and "--drift runs terraform plan" in result.stdout + result.stderr
 
@@ -212,7 +221,7 @@ def test_without_yes_the_plan_is_computed_in_the_vpc_and_confirmed_here(private_
     assert code == 0, out
     plan, real = re.findall(r"^\[INFO\] Running `(inv sync\.neon-to-rds [^`]*)` as ECS task", out, re.M)
     assert plan == "inv sync.neon-to-rds --dry-run --json"
-    assert re.fullmatch(r"inv sync\.neon-to-rds --yes --expect-target [0-9a-f]{16} --json", real), real
+    assert re.fullmatch(r"inv sync\.neon-to-rds --yes --json --expect-target [0-9a-f]{16}", real), real
     # The plan once (from the dry run), the question here, then the real run's report.
     assert out.count("SYNC PLAN") == 1 and "Dry run complete" not in out
     assert out.index("SYNC PLAN") < out.index("Type 'yes' to overwrite RDS at") < out.index("SYNC COMPLETE")

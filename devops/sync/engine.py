@@ -10,6 +10,8 @@ same machinery with an S3 object as the source. The flow:
       -> the source dumped once (pg_dump --snapshot), streamed at the same time to S3 and into an atomic
          restore of the target, while its per-table counts and checksums are taken in the same snapshot
       -> verify every table (rows, checksum) and sequence -> manifest -> report
+
+Each report is data (the JSON of --json); devops/sync/render.py prints everything a person reads about it.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ resource "aws_secretsmanager_secret" "neon_url" {
 
 # ---------------------------------------------------------------------------
 # Roles: the execution role (ECS's agent: pull the image, write logs, inject the Neon URL into the
-# container's environment) and the task role (the sync itself: the bucket's dumps and lock, the RDS secret).
+# container's environment), the task role (the sync itself: the bucket's dumps and lock, the RDS secret)
+# and validate's read-only role.
 # ---------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "operations_assume" {
@@ -183,6 +184,79 @@ resource "aws_iam_role_policy" "operations_task" {
   name   = "operations-task"
   role   = aws_iam_role.operations_task.id
   policy = data.aws_iam_policy_document.operations_task.json
+}
+
+# The role of `inv validate --on ecs`: read-only, what validate's checks read (devops/validate/checks.py)
+# and the RDS secret for its login check. A separate role, so that the sync's role stays the sync's.
+resource "aws_iam_role" "operations_validate" {
+  name               = "${local.name_prefix}-operations-validate"
+  assume_role_policy = data.aws_iam_policy_document.operations_assume.json
+
+  tags = {
+    Name = "${local.name_prefix}-operations-validate"
+  }
+}
+
+data "aws_iam_policy_document" "operations_validate" {
+  statement {
+    sid = "Bucket"
+    actions = ["s3:ListBucket", "s3:GetLifecycleConfiguration", "s3:GetBucketPublicAccessBlock",
+    "s3:GetEncryptionConfiguration", "s3:GetBucketPolicy"]
+    resources = [aws_s3_bucket.db_backups.arn]
+  }
+
+  statement {
+    sid       = "Registries"
+    actions   = ["ecr:DescribeRepositories", "ecr:DescribeImages"]
+    resources = [for repository in aws_ecr_repository.this : repository.arn]
+  }
+
+  statement {
+    sid       = "Database"
+    actions   = ["rds:DescribeDBInstances"]
+    resources = [aws_db_instance.this.arn]
+  }
+
+  statement {
+    sid       = "DatabaseLogin"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.db_secret_arn]
+  }
+
+  statement {
+    sid     = "Services"
+    actions = ["ecs:DescribeClusters", "ecs:DescribeServices"]
+    # The app's cluster exists in active mode only (count): its ARNs by name.
+    resources = ["${local.ecs_arn_prefix}:cluster/${local.name_prefix}-cluster",
+    "${local.ecs_arn_prefix}:service/${local.name_prefix}-cluster/*"]
+  }
+
+  statement {
+    sid       = "Distribution"
+    actions   = ["cloudfront:GetDistribution"]
+    resources = ["arn:aws:cloudfront::${data.aws_caller_identity.current.account_id}:distribution/*"]
+  }
+
+  statement {
+    sid = "ReadOnlyWithoutResources"
+    # These Describe and List actions take no resource ARN in IAM: "*" is the only form they accept.
+    actions = ["ec2:DescribeVpcs", "elasticloadbalancing:DescribeLoadBalancers",
+      "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+    "servicediscovery:ListServices", "servicediscovery:ListInstances"]
+    resources = ["*"]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  ecs_arn_prefix = "arn:aws:ecs:${var.aws_region}:${data.aws_caller_identity.current.account_id}"
+}
+
+resource "aws_iam_role_policy" "operations_validate" {
+  name   = "operations-validate"
+  role   = aws_iam_role.operations_validate.id
+  policy = data.aws_iam_policy_document.operations_validate.json
 }
 
 # ---------------------------------------------------------------------------

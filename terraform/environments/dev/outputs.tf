@@ -131,6 +131,7 @@ output "operations" {
     repository_name     = aws_ecr_repository.toolbox.name
     execution_role_arn  = aws_iam_role.operations_execution.arn
     task_role_arn       = aws_iam_role.operations_task.arn
+    validate_role_arn   = aws_iam_role.operations_validate.arn
     log_group           = aws_cloudwatch_log_group.operations.name
     security_group_id   = aws_security_group.operations.id
     subnet_ids          = aws_subnet.public[*].id
