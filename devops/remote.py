@@ -27,9 +27,9 @@ import base64
 import hashlib
 import io
 import json
+import sys
 import tarfile
 import time
-import sys
 from typing import Any, Callable, Iterable
 
 from invoke.exceptions import Exit
