@@ -274,3 +274,14 @@ def test_expect_target_refuses_a_changed_target_locally_too(sandbox_env, prepare
     result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--expect-target", again["fingerprint"])
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_a_remote_plan_the_guard_would_refuse_stops_here_without_asking(private_env, prepared, neon_secret, rds):
+    assert inv(private_env, "sync.neon-to-rds", "--on", "ecs", "--yes", timeout=900).returncode == 0
+    dbtools.execute(rds, "UPDATE app.customers SET name = 'written on rds' WHERE id = 1;")
+    before = dbtools.snapshot(rds)
+    code, out = on_a_terminal(private_env, "sync.neon-to-rds", "--on", "ecs", answer="yes")
+    assert code == 1 and "Type 'yes'" not in out, out
+    [error] = [line for line in out.splitlines() if line.startswith("[ERROR]")]
+    assert error.startswith("[ERROR] refused: RDS was written to since its last recorded sync (app.customers)"), error
+    assert "--force" in error and dbtools.snapshot(rds) == before
