@@ -9,8 +9,7 @@
                 is shown and confirmed here, then with --yes --expect-target <the plan's target fingerprint>,
                 which refuses if the target changed in between
     run         run_task in the public subnets with a public IP (no NAT gateway), the operations security
-                group; the command line (always with --json) and the Terraform outputs it needs as overrides
-                (no secret)
+                group; the command line and the Terraform outputs it needs as overrides (no secret)
     follow      the task's log lines printed as they arrive (CloudWatch get_log_events with its tokens: in
                 order, each once), except its report, in marked lines (console.REPORT_PREFIX) turned back
                 into the object: `--json` here prints it; its container's exit code becomes ours; an
@@ -64,7 +63,8 @@ def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[st
     console = Console(json_mode=bool(flags.get("json")))
     if args[0] in CONFIRMED_TASKS and not (flags.get("yes") or flags.get("dry_run")):
         flags = {**flags, "yes": True, "expect_target": confirmed_plan(settings, console, args, flags)}
-    code, report = run(settings, console, [*args, *command_flags({**flags, "json": True})])
+    # The remote prints what a local run prints (so, with --json, the report: relayed as the same object).
+    code, report = run(settings, console, [*args, *command_flags(flags)])
     if flags.get("json") and report is not None:
         console.emit(report)
     if code:
