@@ -5,6 +5,7 @@
 """
 
 import importlib
+import sys
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
@@ -220,6 +221,14 @@ def toolbox_shell(c, dev=False):
 
 @task
 @handled
+def toolbox_stop(c):
+    """Remove this checkout's warm toolbox containers now (each also goes by itself after 10 idle minutes)."""
+    removed = toolbox_engine.stop_warm_containers()
+    print(f"[PASS] warm toolbox containers of {toolbox_engine.REPO_ROOT} removed ({removed})", file=sys.stderr)
+
+
+@task
+@handled
 def demo(c):
     """The whole story on the sandbox: activate, validate, an edit in RDS, deactivate, the edit in Neon."""
     demo_engine.run_demo(Settings.from_context(c), Console())
@@ -252,6 +261,7 @@ secrets.add_task(set_neon_url)
 toolbox = Collection("toolbox")
 toolbox.add_task(toolbox_build, "build")
 toolbox.add_task(toolbox_shell, "shell")
+toolbox.add_task(toolbox_stop, "stop")
 
 ns = Collection(sandbox, sync, secrets, toolbox, activate, deactivate, validate, demo, test)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})
