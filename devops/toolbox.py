@@ -67,7 +67,7 @@ WARM_LABEL = "devops.toolbox.checkout"
 WARM_LOOP = ("touch /tmp/devops-last-task; while sleep 15; do set -- /proc/[0-9]*; "
              "[ $# -gt 2 ] && touch /tmp/devops-last-task; "
              f"[ $(($(date +%s) - $(stat -c %Y /tmp/devops-last-task))) -lt {WARM_IDLE} ] || exit 0; done")
-WARM_EXEC = ('touch /tmp/devops-last-task; echo $$ >"/tmp/devops-task-$0"; export PYTHONPYCACHEPREFIX=/tmp/devops-pycache\n'
+WARM_EXEC = ('touch /tmp/devops-last-task; echo $$ >"/tmp/devops-task-$0"; export PYTHONPYCACHEPREFIX=/tmp/devops-pycache; '
              'unset PYTHONDONTWRITEBYTECODE; exec "$@"')
 
 
@@ -218,7 +218,7 @@ def container_options(target: str, environ: Mapping[str, str] | None = None, eng
         str(REPO_ROOT): {"bind": str(REPO_ROOT), "mode": "rw"},
         PLUGIN_VOLUME: {"bind": PLUGIN_DIR, "mode": "rw"},
     }
-    aws_dir = Path.home() / ".aws"
+    aws_dir = Path((os.environ if environ is None else environ).get("HOME") or Path.home()) / ".aws"
     if aws_dir.is_dir():
         volumes[str(aws_dir)] = {"bind": f"{HOME}/.aws", "mode": "ro"}
     mirror = env.get("TF_PROVIDER_MIRROR", "")
