@@ -1,7 +1,7 @@
 """Validation latency on the path users run: `./toolbox/inv validate`, against host-native `inv validate` and
 the seeds' dev-validation.sh, on one sandbox, both modes.
 
-Runs on the host (Docker, and Python with requirements.txt: /work/main/.venv or .venv). The sandbox is the
+Runs on the host (Docker, and Python with requirements.txt: .venv). The sandbox is the
 one users get: `./toolbox/inv sandbox.up` (the checkout's .sandbox, servers in the sandbox's container), its
 variables from `./toolbox/inv sandbox.env`. Methods, each timed as a whole command:
 
@@ -17,7 +17,7 @@ Each method gets one untimed warm-up per mode, then --runs rounds, each running 
 medians, min-max and the ratios are printed, and the peak RSS (VmHWM) of the inv process in the container.
 Targets: toolbox < 1.5 s in pilot light, seeds >= 5x toolbox, peak RSS < 150 MB.
 
-    TF_PROVIDER_MIRROR=/opt/tf-plugins /work/main/.venv/bin/python bench/validate_latency.py \\
+    .venv/bin/python bench/validate_latency.py \\
         --seeds-plan PATH/implementation-plan.md [--runs 7] [--modes pilot,active] [--reuse] [--keep]
 """
 
