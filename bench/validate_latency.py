@@ -1,20 +1,33 @@
-"""Validation latency: `inv validate` against the seeds' dev-validation.sh, same sandbox, both modes.
+"""Validation latency on the path users run: `./toolbox/inv validate`, against host-native `inv validate` and
+the seeds' dev-validation.sh, on one sandbox, both modes.
 
-The seeds' script is taken from the seeds' plan (Task 4) at run time and run as written, from a temporary
-checkout-like folder whose terraform/ links to this repository's, with the AWS CLI from its own venv
-(--awscli-bin, default /tmp/awscli-venv/bin; create it with `python3 -m venv /tmp/awscli-venv &&
-/tmp/awscli-venv/bin/pip install awscli`) on PATH for the script only. Each method gets one untimed warm-up
-per mode, then --runs timed runs, alternating; medians and the ratio are printed.
-Targets: inv validate < 1.5 s in pilot light, and >= 5x faster than the seeds' script.
+Runs on the host (Docker, and Python with requirements.txt: .venv). The sandbox is the
+one users get: `./toolbox/inv sandbox.up` (the checkout's .sandbox, servers in the sandbox's container), its
+variables from `./toolbox/inv sandbox.env`. Methods, each timed as a whole command:
 
-    export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
-    .venv/bin/python bench/validate_latency.py --seeds-plan PATH/implementation-plan.md [--runs 5] [--sandbox-dir /tmp/bench-validate] [--reuse] [--keep]
+- toolbox (the headline): `./toolbox/inv validate` (a docker exec into the checkout's warm container);
+- fresh container: the same task in a container started per run (`docker run --rm`, as before the warm one);
+- host-native: `inv validate` with INVOKE_DEVOPS_TOOLBOX=host (Terraform's data dir initialized on the host:
+  the sandbox's links its providers into the container's plugin cache);
+- the seeds' script, taken from the seeds' plan (Task 4) at run time and run as written, from a temporary
+  checkout-like folder whose terraform/ links to this repository's, with the AWS CLI v1 from its own venv
+  (--awscli-bin; `python3 -m venv /tmp/awscli-venv && /tmp/awscli-venv/bin/pip install awscli`).
+
+Each method gets one untimed warm-up per mode, then --runs rounds, each running every method once in turn;
+medians, min-max and the ratios are printed, and the peak RSS (VmHWM) of the inv process in the container.
+Targets: toolbox < 1.5 s in pilot light, seeds >= 5x toolbox, peak RSS < 150 MB.
+
+    .venv/bin/python bench/validate_latency.py \\
+        --seeds-plan PATH/implementation-plan.md [--runs 7] [--modes pilot,active] [--reuse] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -27,12 +40,19 @@ sys.path.insert(0, str(ROOT))
 
 from tabulate import tabulate  # noqa: E402
 
+from devops import toolbox  # noqa: E402
 from devops.config import Settings  # noqa: E402
-from devops.console import Console  # noqa: E402
-from devops.sandbox import Sandbox  # noqa: E402
+from devops.terraform import use_provider_mirror  # noqa: E402
 
 PILOT_TARGET = 1.5
 RATIO_TARGET = 5.0
+RSS_TARGET_MB = 150
+SHIM = str(ROOT / "toolbox" / "inv")
+HEADLINE = "./toolbox/inv validate"
+SEEDS = "seeds dev-validation.sh"
+# The inv process's peak RSS, measured in the warm container around the same task.
+PEAK_RSS = ("import sys; from invoke.main import program; program.run(['inv', 'validate'], exit=False); "
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], file=sys.stderr)")
 
 
 def seeds_script(plan: Path) -> str:
@@ -43,12 +63,58 @@ def seeds_script(plan: Path) -> str:
     return re.search(r"```bash\n(#!/bin/bash.*?)```", section, re.S).group(1)
 
 
-def environment(sandbox: Sandbox, settings: Settings) -> dict[str, str]:
-    env = sandbox.environment()
-    env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(settings.sandbox_dir)
+def shim(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["sh", SHIM, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    if check and result.returncode:
+        sys.exit(f"./toolbox/inv {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return result
+
+
+def sandbox_environment(base: dict[str, str]) -> dict[str, str]:
+    """The environment after `eval "$(./toolbox/inv sandbox.env)"`."""
+    env = dict(base)
+    for line in shim("sandbox.env", env=base).stdout.splitlines():
+        words = shlex.split(line)
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            env[name] = value
+        elif words[0] == "unset":
+            env.pop(words[1], None)
     env["NO_COLOR"] = "1"
-    env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the host-native task, against the host's sandbox
     return env
+
+
+def host_data_dir(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """Host-native Terraform needs its own data dir (providers installed on the host), same backend."""
+    backend = json.loads(Path(env["TF_DATA_DIR"], "terraform.tfstate").read_text())["backend"]["config"]
+    host_env = {**env, "TF_DATA_DIR": str(folder / "terraform"), "INVOKE_DEVOPS_TOOLBOX": "host"}
+    use_provider_mirror(folder, host_env)
+    settings = {name: ("true" if value is True else str(value)) for name, value in backend.items()
+                if name in ("bucket", "key", "region", "use_path_style") and value not in (None, False)}
+    subprocess.run(["terraform", f"-chdir={ROOT / 'terraform/environments/dev'}", "init", "-input=false", "-no-color",
+                    *[f"-backend-config={k}={v}" for k, v in settings.items()]],
+                   env=host_env, check=True, capture_output=True)
+    return host_env
+
+
+def fresh_command(env: dict[str, str]) -> list[str]:
+    """The task in a container started for the run, as toolbox/inv ran every task before the warm container."""
+    options = toolbox.container_options("toolbox", env)
+    mounts = [f"-v{host}:{bind['bind']}:{bind['mode']}" for host, bind in options["volumes"].items()]
+    names = [f"-e{name}" for name in options["environment"]]
+    return ["docker", "run", "--rm", "-i", "--network", "host", "--user", options["user"], "-w", str(ROOT),
+            *mounts, *names, toolbox.image_tag("toolbox"), "inv", "validate"]
+
+
+def peak_rss_mb(env: dict[str, str]) -> float:
+    """VmHWM of the inv process running validate in the warm container (docker exec, as the shim does)."""
+    names = [f"-e{name}" for name in toolbox.passed_environment(env)]
+    result = subprocess.run(["docker", "exec", "-i", *names, "-w", str(ROOT),
+                             toolbox.warm_container(toolbox.image_tag("toolbox"), env), toolbox.ENTRYPOINT,
+                             "python", "-c", PEAK_RSS], env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    return int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
@@ -61,51 +127,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds-plan", type=Path, required=True,
                         help="the seeds' implementation-plan.md, whose Task 4 holds dev-validation.sh")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sandbox-dir", default="/tmp/bench-validate/sandbox")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--modes", default="pilot,active", help="pilot, active or both (active: about 2 min of apply)")
     parser.add_argument("--awscli-bin", default="/tmp/awscli-venv/bin")
-    parser.add_argument("--reuse", action="store_true", help="use a sandbox already up in --sandbox-dir")
+    parser.add_argument("--reuse", action="store_true", help="use the checkout's sandbox when it is already up")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = parser.parse_args()
     if not Path(args.awscli_bin, "aws").exists():
         sys.exit(f"no aws in {args.awscli_bin}: python3 -m venv /tmp/awscli-venv && "
                  "/tmp/awscli-venv/bin/pip install awscli")
 
-    settings = Settings.load({"sandbox_dir": args.sandbox_dir}, environ={})
-    Path(args.sandbox_dir).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.sandbox_dir).parent.chmod(0o755)
-    sandbox = Sandbox(settings, Console())
-    if not (args.reuse and sandbox.is_up()):
-        sandbox.up()
-    env = environment(sandbox, settings)
-    # AWS CLI v1 reads its region from AWS_DEFAULT_REGION (or ~/.aws/config), not AWS_REGION.
-    seeds_env = {**env, "PATH": f"{args.awscli_bin}:{env['PATH']}", "PROJECT_NAME": settings.project_name,
-                 "AWS_DEFAULT_REGION": settings.region}
+    base = {name: value for name, value in os.environ.items() if name not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
+    if not (args.reuse and shim("sandbox.status", env=base, check=False).returncode == 0):
+        print("Starting the sandbox through the toolbox (about 2 min)...", flush=True)
+        shim("sandbox.up", env=base)
+    env = sandbox_environment(base)
+    settings = Settings.load({}, environ=env)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    rows, medians, peaks = [], {}, []
 
     with tempfile.TemporaryDirectory(prefix="seeds-validation-") as tmp:
         checkout = Path(tmp)
+        host_env = host_data_dir(env, checkout / "host")
         (checkout / "scripts").mkdir()
         script = checkout / "scripts" / "dev-validation.sh"
         script.write_text(seeds_script(args.seeds_plan))
         script.chmod(0o755)
         (checkout / "terraform").symlink_to(ROOT / "terraform")
         # AWS CLI v1 ignores AWS_ENDPOINT_URL for some services (rds goes to https://rds.amazonaws.com/),
-        # so the script's `aws` is a wrapper adding --endpoint-url; the script itself runs unchanged.
+        # so the script's `aws` is a wrapper adding --endpoint-url; the script itself runs unchanged. Its
+        # terraform reads the state through the host's data dir. AWS CLI v1 reads AWS_DEFAULT_REGION only.
         (checkout / "bin").mkdir()
         wrapper = checkout / "bin" / "aws"
         wrapper.write_text(f'#!/bin/sh\nexec {Path(args.awscli_bin, "aws")} "$@" --endpoint-url "$AWS_ENDPOINT_URL"\n')
         wrapper.chmod(0o755)
-        seeds_env["PATH"] = f"{checkout / 'bin'}:{seeds_env['PATH']}"
-        methods = {"inv validate": ([sys.executable, "-m", "invoke", "validate"], env, ROOT),
-                   "seeds dev-validation.sh": (["bash", str(script)], seeds_env, checkout)}
-        rows, medians = [], {}
+        seeds_env = {**host_env, "PATH": f"{checkout / 'bin'}:{args.awscli_bin}:{env['PATH']}",
+                     "PROJECT_NAME": settings.project_name, "AWS_DEFAULT_REGION": settings.region}
+        methods = {HEADLINE: (["sh", SHIM, "validate"], env, ROOT),
+                   "fresh container per run (docker run)": (fresh_command(env), env, ROOT),
+                   "host-native inv validate": ([sys.executable, "-m", "invoke", "validate"], host_env, ROOT),
+                   SEEDS: (["bash", str(script)], seeds_env, checkout)}
         try:
-            for mode, activated in (("pilot light", False), ("active", True)):
-                if activated:
-                    print("Applying dev_activated=true (about a minute)...", flush=True)
-                    sandbox.terraform().apply(variables={"dev_activated": True})
+            for mode in modes:
+                if mode == "active":
+                    print("Activating (about a minute of apply)...", flush=True)
+                    shim("activate", "--yes", env=env)
                 for name, (command, menv, cwd) in methods.items():
-                    timed(command, menv, cwd)  # warm-up: file caches, Terraform's plugin cache
+                    timed(command, menv, cwd)  # warm-up: file caches, the warm container, the outputs cache
                 times: dict[str, list[float]] = {name: [] for name in methods}
                 codes: dict[str, set[int]] = {name: set() for name in methods}
                 for _ in range(args.runs):
@@ -113,28 +181,34 @@ def main() -> None:
                         seconds, code = timed(command, menv, cwd)
                         times[name].append(seconds)
                         codes[name].add(code)
+                    peaks.append(peak_rss_mb(env))
                 for name in methods:
                     medians[(mode, name)] = statistics.median(times[name])
-                    rows.append([mode, name, f"{medians[(mode, name)]:.2f}", f"{min(times[name]):.2f}",
-                                 f"{max(times[name]):.2f}", ",".join(map(str, sorted(codes[name])))])
-                ratio = medians[(mode, "seeds dev-validation.sh")] / medians[(mode, "inv validate")]
-                rows.append([mode, "ratio seeds / inv", f"{ratio:.1f}x", "", "", ""])
+                    rows.append([mode, name, f"{medians[(mode, name)]:.2f}",
+                                 f"{min(times[name]):.2f}-{max(times[name]):.2f}",
+                                 f"{medians[(mode, name)] / medians[(mode, HEADLINE)]:.1f}x",
+                                 ",".join(map(str, sorted(codes[name])))])
         finally:
-            # Back to pilot light, whatever happened, so a kept (or reused) sandbox is as it was.
-            sandbox.terraform().apply(variables={"dev_activated": False})
+            if "active" in modes:
+                # Back to pilot light, whatever happened, so a kept (or reused) sandbox is as it was.
+                shim("deactivate", "--yes", env=env, check=False)
             if not args.keep:
-                sandbox.down(quiet=True)
+                shim("sandbox.down", env=base, check=False)
 
     print()
-    print(f"{args.runs} runs per method and mode (median, min, max seconds; exit codes seen)")
-    print(tabulate(rows, headers=["mode", "method", "median", "min", "max", "exit"], disable_numparse=True))
-    pilot = medians[("pilot light", "inv validate")]
-    ratios = [medians[(m, "seeds dev-validation.sh")] / medians[(m, "inv validate")] for m in ("pilot light", "active")]
+    print(f"{args.runs} rounds per mode, each method once per round in turn (seconds; ratio to {HEADLINE})")
+    print(tabulate(rows, headers=["mode", "method", "median", "min-max", "ratio", "exit"], disable_numparse=True))
     print()
-    print(f"inv validate in pilot light: {pilot:.2f}s (target < {PILOT_TARGET}s): "
-          f"{'met' if pilot < PILOT_TARGET else 'NOT met'}")
-    print(f"seeds / inv: {min(ratios):.1f}x at worst (target >= {RATIO_TARGET:.0f}x): "
+    if "pilot" in modes:
+        pilot = medians[("pilot", HEADLINE)]
+        print(f"{HEADLINE} in pilot light: {pilot:.2f}s (target < {PILOT_TARGET}s): "
+              f"{'met' if pilot < PILOT_TARGET else 'NOT met'}")
+    ratios = [medians[(m, SEEDS)] / medians[(m, HEADLINE)] for m in modes]
+    print(f"seeds / toolbox: {min(ratios):.1f}x at worst (target >= {RATIO_TARGET:.0f}x): "
           f"{'met' if min(ratios) >= RATIO_TARGET else 'NOT met'}")
+    peak = max(peaks)
+    print(f"peak RSS of the inv process in the container: {peak:.0f} MB (median {statistics.median(peaks):.0f}; "
+          f"target < {RSS_TARGET_MB} MB): {'met' if peak < RSS_TARGET_MB else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -134,22 +134,102 @@ class Terraform:
             self.stream("apply", "-input=false", "-no-color", "-auto-approve", *_var_args(variables),
                         on_message=progress)
 
-    def outputs(self) -> dict[str, Any]:
+    def outputs(self, s3: Any = None) -> dict[str, Any]:
         """All outputs in one call, as name -> value (empty when nothing was applied yet).
 
         Terraform does not keep null outputs in state, so the active-only outputs are absent in pilot
         light: read them with ``.get(name)``, which gives None.
+
+        ``s3``: a boto3 S3 client with the caller's credentials, to reuse the outputs read last time while the
+        state object's ETag is unchanged (one HEAD instead of a Terraform process; see OutputsCache).
         """
         # A task run --on ecs has no Terraform state: the runner passes the outputs it needs (no secret in them).
         passed = os.environ.get("DEVOPS_TERRAFORM_OUTPUTS")
         if passed:
             return json.loads(passed)
+        cache = OutputsCache.of(self, s3) if s3 is not None else None
+        if cache is not None and (cached := cache.read()) is not None:
+            runlog.section("terraform output -json", f"not run: state {cache.location} unchanged (ETag {cache.etag})")
+            return cached
         result = self.run("output", "-json", "-no-color")
         try:
             raw = json.loads(result.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise TerraformError(f"terraform output -json returned invalid JSON ({exc})") from None
-        return {name: entry.get("value") for name, entry in raw.items()}
+        outputs = {name: entry.get("value") for name, entry in raw.items()}
+        # A sensitive output (none today: names, ARNs, endpoints) never goes to a file.
+        if cache is not None and not any(entry.get("sensitive") for entry in raw.values()):
+            cache.write(outputs)
+        return outputs
+
+    def data_dir(self) -> Path:
+        """Terraform's working data (TF_DATA_DIR, relative to the configuration's folder; else .terraform)."""
+        return self.directory / self.env.get("TF_DATA_DIR", ".terraform")
+
+
+class OutputsCache:
+    """The outputs of `terraform output -json`, kept while the state does not change.
+
+    The state is one object in the S3 backend; every write of it (an apply) changes its ETag. So the
+    outputs read at one ETag hold until the ETag changes, and one HEAD (about 10 ms) replaces a Terraform
+    process (0.6 s or more). The file sits in Terraform's data dir, next to the backend settings it
+    depends on, mode 0600; it holds the bucket, the key, the ETag and the outputs (names, ARNs, endpoints:
+    no secret, and a sensitive output is never written). Anything unusual (another backend, a backend with
+    credentials or an endpoint of its own, a failed HEAD) means no cache: Terraform runs as before.
+    """
+
+    FILE = "devops-outputs.json"
+    # Backend settings the HEAD can honour with the caller's own session; any other one (credentials, a
+    # role, endpoints, SSE-C keys) makes Terraform's own read the only right one.
+    PLAIN_SETTINGS = {"bucket", "key", "region", "encrypt", "kms_key_id", "workspace_key_prefix", "use_lockfile",
+                      "dynamodb_table", "acl", "use_path_style", "force_path_style"}
+
+    def __init__(self, path: Path, bucket: str, key: str, etag: str):
+        self.path, self.bucket, self.key, self.etag = path, bucket, key, etag
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def of(cls, terraform: Terraform, s3: Any) -> OutputsCache | None:
+        """The cache of this Terraform's state, with the state's current ETag; None when there is none to use."""
+        data_dir = terraform.data_dir()
+        try:
+            backend = json.loads((data_dir / "terraform.tfstate").read_text()).get("backend") or {}
+        except (OSError, ValueError):
+            return None
+        config = {name: value for name, value in (backend.get("config") or {}).items() if value not in (None, False, "")}
+        if backend.get("type") != "s3" or not {"bucket", "key"} <= config.keys() or config.keys() - cls.PLAIN_SETTINGS:
+            return None
+        workspace = terraform.env.get("TF_WORKSPACE") or _read(data_dir / "environment") or "default"
+        key = config["key"] if workspace == "default" else \
+            f"{config.get('workspace_key_prefix', 'env:')}/{workspace}/{config['key']}"
+        try:
+            etag = s3.head_object(Bucket=config["bucket"], Key=key)["ETag"]
+        except Exception:  # noqa: BLE001 - no state yet, no access, no network: Terraform's read says which
+            return None
+        return cls(data_dir / cls.FILE, config["bucket"], key, etag)
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            entry = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if [entry.get("bucket"), entry.get("key"), entry.get("etag")] != [self.bucket, self.key, self.etag]:
+            return None
+        return entry.get("outputs")
+
+    def write(self, outputs: dict[str, Any]) -> None:
+        entry = {"bucket": self.bucket, "key": self.key, "etag": self.etag, "outputs": outputs}
+        tmp = self.path.with_name(f".{self.FILE}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(entry, out)
+            tmp.replace(self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a read-only data dir: no cache, nothing else changes
 
 
 class PlanProgress:
@@ -211,6 +291,13 @@ class ApplyProgress:
         names = ", ".join(f"{address} ({seconds} s)" for address, _, seconds in ranked)
         text = f"{len(self.done)} resources in {time.monotonic() - self._started:.1f} s"
         return f"{text}; slowest: {names}" if names else text
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _message(line: str) -> dict[str, Any]:

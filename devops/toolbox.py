@@ -9,6 +9,8 @@
   same sandbox container name, and passes the same mounts and environment (keep the two in step).
 - sandbox.* tasks run in a long-lived container per checkout, so that the sandbox's servers outlive the
   command that started them (sandbox_container).
+- the other tasks of the runtime image are exec'd into a warm container of the checkout (warm_container):
+  no container start per command.
 
 The image is tagged by a hash of the files it is built from, so it is rebuilt exactly when the Dockerfile,
 the requirements or the extra CA certificates change.
@@ -22,6 +24,7 @@ import os
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -44,7 +47,7 @@ CERTS_DIR = "toolbox/certs"
 # Tasks that need the dev image (a PostgreSQL server, the emulator, pytest), and tasks that manage the
 # toolbox itself and so always run on the host.
 DEV_TASKS = ("test", "demo", "sandbox.")
-HOST_TASKS = ("toolbox.build", "toolbox.shell")
+HOST_TASKS = ("toolbox.build", "toolbox.shell", "toolbox.stop")
 # Passed through by name. Host paths (CA bundle, config files) mean nothing inside the container: the
 # image trusts its CA store, and ~/.aws is mounted at the container's home.
 PASS_PREFIXES = ("AWS_", "INVOKE_")
@@ -56,6 +59,16 @@ PLUGIN_DIR = "/var/cache/devops-toolbox"
 DOCKER_SOCKET = "/var/run/docker.sock"
 # The image's entrypoint script (caller's passwd entry, provider mirror); docker exec does not run it.
 ENTRYPOINT = "/usr/local/bin/toolbox-entrypoint"
+# The warm container (warm_container): it removes itself after WARM_IDLE seconds with no task running in it
+# (toolbox/inv passes the same loop; keep the two in step). Each exec records its PID for Ctrl-C and keeps
+# Python's bytecode in the container's /tmp, never in the repository.
+WARM_IDLE = 600
+WARM_LABEL = "devops.toolbox.checkout"
+WARM_LOOP = ("touch /tmp/devops-last-task; while sleep 15; do set -- /proc/[0-9]*; "
+             "[ $# -gt 2 ] && touch /tmp/devops-last-task; "
+             f"[ $(($(date +%s) - $(stat -c %Y /tmp/devops-last-task))) -lt {WARM_IDLE} ] || exit 0; done")
+WARM_EXEC = ('touch /tmp/devops-last-task; echo $$ >"/tmp/devops-task-$0"; export PYTHONPYCACHEPREFIX=/tmp/devops-pycache; '
+             'unset PYTHONDONTWRITEBYTECODE; exec "$@"')
 
 
 class ToolboxError(DevopsError):
@@ -205,7 +218,7 @@ def container_options(target: str, environ: Mapping[str, str] | None = None, eng
         str(REPO_ROOT): {"bind": str(REPO_ROOT), "mode": "rw"},
         PLUGIN_VOLUME: {"bind": PLUGIN_DIR, "mode": "rw"},
     }
-    aws_dir = Path.home() / ".aws"
+    aws_dir = Path((os.environ if environ is None else environ).get("HOME") or Path.home()) / ".aws"
     if aws_dir.is_dir():
         volumes[str(aws_dir)] = {"bind": f"{HOME}/.aws", "mode": "ro"}
     mirror = env.get("TF_PROVIDER_MIRROR", "")
@@ -239,6 +252,8 @@ def run(command: list[str], target: str = "toolbox", tty: bool | None = None, ta
         code = _run_in_sandbox_container(engine, tag, command, tty, task)
         if code is not None:
             return code
+    elif target == "toolbox" and not with_engine and command[:1] == ["inv"]:
+        return _run_in_warm_container(engine, tag, command, tty)
     container = _create(engine, tag, command, tty, target, with_engine=with_engine)
     try:
         sock = engine.api.attach_socket(container, params={"stdin": int(tty), "stdout": 1, "stderr": 1,
@@ -307,6 +322,68 @@ def _run_in_sandbox_container(engine: Any, tag: str, command: list[str], tty: bo
     if task == "sandbox.down" or (task == "sandbox.up" and code != 0):
         engine.api.remove_container(name, force=True)
     return code
+
+
+def warm_container(tag: str, environ: Mapping[str, str] | None = None) -> str:
+    """The name of the checkout's warm container for ``tag`` (toolbox/inv names it so too). It hashes what is
+    fixed at its creation: the image, the caller's UID/GID and the mounts; a changed image gets a new one."""
+    options = container_options("toolbox", environ)
+    aws_dir = next((host for host, bind in options["volumes"].items() if bind["bind"] == f"{HOME}/.aws"), "")
+    mirror = options["environment"].get("TF_PROVIDER_MIRROR", "")
+    mirror = mirror if mirror in options["volumes"] else ""
+    fixed = [str(REPO_ROOT), tag, options["user"], aws_dir, mirror]
+    return "devops-toolbox-" + hashlib.sha256("".join(f"{item}\n" for item in fixed).encode()).hexdigest()[:12]
+
+
+def _run_in_warm_container(engine: Any, tag: str, command: list[str], tty: bool) -> int:
+    """Exec the task in the checkout's warm container, started first when it is not running. Created with
+    no environment (docker inspect shows no secret): each exec brings its own."""
+    name = warm_container(tag)
+    options = container_options("toolbox")
+    try:
+        running = engine.api.inspect_container(name)["State"]["Running"]
+    except Exception:
+        running = None
+    if not running:
+        if running is not None:
+            engine.api.remove_container(name, force=True)
+        try:
+            container = engine.api.create_container(
+                tag, command=["sh", "-c", WARM_LOOP], user=options["user"], working_dir=options["working_dir"],
+                name=name, labels={WARM_LABEL: str(REPO_ROOT)}, volumes=[v["bind"] for v in options["volumes"].values()],
+                host_config=engine.api.create_host_config(binds=options["volumes"], network_mode="host",
+                                                          auto_remove=True))["Id"]
+            engine.api.start(container)
+        except Exception as exc:  # noqa: BLE001 - two first runs at once: the loser uses the winner's
+            if not engine.api.inspect_container(name)["State"]["Running"]:
+                raise ToolboxError(f"could not start the warm toolbox container {name}: {first_line(exc)}") from None
+    token = f"{os.getpid()}-{int(time.time())}"
+    exec_id = engine.api.exec_create(name, ["sh", "-c", WARM_EXEC, token, ENTRYPOINT, *command], stdin=tty, tty=tty,
+                                     environment=options["environment"], workdir=str(REPO_ROOT),
+                                     user=options["user"])["Id"]
+    sock = engine.api.exec_start(exec_id, tty=tty, socket=True)
+
+    def kill(first: bool) -> None:
+        # docker exec forwards no signal: SIGINT to the task's process group, from inside the container.
+        signal_name = "INT" if first else "KILL"
+        kill_id = engine.api.exec_create(name, ["sh", "-c", f'kill -{signal_name} -$(cat /tmp/devops-task-{token})'],
+                                         user=options["user"])["Id"]
+        engine.api.exec_start(kill_id)
+
+    if tty:
+        _pump_tty(sock, lambda h, w: engine.api.exec_resize(exec_id, height=h, width=w))
+    else:
+        _pump_plain(sock, kill)
+    return int(engine.api.exec_inspect(exec_id)["ExitCode"] or 0)
+
+
+def stop_warm_containers(engine: Any = None) -> int:
+    """Remove the checkout's warm containers now (toolbox.stop); how many there were."""
+    engine = engine or client()
+    found = engine.api.containers(all=True, filters={"label": f"{WARM_LABEL}={REPO_ROOT}"})
+    for container in found:
+        engine.api.remove_container(container["Id"], force=True)
+    return len(found)
 
 
 def _pump_plain(sock: Any, kill: Any) -> None:

@@ -163,13 +163,22 @@ def test_an_unknown_toolbox_mode_is_one_clear_error():
         toolbox.mode(Config())
 
 
+# A stand-in docker: images exist; a warm container (`run -d --rm --name`) starts and is running from then
+# on; a task (`run`, `exec`) exits 7.
 FAKE_DOCKER = """#!/bin/sh
 echo "$*" >> "$FAKE_DOCKER_LOG"
 case "$1" in
     image) exit 0 ;;
-    run) exit 7 ;;
+    inspect) [ -e "$FAKE_DOCKER_LOG.warm" ] && case "$*" in *devops-toolbox-*) echo true ;; esac; exit 0 ;;
+    run) case "$*" in *" -d --rm --name "*) : > "$FAKE_DOCKER_LOG.warm"; exit 0 ;; esac; exit 7 ;;
+    exec) exit 7 ;;
 esac
 """
+
+
+def _warm_name(**extra: str) -> str:
+    """The warm container toolbox/inv uses for the runtime image, with the shim's environment."""
+    return toolbox.warm_container(toolbox.image_tag("toolbox"), _shim_env("", **extra))
 
 
 def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
@@ -185,19 +194,25 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     result = subprocess.run(["sh", str(SHIM), "sync.neon-to-rds", "--dry-run"], env=env, stdin=subprocess.DEVNULL,
                             capture_output=True, text=True)
     assert result.returncode == 7, result.stderr
-    run_line = [line for line in log.read_text().splitlines() if line.startswith("run ")][0]
+    calls = log.read_text().splitlines()
     assert secret not in log.read_text()
-    args = run_line.split()
-    tag = toolbox.image_tag("toolbox")
-    assert args[-4:] == [tag, "inv", "sync.neon-to-rds", "--dry-run"]
+    # The warm container: created once, with the mounts and no environment; the task is exec'd into it.
+    created = [line for line in calls if line.startswith("run ")]
+    executed = [line for line in calls if line.startswith("exec ")]
+    assert len(created) == 1 and len(executed) == 1, calls
+    warm = _warm_name(HOME=str(tmp_path / "home"))
+    assert f"--name {warm} " in created[0] and f" {toolbox.image_tag('toolbox')} sh -c " in created[0]
+    assert " -e " not in created[0]
+    assert f"--user {os.getuid()}:{os.getgid()}" in created[0]
+    assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in created[0]
+    assert "--network host" in created[0]
+    assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in created[0]
+    assert executed[0].split()[-3:] == ["inv", "sync.neon-to-rds", "--dry-run"]
+    assert f" {warm} sh -c " in executed[0]
     for name in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
-        assert f"-e {name} " in run_line
-    assert "AWS_CA_BUNDLE" not in run_line
-    assert f"--user {os.getuid()}:{os.getgid()}" in run_line
-    assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in run_line
-    assert "--network host" in run_line
-    assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in run_line
-    assert " -t " not in f" {run_line} "  # stdin is not a terminal: no TTY
+        assert f"-e {name} " in executed[0]
+    assert "AWS_CA_BUNDLE" not in executed[0]
+    assert " -t " not in f" {executed[0]} "  # stdin is not a terminal: no TTY
 
 
 def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
@@ -255,7 +270,8 @@ def _shim_calls(tmp_path: Path, *args: str, **extra: str) -> list[str]:
 
 
 def _image_run(calls: list[str]) -> str:
-    return next(line for line in calls if line.startswith("run "))
+    """The line that runs the task: a container started for it, or an exec into the warm container."""
+    return next(line for line in calls if line.startswith(("run ", "exec ")) and " -d --rm --name " not in line)
 
 
 def test_shim_picks_the_image_from_task_names_only(tmp_path):
@@ -264,8 +280,8 @@ def test_shim_picks_the_image_from_task_names_only(tmp_path):
     for args in (["sync.restore", "--key", "test", "--to", "rds"], ["sync.restore", "-t", "rds", "-k", "sandbox.up"],
                  ["-c", "demo", "validate"]):
         calls = _shim_calls(tmp_path, *args)
-        assert f" {runtime} inv {args[0]}" in _image_run(calls), calls
-        assert not any(line.startswith(("inspect ", "exec ")) for line in calls), calls
+        assert f" {_warm_name()} sh -c " in _image_run(calls) and f" inv {args[0]}" in _image_run(calls), calls
+        assert not any(toolbox.sandbox_container() in line for line in calls), calls
     assert f" {dev} inv test --pytest-args -k validate" in _image_run(
         _shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
     # --dev, wherever it is, for the toolbox tasks.
@@ -441,6 +457,58 @@ def test_ctrl_c_reaches_the_task(docker_only_path):
         process.kill()
     assert "interrupted" in out, err
     assert process.returncode == 130
+
+
+def test_the_warm_container_is_reused_holds_no_secret_and_is_replaced_with_the_image(engine, docker_only_path, scratch):
+    """Tasks of the runtime image are exec'd into one warm container per checkout: the same one run after run,
+    with no secret in its configuration; a changed image gets a new one; Ctrl-C reaches a task in it; and
+    toolbox.stop removes the checkout's warm containers."""
+    repo = _copy_repo(scratch)
+    shim = ["sh", str(repo / "toolbox" / "inv")]
+    env = _shim_env(docker_only_path, AWS_SECRET_ACCESS_KEY="very-secret-key")
+    label = f"label=devops.toolbox.checkout={repo}"
+
+    def warm_ids() -> list[str]:
+        return subprocess.run([engine, "ps", "-q", "--no-trunc", "--filter", label], capture_output=True,
+                              text=True).stdout.split()
+
+    def inv(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*shim, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=120)
+
+    extra_tag = ""
+    try:
+        assert inv("--version").returncode == 0
+        first = warm_ids()
+        assert inv("--version").returncode == 0
+        assert len(first) == 1 and warm_ids() == first
+        inspected = subprocess.run([engine, "inspect", first[0]], capture_output=True, text=True).stdout
+        assert "very-secret-key" not in inspected and "AWS_SECRET_ACCESS_KEY" not in inspected
+        # Ctrl-C without a terminal: secrets.set-neon-url waits on stdin; SIGINT reaches it in the container.
+        process = subprocess.Popen([*shim, "secrets.set-neon-url"], env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(5)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+            err = process.stderr.read()
+        finally:
+            process.kill()
+        assert process.returncode == 130 and "[ERROR] interrupted" in err, err
+        # A changed image (here: a changed lock file, the image tagged under its new hash): a new container.
+        (repo / "requirements-checkov.txt").write_text((repo / "requirements-checkov.txt").read_text() + "# changed\n")
+        extra_tag = toolbox.image_tag("toolbox", repo)
+        subprocess.run([engine, "tag", toolbox.image_tag("toolbox"), extra_tag], check=True)
+        assert inv("--version").returncode == 0
+        images = {subprocess.run([engine, "inspect", "--format", "{{.Config.Image}}", cid], capture_output=True,
+                                 text=True).stdout.strip() for cid in warm_ids()}
+        assert extra_tag in images and len(warm_ids()) == 2
+    finally:
+        stop = inv("toolbox.stop")
+        if extra_tag:
+            subprocess.run([engine, "rmi", extra_tag], capture_output=True)
+    assert stop.returncode == 0, stop.stderr
+    assert subprocess.run([engine, "ps", "-aq", "--filter", label], capture_output=True, text=True).stdout == ""
 
 
 def test_host_inv_reruns_the_task_in_the_toolbox(engine, scratch):

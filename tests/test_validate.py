@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +124,30 @@ def test_unreadable_state_is_one_fail_line(sandbox_env, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_outputs_come_from_the_cache_while_the_state_is_unchanged(sandbox_env, sandbox_state):
+    """One `terraform output -json` per state: later runs read the cache (a HEAD shows the ETag unchanged).
+    The cache is private, holds no secret, and a cache at another ETag is not used."""
+    cache = Path(sandbox_env["TF_DATA_DIR"]) / "devops-outputs.json"
+    cache.unlink(missing_ok=True)
+    assert validate(sandbox_env).returncode == 0
+    assert cache.stat().st_mode & 0o777 == 0o600
+    text = cache.read_text()
+    for secret in (sandbox_state["neon"]["password"], sandbox_state["rds"]["password"],
+                   sandbox_state["rds"]["superuser_password"]):
+        assert secret not in text
+    entry = json.loads(text)
+    # Outputs that differ from the state's show whether the cache was read: the VPC check fails on them.
+    entry["outputs"]["vpc_id"] = "vpc-from-the-cache"
+    cache.write_text(json.dumps(entry))
+    cached, code = report(sandbox_env)
+    assert code == 1 and statuses(cached)["VPC"] == "FAIL" and "vpc-from-the-cache" in json.dumps(cached)
+    # Another ETag (the state written since): Terraform reads the state again, and the cache follows it.
+    cache.write_text(json.dumps({**entry, "etag": '"an-older-state"'}))
+    fresh, code = report(sandbox_env)
+    assert code == 0 and statuses(fresh)["VPC"] == "PASS", fresh
+    assert json.loads(cache.read_text())["etag"] == entry["etag"]
+
+
 def test_missing_ecr_repository_fails_its_check(sandbox, sandbox_env, sandbox_settings):
     ecr = sandbox.client("ecr")
     name = sandbox_settings.ecr_repository_names[0]
@@ -226,7 +251,12 @@ def _outputs(sandbox) -> dict:
 
 
 def test_healthy_active_passes_every_check(active, sandbox_env):
+    # The apply wrote the state: the pilot-light outputs cached before it are not used.
+    cache = Path(sandbox_env["TF_DATA_DIR"]) / "devops-outputs.json"
+    before = json.loads(cache.read_text())["etag"] if cache.exists() else None
     result = validate(sandbox_env)
+    assert json.loads(cache.read_text())["etag"] != before
+    assert json.loads(cache.read_text())["outputs"]["dev_activated"] is True
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == len(ACTIVE_CHECKS) and all(line.startswith("[PASS]") for line in lines), result.stdout

@@ -59,7 +59,8 @@ def run_validate(settings: Settings, console: Console, options: Options) -> tupl
 def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecutor) -> tuple[dict[str, Any], int]:
     settings, outcomes = ctx.settings, []
     ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
-    state = pool.submit(_timed, lambda: Terraform(settings).outputs())
+    # The outputs come from a cache while the state's ETag is unchanged (one HEAD; else Terraform runs).
+    state = pool.submit(_timed, lambda: Terraform(settings).outputs(s3=ctx.client("s3")))
     pool.submit(lambda: [ctx.client(service) for service in WARM_SERVICES])
     (identity, error), seconds = ident.result()
     if error:
