@@ -81,7 +81,10 @@ SYNC_HELP = {
 
 def _remote(c, on, args, flags):
     """True after running the task as an ECS task (--on ecs, devops.runner), False when it runs here."""
-    return remote.dispatch(Settings.from_context(c), on, args, flags)
+    settings = Settings.from_context(c)
+    if environment.runner(settings, on) != "ecs":
+        return False  # and the runner's imports (docker, the sync's rendering) are not needed
+    return remote.dispatch(settings, on, args, flags)
 
 
 def _sync(c, direction, dry_run, yes, json, break_lock, force, on, expect_target):
