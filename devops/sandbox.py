@@ -441,16 +441,19 @@ class Sandbox:
         state["rds"] = dataclasses.asdict(rds)
         state["rds_endpoint"] = outputs["database_endpoint"]
         self._save_state(state)
-        self._write_tasks_config(outputs["database_endpoint"], rds.port)
+        self._write_tasks_config(outputs["database_endpoint"], rds.port, state["app"]["port"])
         self.console.info(f"RDS stand-in: role {rds.user} has the password from {outputs['database_secret_arn']}")
         return state
 
-    def _write_tasks_config(self, rds_endpoint: str, rds_port: int) -> None:
+    def _write_tasks_config(self, rds_endpoint: str, rds_port: int, app_port: int) -> None:
         """What the emulator's ECS tasks need to reach the RDS stand-in: the endpoint's host name resolves
         to 127.0.0.1 in the container; the stand-in listens on a random port (not 5432) and without TLS
-        (which the tasks require of any host but a local one), so the RDS address override points at it."""
+        (which the tasks require of any host but a local one), so the RDS address override points at it.
+        The emulated ALB's name resolves nowhere, in the VPC too: validate's health URL goes to the app
+        stand-in, as from the host."""
         config = {"extra_hosts": {rds_endpoint: HOST},
-                  "environment": {"INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds_port}"}}
+                  "environment": {"INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds_port}",
+                                  "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{app_port}"}}
         (self.dir / TASKS_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
     def _start_emulator(self) -> dict[str, Any]:

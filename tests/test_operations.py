@@ -169,7 +169,7 @@ def test_activate_and_deactivate_with_sync_data(sandbox, sandbox_env, private_en
     added = set(terraform.run("state", "list").stdout.split()) - pilot_light
     assert pilot_light <= set(terraform.run("state", "list").stdout.split())
     assert added and all("[" in address for address in added), added  # only counted/for_each'd resources
-    assert "Dev environment is healthy and fully activated" in result.stdout  # the validate post-task
+    assert "Dev environment is healthy and fully activated" in result.stdout, result.stdout[-3000:]  # validate
     assert steps(result) == {"activate (plan)": "ok", "sync.neon-to-rds": "ok", "activate": "ok", "validate": "ok"}
     assert re.search(r"^  total\s+\d+\.\d$", result.stdout, re.MULTILINE)
     assert_no_secret(result, sandbox_env)
