@@ -8,14 +8,18 @@ the RDS stand-in with one untimed sync, then times --runs rounds, each running i
              run, the image's client tools; needs a Docker engine and the sandbox under the repository)
     image    inv sync.neon-to-rds --yes --json, run by this bench's Python directly (no container start:
              in the dev image, the same tools; with its CPU broken down)
+    baseline the same as image, from another checkout (--baseline DIR: an earlier commit, for a before and
+             after measured side by side)
     pipe     pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no checks; the same
              client tools as the sync)
     seeds    pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
 
-and prints medians, the ratios of medians measured in this run, the sync's phases, the CPU seconds each
-process spent (the client's tools, each server, the S3 emulator) and the peak memory of the inv process
-(VmHWM, polled from /proc; the toolbox container's is visible when the bench shares the host's PID
-namespace, `docker run --pid host`). Targets: sync <= 1.5x pipe, seeds >= 3x sync, inv peak RSS < 150 MB.
+Before each method the target is vacuumed and both servers checkpointed (untimed), and each round starts
+with the next method. The bench prints medians, the ratios of medians measured in this run, the sync's
+phases, the CPU seconds each process spent (the client's tools, each server, the S3 emulator) and the
+peak memory of the inv process (VmHWM, polled from /proc; the toolbox container's is visible when the
+bench shares the host's PID namespace, `docker run --pid host`). Targets: sync <= 1.5x pipe, seeds >= 3x
+sync, inv peak RSS < 150 MB.
 
 Run it in the dev image, which has the toolbox's client tools (the host's pg_dump may be older than the
 stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row:
@@ -24,7 +28,7 @@ stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row:
     docker run --rm --network host --pid host -u 0 -v "$PWD:$PWD" -w "$PWD" \
         -v /var/run/docker.sock:/var/run/docker.sock -e TF_PROVIDER_MIRROR devops-toolbox:<hash>-dev \
         python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--methods toolbox,image,pipe,seeds]
-                                        [--sandbox-dir .toolbox-tmp/bench-sandbox] [--reuse] [--keep]
+                                        [--baseline DIR] [--sandbox-dir .toolbox-tmp/bench-sandbox] [--reuse] [--keep]
 
 --reuse uses a sandbox already up in --sandbox-dir (and its dataset when big enough); --keep leaves it up.
 TF_PROVIDER_MIRROR names a local provider mirror where Terraform is offline.
@@ -59,9 +63,10 @@ from devops.console import Console  # noqa: E402
 from devops.sandbox import Sandbox  # noqa: E402
 from devops.terraform import use_provider_mirror  # noqa: E402
 
-METHODS = ("toolbox", "image", "pipe", "seeds")
-SYNCS = ("toolbox", "image")
+METHODS = ("toolbox", "image", "baseline", "pipe", "seeds")
+SYNCS = ("toolbox", "image", "baseline")
 LABELS = {"toolbox": "sync through the toolbox (./toolbox/inv)", "image": "sync, inv run directly (no container start)",
+          "baseline": "sync, inv run directly from --baseline's checkout",
           "pipe": "direct pipe pg_dump -Fc -Z0 | pg_restore", "seeds": "the seeds' flow (file, upload, restore)"}
 TICK = os.sysconf("SC_CLK_TCK")
 BENCH_TABLES = ("customers", "orders", "order_items", "attachments")
@@ -266,18 +271,19 @@ def inv_processes(root: Path) -> list[int]:
     return found
 
 
-def run_sync(env: dict[str, str], log_path: Path, toolbox: bool) -> dict:
-    """The Invoke task (through ./toolbox/inv, or run directly), with the peak RSS (VmHWM) of its inv process."""
+def run_sync(env: dict[str, str], log_path: Path, toolbox: bool, checkout: Path = ROOT) -> dict:
+    """The Invoke task (through ./toolbox/inv, or run directly in ``checkout``), with the peak RSS (VmHWM) of
+    its inv process."""
     command = (["sh", str(ROOT / "toolbox" / "inv")] if toolbox else [sys.executable, "-m", "invoke"])
     started = time.monotonic()
     with open(log_path, "ab") as err:
-        proc = subprocess.Popen([*command, "sync.neon-to-rds", "--yes", "--json"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([*command, "sync.neon-to-rds", "--yes", "--json"], cwd=checkout, env=env,
                                 stdout=subprocess.PIPE, stderr=err)
         peak, done = {"kb": 0}, threading.Event()
 
         def watch() -> None:
             while not done.is_set():
-                peak["kb"] = max([peak["kb"], *(rss_kb(pid, "VmHWM") for pid in inv_processes(ROOT))])
+                peak["kb"] = max([peak["kb"], *(rss_kb(pid, "VmHWM") for pid in inv_processes(checkout))])
                 time.sleep(0.1)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -351,6 +357,25 @@ def empty_bucket(s3, bucket: str) -> None:
     doomed = [{"Key": k} for k in keys if not (keep and k.startswith(keep))]
     for start in range(0, len(doomed), 1000):
         s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000]})
+
+
+def settle(sandbox_dir: Path, rds_url: str) -> None:
+    """The same start for every method (not timed): the target vacuumed and analyzed, as a database that has
+    been in use is (else the method after a restore pays for its hint bits and the autovacuum it starts),
+    both servers checkpointed and the page cache written back (else it pays for the previous one's writes)."""
+    conn = connect(rds_url)
+    with conn.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE)")
+    conn.close()
+    state = json.loads((sandbox_dir / "state.json").read_text())
+    for side in ("neon", "rds"):
+        conn = psycopg2.connect(host="127.0.0.1", port=state[side]["port"], user="postgres", dbname="postgres",
+                                password=state[side]["superuser_password"])
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+        conn.close()
+    os.sync()
 
 
 def toolbox_unavailable(sandbox_dir: Path) -> str | None:
@@ -436,11 +461,13 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=800)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--baseline", help="another checkout (an earlier commit) whose sync runs as one more "
+                        "method, for a before/after measured side by side")
     parser.add_argument("--sandbox-dir", default=str(ROOT / ".toolbox-tmp" / "bench-sandbox"))
     parser.add_argument("--reuse", action="store_true", help="use the sandbox (and dataset) already up")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up at the end")
     args = parser.parse_args()
-    methods = [m for m in METHODS if m in args.methods.split(",")]
+    methods = [m for m in METHODS if m in args.methods.split(",") and (m != "baseline" or args.baseline)]
     sandbox_dir = Path(args.sandbox_dir).resolve()
 
     # Where Terraform is offline: a CLI config naming the provider mirror (TF_PROVIDER_MIRROR), outside the
@@ -472,11 +499,15 @@ def main() -> int:
         results: dict[str, list[dict]] = {m: [] for m in methods}
         with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
             for round_ in range(1, args.runs + 1):
-                for method in methods:
+                # Each round starts with another method, so that no method always follows the same one.
+                shift = (round_ - 1) % len(methods)
+                for method in methods[shift:] + methods[:shift]:
                     empty_bucket(s3, bucket)
+                    settle(sandbox_dir, env["SANDBOX_RDS_URL"])
                     measured: dict = {}
                     with meter(measured):
-                        result = (run_sync(toolbox_env if method == "toolbox" else env, log_path, method == "toolbox")
+                        result = (run_sync(toolbox_env if method == "toolbox" else env, log_path, method == "toolbox",
+                                           Path(args.baseline).resolve() if method == "baseline" else ROOT)
                                   if method in SYNCS else run_pipe(neon, rds) if method == "pipe"
                                   else run_seeds(neon, rds, s3, bucket, workdir))
                     results[method].append({**result, **measured})
