@@ -49,11 +49,11 @@ USER_TABLES = """
 CHECKSUM = "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)"
 # The planner sizes a parallel scan by the table's heap alone, so a table whose rows live mostly in TOAST
 # (large bytea, text, jsonb) is checksummed on one core, though turning its rows into text is most of the
-# work (bench/sync_throughput.py: 200 MB of bytea, 1.8 s on one core, 1.2 s with two workers). For a
-# table of at least PARALLEL_MIN_BYTES in all (pg_table_size: heap and TOAST), PARALLEL_ON lets the
-# server's parallel workers share its rows (as many as max_parallel_workers_per_gather allows); smaller
-# ones keep the server's own settings, where starting a worker costs more than it saves. The sum is the
-# same whichever process adds which rows.
+# work (the 200 MB of bytea in bench/sync_throughput.py's dataset: 1.8 s on one core, 1.2 s with two
+# workers on a busy 2-core machine). For a table of at least PARALLEL_MIN_BYTES in all (pg_table_size:
+# heap and TOAST), PARALLEL_ON lets the server's parallel workers share its rows (as many as
+# max_parallel_workers_per_gather allows); smaller ones keep the server's own settings, where starting a
+# worker costs more than it saves. The sum is the same whichever process adds which rows.
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 PARALLEL_SETTINGS = ("parallel_setup_cost", "min_parallel_table_scan_size")
 PARALLEL_ON = ("0", "0")

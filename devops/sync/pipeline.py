@@ -211,7 +211,8 @@ class Processes:
         self.procs.append((name, proc, err))
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                with contextlib.suppress(AttributeError, OSError):  # F_SETPIPE_SZ is Linux's; a smaller limit
+                # Linux only; refused above /proc/sys/fs/pipe-max-size: the default size then stays.
+                with contextlib.suppress(AttributeError, OSError):
                     fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         return proc
 
@@ -629,8 +630,9 @@ def verification_sql(expected: dict[str, Any]) -> str:
         f"        PERFORM set_config('{name}', CASE WHEN r.bytes >= {PARALLEL_MIN_BYTES} THEN '{on}' "
         f"ELSE defaults[{index}] END, true);"
         for index, (name, on) in enumerate(zip(PARALLEL_SETTINGS, PARALLEL_ON), start=1))
-    return (VERIFY.replace("{expected}", f"{tag}{literal}{tag}::jsonb").replace("{settings}", settings)
-            .replace("{parallel_defaults}", parallel_defaults).replace("{parallel}", parallel))
+    # The literal last: a table's name in it may read like a placeholder.
+    return (VERIFY.replace("{settings}", settings).replace("{parallel_defaults}", parallel_defaults)
+            .replace("{parallel}", parallel).replace("{expected}", f"{tag}{literal}{tag}::jsonb"))
 
 
 def _describe_entry(line: str) -> str:
