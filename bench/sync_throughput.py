@@ -427,7 +427,7 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
     print(tabulate([[a, b, c, {True: "yes", False: "NO"}.get(d, d)] for a, b, c, d in ratios],
                    headers=["measure (medians of this run)", "value", "target", "met"]))
     print()
-    order = ["preflight", "divergence check", "plan", "safety copy", "dump + restore + verify", "record", "total"]
+    order = ["preflight", "divergence check", "plan", "safety copy", "dump + restore + verify", "total"]
     rows = []
     for m in syncs:
         sync = results[m]
