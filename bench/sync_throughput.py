@@ -437,7 +437,8 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
         rows.append(stats_row(f"{m}: outside the task's total (start, imports, exit)",
                               [r["seconds"] - r["phases"]["total"] for r in sync]))
     if results.get("seeds"):
-        rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]]) for p in ("dump", "upload", "restore")]
+        rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]])
+                 for p in ("dump", "upload", "restore")]
     print(tabulate(rows, headers=["phase", *head]))
     print()
     cpu_rows = []
