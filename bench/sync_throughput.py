@@ -1,30 +1,47 @@
-"""Sync throughput: `inv sync.neon-to-rds` against the direct pipe and the seeds' flow, side by side.
+"""Sync throughput: `inv sync.neon-to-rds` as users run it, against the direct pipe, side by side.
 
 Builds a dataset of at least --size-mb in the sandbox's Neon stand-in (customers, orders, order_items
 with jsonb, indexes and foreign keys; attachments with incompressible bytea), puts the previous copy on
 the RDS stand-in with one untimed sync, then times --runs rounds, each running in turn:
 
-    sync   inv sync.neon-to-rds --yes --json  (safety copy of RDS to S3, dump streamed to S3 and restore)
-    pipe   pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no safety copy)
-    seeds  pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
+    toolbox  ./toolbox/inv sync.neon-to-rds --yes --json   (the user's path: a fresh toolbox container per
+             run, the image's client tools; needs a Docker engine and the sandbox under the repository)
+    image    inv sync.neon-to-rds --yes --json, run by this bench's Python directly (no container start:
+             in the dev image, the same tools; with its CPU broken down)
+    baseline the same as image, from another checkout (--baseline DIR: an earlier commit, for a before and
+             after measured side by side)
+    pipe     pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no checks; the same
+             client tools as the sync)
+    seeds    pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
 
-and prints medians, ratios, the sync's phases (the divergence guard's among them, with its share of the
-sync's total) and its peak memory (polled from /proc). Targets: sync <= 1.5x pipe, seeds >= 3x sync, sync
-peak RSS < 150 MB.
+Before each method the target is vacuumed and both servers checkpointed (untimed), and each round starts
+with the next method. The bench prints medians, the ratios of medians measured in this run, the sync's
+phases, the CPU seconds each process spent (the client's tools, each server, the S3 emulator) and the
+peak memory of the inv process (VmHWM, polled from /proc; the toolbox container's is visible when the
+bench shares the host's PID namespace, `docker run --pid host`). Targets: sync <= 1.5x pipe, seeds >= 3x
+sync, inv peak RSS < 150 MB.
+
+Run it in the dev image, which has the toolbox's client tools (the host's pg_dump may be older than the
+stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row:
 
     # from the repository's root
-    export TF_CLI_CONFIG_FILE=/tmp/tfcli/cli.tfrc   # only where Terraform is offline
-    .venv/bin/python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--sandbox-dir /tmp/bench-sandbox]
-                                              [--reuse] [--keep]
+    docker run --rm --network host --pid host -u 0 -v "$PWD:$PWD" -w "$PWD" \
+        -v /var/run/docker.sock:/var/run/docker.sock -e TF_PROVIDER_MIRROR devops-toolbox:<hash>-dev \
+        python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--methods toolbox,image,pipe,seeds]
+                                        [--baseline DIR] [--sandbox-dir .toolbox-tmp/bench-sandbox] [--reuse] [--keep]
 
 --reuse uses a sandbox already up in --sandbox-dir (and its dataset when big enough); --keep leaves it up.
+TF_PROVIDER_MIRROR names a local provider mirror where Terraform is offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +49,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +61,14 @@ from tabulate import tabulate  # noqa: E402
 from devops.config import Settings  # noqa: E402
 from devops.console import Console  # noqa: E402
 from devops.sandbox import Sandbox  # noqa: E402
+from devops.terraform import use_provider_mirror  # noqa: E402
 
-METHODS = ("sync", "pipe", "seeds")
+METHODS = ("toolbox", "image", "baseline", "pipe", "seeds")
+SYNCS = ("toolbox", "image", "baseline")
+LABELS = {"toolbox": "sync through the toolbox (./toolbox/inv)", "image": "sync, inv run directly (no container start)",
+          "baseline": "sync, inv run directly from --baseline's checkout",
+          "pipe": "direct pipe pg_dump -Fc -Z0 | pg_restore", "seeds": "the seeds' flow (file, upload, restore)"}
+TICK = os.sysconf("SC_CLK_TCK")
 BENCH_TABLES = ("customers", "orders", "order_items", "attachments")
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
@@ -168,15 +192,20 @@ def rss_kb(pid: int, field: str) -> int:
     return 0
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (ppid is [1], utime [11] ... cstime [14])."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def descendants(root: int) -> list[int]:
     parents = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
+        if entry.isdigit() and (fields := proc_stat(int(entry))):
+            parents[int(entry)] = int(fields[1])
     found, frontier = [root], [root]
     while frontier:
         frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
@@ -184,18 +213,77 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def run_sync(env: dict[str, str], log_path: Path) -> dict:
-    """The Invoke task, with the peak RSS of its Python process (VmHWM) and of its whole tree (sum of VmRSS)."""
+def tree_cpu(root: int) -> float:
+    """CPU seconds of a process tree: every live process's own, plus what its reaped children spent (a
+    server's exited backends are in the postmaster's cutime)."""
+    total = 0
+    for pid in descendants(root):
+        fields = proc_stat(pid)
+        if fields:
+            total += sum(int(f) for f in fields[11:13]) + (sum(int(f) for f in fields[13:15]) if pid == root else 0)
+    return total / TICK
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """CPU seconds of the sandbox's processes (each PostgreSQL server, the S3 emulator) and of this bench's
+    children (the client tools, the inv process and its tools), over one method's run."""
+
+    def __init__(self, roots: dict[str, int]):
+        self.roots = roots
+
+    @contextlib.contextmanager
+    def __call__(self, result: dict) -> Iterator[None]:
+        before = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+        client = children_cpu()
+        yield
+        result["cpu"] = {"client": children_cpu() - client,
+                         **{name: tree_cpu(pid) - before[name] for name, pid in self.roots.items()}}
+
+
+def sandbox_roots(sandbox_dir: Path) -> dict[str, int]:
+    """The postmasters' and the emulator's pids (seen from here: the bench runs where the sandbox runs)."""
+    state = json.loads((sandbox_dir / "state.json").read_text())
+    roots = {"moto": int(state["emulator"]["pid"])}
+    for side in ("neon", "rds"):
+        roots[f"{side} server"] = int((sandbox_dir / side / "data" / "postmaster.pid").read_text().split()[0])
+    return roots
+
+
+def inv_processes(root: Path) -> list[int]:
+    """The Python processes running the sync task in ``root`` (this bench's child, or the toolbox container's
+    when its PIDs are visible): their cwd is the repository."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            if b"python" in argv[0] and b"sync.neon-to-rds" in argv and os.readlink(f"/proc/{entry}/cwd") == str(root):
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def run_sync(env: dict[str, str], log_path: Path, toolbox: bool, checkout: Path = ROOT) -> dict:
+    """The Invoke task (through ./toolbox/inv, or run directly in ``checkout``), with the peak RSS (VmHWM) of
+    its inv process."""
+    command = (["sh", str(ROOT / "toolbox" / "inv")] if toolbox else [sys.executable, "-m", "invoke"])
     started = time.monotonic()
     with open(log_path, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "invoke", "sync.neon-to-rds", "--yes", "--json"], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=err)
-        peaks, done = {"self": 0, "tree": 0}, threading.Event()
+        proc = subprocess.Popen([*command, "sync.neon-to-rds", "--yes", "--json"], cwd=checkout, env=env,
+                                stdout=subprocess.PIPE, stderr=err)
+        peak, done = {"kb": 0}, threading.Event()
 
         def watch() -> None:
             while not done.is_set():
-                peaks["self"] = max(peaks["self"], rss_kb(proc.pid, "VmHWM"))
-                peaks["tree"] = max(peaks["tree"], sum(rss_kb(pid, "VmRSS") for pid in descendants(proc.pid)))
+                peak["kb"] = max([peak["kb"], *(rss_kb(pid, "VmHWM") for pid in inv_processes(checkout))])
                 time.sleep(0.1)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -213,7 +301,7 @@ def run_sync(env: dict[str, str], log_path: Path) -> dict:
         raise RuntimeError(f"sync failed (exit {proc.returncode}, status {report.get('status')}): {tail}")
     return {"seconds": seconds, "phases": report["seconds"], "dump_mb": report["dump"]["size"] / 2**20,
             "verdict": report["divergence"]["verdict"], "safety_reused": report["safety_copy"]["reused"],
-            "rss_self_mb": peaks["self"] / 1024, "rss_tree_mb": peaks["tree"] / 1024}
+            "rss_mb": peak["kb"] / 1024 or None}
 
 
 def check(proc: subprocess.Popen, name: str, err) -> None:
@@ -271,6 +359,34 @@ def empty_bucket(s3, bucket: str) -> None:
         s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000]})
 
 
+def settle(sandbox_dir: Path, rds_url: str) -> None:
+    """The same start for every method (not timed): the target vacuumed and analyzed, as a database that has
+    been in use is (else the method after a restore pays for its hint bits and the autovacuum it starts),
+    both servers checkpointed and the page cache written back (else it pays for the previous one's writes)."""
+    conn = connect(rds_url)
+    with conn.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE)")
+    conn.close()
+    state = json.loads((sandbox_dir / "state.json").read_text())
+    for side in ("neon", "rds"):
+        conn = psycopg2.connect(host="127.0.0.1", port=state[side]["port"], user="postgres", dbname="postgres",
+                                password=state[side]["superuser_password"])
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+        conn.close()
+    os.sync()
+
+
+def toolbox_unavailable(sandbox_dir: Path) -> str | None:
+    """Why the toolbox row cannot run here, or None."""
+    if shutil.which("docker") is None or subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
+        return "no Docker engine reachable (mount its socket: -v /var/run/docker.sock:/var/run/docker.sock)"
+    if not sandbox_dir.resolve().is_relative_to(ROOT):
+        return f"the sandbox ({sandbox_dir}) is outside the repository, which is all a toolbox container mounts"
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Report
 
@@ -281,74 +397,121 @@ def stats_row(name: str, values: list[float], unit: str = "s") -> list:
 
 
 def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], version: str, runs: int) -> None:
-    med = {m: statistics.median(r["seconds"] for r in results[m]) for m in METHODS}
-    sync = results["sync"]
-    rss_self, rss_tree = max(r["rss_self_mb"] for r in sync), max(r["rss_tree_mb"] for r in sync)
+    methods = [m for m in METHODS if results.get(m)]
+    syncs = [m for m in SYNCS if m in methods]
+    med = {m: statistics.median(r["seconds"] for r in results[m]) for m in methods}
     print(f"\nDataset {size:.0f} MB in Neon (pg_database_size): "
           + ", ".join(f"{t} {n:,}" for t, n in counts.items())
-          + f". PostgreSQL {version}. {runs} timed run(s) per method, round-robin; sync dump "
-          f"{statistics.median(r['dump_mb'] for r in sync):.0f} MB, seeds dump "
-          f"{statistics.median(r['dump_mb'] for r in results['seeds']):.0f} MB.\n")
-    head = ["", "median", "min", "max", "runs"]
-    print(tabulate([stats_row(m, [r["seconds"] for r in results[m]]) for m in METHODS], headers=["method", *head[1:]]))
+          + f". PostgreSQL {version}. {runs} timed round(s), each running every method in turn; dump sizes: "
+          + ", ".join(f"{m} {statistics.median(r['dump_mb'] for r in results[m]):.0f} MB"
+                      for m in methods if "dump_mb" in results[m][0]) + ".\n")
+    head = ["median", "min", "max", "runs"]
+    print(tabulate([stats_row(LABELS[m], [r["seconds"] for r in results[m]]) for m in methods],
+                   headers=["method", *head]))
     print()
-    guard = statistics.median(r["phases"]["divergence check"] for r in sync)
-    total = statistics.median(r["phases"]["total"] for r in sync)
-    print("Divergence verdicts: " + ", ".join(r["verdict"] for r in sync) + "; safety copy reused: "
-          + ", ".join("yes" if r["safety_reused"] else "no" for r in sync) + "\n")
-    ratios = [["sync / pipe", f"{med['sync'] / med['pipe']:.2f}x", "<= 1.5x", med["sync"] / med["pipe"] <= 1.5],
-              ["seeds / sync", f"{med['seeds'] / med['sync']:.2f}x", ">= 3x", med["seeds"] / med["sync"] >= 3],
-              ["sync peak RSS (inv process)", f"{rss_self:.0f} MB", "< 150 MB", rss_self < 150],
-              ["sync peak RSS (process tree)", f"{rss_tree:.0f} MB", "-", "-"],
-              ["divergence check / sync total (medians)", f"{guard:.1f}s / {total:.1f}s = {guard / total:.1%}", "-", "-"]]
+    for m in syncs:
+        print(f"{m}: divergence verdicts " + ", ".join(r["verdict"] for r in results[m]) + "; safety copy reused: "
+              + ", ".join("yes" if r["safety_reused"] else "no" for r in results[m]))
+    ratios = []
+    if "pipe" in med:
+        ratios += [[f"{m} sync / pipe", f"{med[m] / med['pipe']:.2f}x", "<= 1.5x", med[m] / med["pipe"] <= 1.5]
+                   for m in syncs]
+    if "seeds" in med and syncs:
+        ratios.append([f"seeds / {syncs[0]} sync", f"{med['seeds'] / med[syncs[0]]:.2f}x", ">= 3x",
+                       med["seeds"] / med[syncs[0]] >= 3])
+    for m in syncs:
+        peaks = [r["rss_mb"] for r in results[m] if r["rss_mb"]]
+        ratios.append([f"{m} sync: peak RSS of the inv process", f"{max(peaks):.0f} MB" if peaks else
+                       "not visible (run the bench with --pid host)", "< 150 MB", max(peaks) < 150 if peaks else "-"])
+    print()
     print(tabulate([[a, b, c, {True: "yes", False: "NO"}.get(d, d)] for a, b, c, d in ratios],
-                   headers=["measure", "value", "target", "met"]))
+                   headers=["measure (medians of this run)", "value", "target", "met"]))
     print()
     order = ["preflight", "divergence check", "plan", "safety copy", "dump + restore + verify", "total"]
-    phases = sorted(sync[0]["phases"], key=lambda p: order.index(p) if p in order else len(order))
-    rows = [stats_row(f"sync: {p}" if p != "total" else "sync: total (as the task reports it)", [r["phases"][p] for r in sync]) for p in phases]
-    rows.insert(phases.index("divergence check") + 1, stats_row(
-        "sync: divergence check, % of total", [100 * r["phases"]["divergence check"] / r["phases"]["total"] for r in sync], "%"))
-    rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]]) for p in ("dump", "upload", "restore")]
-    rows += [stats_row("sync RSS, inv process", [r["rss_self_mb"] for r in sync], " MB"),
-             stats_row("sync RSS, process tree", [r["rss_tree_mb"] for r in sync], " MB")]
-    print(tabulate(rows, headers=["phase", *head[1:]]))
+    rows = []
+    for m in syncs:
+        sync = results[m]
+        phases = sorted(sync[0]["phases"], key=lambda p: order.index(p) if p in order else len(order))
+        rows += [stats_row(f"{m}: {p}" if p != "total" else f"{m}: total (as the task reports it)",
+                           [r["phases"][p] for r in sync]) for p in phases]
+        rows.append(stats_row(f"{m}: outside the task's total (start, imports, exit)",
+                              [r["seconds"] - r["phases"]["total"] for r in sync]))
+    if results.get("seeds"):
+        rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]])
+                 for p in ("dump", "upload", "restore")]
+    print(tabulate(rows, headers=["phase", *head]))
+    print()
+    cpu_rows = []
+    for m in methods:
+        measured = [r["cpu"] for r in results[m] if "cpu" in r]
+        if measured:
+            parts = {part: statistics.median(c[part] for c in measured) for part in measured[0]}
+            client = "-" if m == "toolbox" else f"{parts['client']:.1f}"  # the container's processes are not ours
+            total = sum(v for k, v in parts.items() if k != "client" or m != "toolbox")
+            cpu_rows.append([LABELS[m], client, *(f"{parts[k]:.1f}" for k in parts if k != "client"), f"{total:.1f}",
+                             f"{med[m]:.1f}"])
+    if cpu_rows:
+        names = [k for k in results[methods[0]][0]["cpu"] if k != "client"]
+        print("CPU seconds per run (medians; 'client' = the bench's children: the inv process and its pg_dump, "
+              "pg_restore and psql, or the pipe's tools):")
+        print(tabulate(cpu_rows, headers=["method", "client", *names, "total CPU", "wall"]))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=800)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sandbox-dir", default="/tmp/bench-sandbox")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
+    parser.add_argument("--baseline", help="another checkout (an earlier commit) whose sync runs as one more "
+                        "method, for a before/after measured side by side")
+    parser.add_argument("--sandbox-dir", default=str(ROOT / ".toolbox-tmp" / "bench-sandbox"))
     parser.add_argument("--reuse", action="store_true", help="use the sandbox (and dataset) already up")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up at the end")
     args = parser.parse_args()
+    methods = [m for m in METHODS if m in args.methods.split(",") and (m != "baseline" or args.baseline)]
+    sandbox_dir = Path(args.sandbox_dir).resolve()
 
-    box = Sandbox(Settings.load({"sandbox_dir": args.sandbox_dir}), Console(json_mode=True, err=sys.stderr))
+    # Where Terraform is offline: a CLI config naming the provider mirror (TF_PROVIDER_MIRROR), outside the
+    # sandbox's directory (which the sandbox re-creates).
+    use_provider_mirror(Path(f"{sandbox_dir}-tfcli"))
+    box = Sandbox(Settings.load({"sandbox_dir": str(sandbox_dir)}), Console(json_mode=True, err=sys.stderr))
     if box.is_up() and not args.reuse:
-        log(f"A sandbox is already up in {args.sandbox_dir}: pass --reuse to use it, or take it down")
+        log(f"A sandbox is already up in {sandbox_dir}: pass --reuse to use it, or take it down")
         return 2
+    if "toolbox" in methods and (why := toolbox_unavailable(sandbox_dir)):
+        log(f"Leaving out the toolbox row: {why}")
+        methods.remove("toolbox")
     try:
         if not box.is_up():
-            log(f"Starting the sandbox in {args.sandbox_dir} (about 100 s)...")
+            log(f"Starting the sandbox in {sandbox_dir} (about 100 s)...")
             box.up()
-        env = box.environment(tunnel=True)
-        env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the host-native task, against the host's sandbox
+        env = box.environment(tunnel=True)  # RDS through the tunnel that sandbox.env --tunnel models
+        env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # `image`: the task in this process's environment, not re-launched
+        toolbox_env = {k: v for k, v in env.items() if k != "INVOKE_DEVOPS_TOOLBOX"}
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
         s3, bucket = box.client("s3"), Settings.load({}).bucket_name
+        meter = Meter(sandbox_roots(sandbox_dir))
         build_dataset(env["NEON_DATABASE_URL"], args.size_mb, args.reuse)
         size, counts, version = describe_dataset(env["NEON_DATABASE_URL"])
-        log_path = Path(args.sandbox_dir) / "bench-sync.log"
-        log(f"Warm-up sync (untimed): puts the previous copy on RDS; task logs in {log_path}")
-        run_sync(env, log_path)
-        results: dict[str, list[dict]] = {m: [] for m in METHODS}
+        log_path = sandbox_dir / "bench-sync.log"
+        warm = "toolbox" if "toolbox" in methods else "image"
+        log(f"Warm-up sync (untimed, {warm}): puts the previous copy on RDS; task logs in {log_path}")
+        run_sync(toolbox_env if warm == "toolbox" else env, log_path, warm == "toolbox")
+        results: dict[str, list[dict]] = {m: [] for m in methods}
         with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
             for round_ in range(1, args.runs + 1):
-                for method in METHODS:
+                # Each round starts with another method, so that no method always follows the same one.
+                shift = (round_ - 1) % len(methods)
+                for method in methods[shift:] + methods[:shift]:
                     empty_bucket(s3, bucket)
-                    result = (run_sync(env, log_path) if method == "sync" else run_pipe(neon, rds)
-                              if method == "pipe" else run_seeds(neon, rds, s3, bucket, workdir))
-                    results[method].append(result)
+                    settle(sandbox_dir, env["SANDBOX_RDS_URL"])
+                    measured: dict = {}
+                    with meter(measured):
+                        result = (run_sync(toolbox_env if method == "toolbox" else env, log_path, method == "toolbox",
+                                           Path(args.baseline).resolve() if method == "baseline" else ROOT)
+                                  if method in SYNCS else run_pipe(neon, rds) if method == "pipe"
+                                  else run_seeds(neon, rds, s3, bucket, workdir))
+                    results[method].append({**result, **measured})
                     log(f"round {round_}/{args.runs} {method}: {result['seconds']:.1f}s")
         report(results, size, counts, version, args.runs)
         return 0

@@ -38,7 +38,7 @@ CANONICAL_SETTINGS = (
 # schemas and other sessions' temporary ones, except an extension's. The restore's verification
 # (devops.sync.pipeline.VERIFY) reads the same set with the same expression.
 USER_TABLES = """
-    SELECT n.nspname, c.relname
+    SELECT n.nspname, c.relname, pg_table_size(c.oid) AS bytes
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
@@ -47,6 +47,16 @@ USER_TABLES = """
     ORDER BY 1, 2"""
 # An order-independent checksum of a table's rows (alias t): the sum of a 64-bit hash of each row's text.
 CHECKSUM = "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)"
+# The planner sizes a parallel scan by the table's heap alone, so a table whose rows live mostly in TOAST
+# (large bytea, text, jsonb) is checksummed on one core, though turning its rows into text is most of the
+# work (the 200 MB of bytea in bench/sync_throughput.py's dataset: 1.8 s on one core, 1.2 s with two
+# workers on a busy 2-core machine). For a table of at least PARALLEL_MIN_BYTES in all (pg_table_size:
+# heap and TOAST), PARALLEL_ON lets the server's parallel workers share its rows (as many as
+# max_parallel_workers_per_gather allows); smaller ones keep the server's own settings, where starting a
+# worker costs more than it saves. The sum is the same whichever process adds which rows.
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+PARALLEL_SETTINGS = ("parallel_setup_cost", "min_parallel_table_scan_size")
+PARALLEL_ON = ("0", "0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,13 +165,15 @@ class TableStats:
 
 
 def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None,
-                on_table: Callable[[int, int], None] | None = None) -> dict[str, TableStats]:
+                on_table: Callable[[int, int], None] | None = None, parallel: bool = True) -> dict[str, TableStats]:
     """Every user table in every non-system schema: exact row count and an order-independent checksum.
 
     The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
     sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
     rows give the same sum on any server. With ``snapshot`` (from pg_export_snapshot), the counts are
     those of exactly what a pg_dump with the same snapshot saw. ``on_table(done, total)`` follows the scan.
+    ``parallel``: a large table's checksum may use the server's parallel workers (PARALLEL_ON); off where
+    the scan runs beside a dump of the same server, which needs those cores more.
     """
     if snapshot:
         conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -170,13 +182,21 @@ def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None,
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         for name, value in CANONICAL_SETTINGS:
             cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+        cur.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in PARALLEL_SETTINGS))
+        defaults = cur.fetchone()
         cur.execute(USER_TABLES)
         stats = {}
         aggregate = CHECKSUM if checksums else "NULL"
         tables = cur.fetchall()
-        for done, (schema, table) in enumerate(tables):
+        current = defaults
+        for done, (schema, table, size) in enumerate(tables):
             if on_table:
                 on_table(done, len(tables))
+            values = PARALLEL_ON if parallel and checksums and (size or 0) >= PARALLEL_MIN_BYTES else defaults
+            if values != current:  # a round trip only where it changes
+                cur.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in PARALLEL_SETTINGS),
+                            [item for pair in zip(PARALLEL_SETTINGS, values) for item in pair])
+                current = values
             cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
             rows, checksum = cur.fetchone()
             stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), "" if checksum is None else str(checksum))

@@ -61,7 +61,8 @@ class MultipartWriter:
         self._buffer += data
         while len(self._buffer) >= self._current_part_size():
             size = self._current_part_size()
-            part, self._buffer = bytes(self._buffer[:size]), self._buffer[size:]
+            part = bytes(memoryview(self._buffer)[:size])  # one copy of the part, none of the rest
+            del self._buffer[:size]
             self._submit(part)
 
     def _current_part_size(self) -> int:

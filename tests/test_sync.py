@@ -175,6 +175,21 @@ def test_safety_copy_points_at_an_existing_dump_only_when_the_target_is_unchange
         assert inv(sandbox_env, "sync.neon-to-rds", "--yes").returncode == 0
 
 
+def test_a_table_mostly_in_toast_checksums_alike_with_parallel_workers_and_without(sandbox_env, fresh, neon, rds):
+    """16 MB of bytea in a small heap: the guard's read and the verification let the server's parallel
+    workers share it (postgres.PARALLEL_ON), the source's read beside the dump does not. The sums must
+    agree: else the verification would roll the sync back, and the next guard would see a divergence."""
+    dbtools.execute(neon, "CREATE TABLE public.files (id int PRIMARY KEY, content bytea);"
+                          "INSERT INTO public.files SELECT g, " + " || ".join(["gen_random_bytes(1024)"] * 8)
+                          + " FROM generate_series(1, 2048) g;")
+    assert dbtools.scalar(neon, "SELECT pg_table_size('public.files') >= 8 * 1024 * 1024")
+    first = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    assert first["status"] == "ok" and all(row["match"] for row in first["tables"])
+    second = json.loads(inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json").stdout)
+    assert second["divergence"]["verdict"] == "unchanged" and second["safety_copy"]["reused"] is True
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+
+
 # --------------------------------------------------------------------------------------------------
 # The divergence guard
 

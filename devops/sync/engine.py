@@ -139,10 +139,10 @@ def _version_text(version_num: int) -> str:
 
 
 def _stats(endpoint: Endpoint, checksums: bool = True, snapshot: str | None = None,
-           on_table: Callable[[int, int], None] | None = None) -> dict[str, TableStats]:
+           on_table: Callable[[int, int], None] | None = None, parallel: bool = True) -> dict[str, TableStats]:
     conn = endpoint.connect()
     try:
-        return table_stats(conn, checksums=checksums, snapshot=snapshot, on_table=on_table)
+        return table_stats(conn, checksums=checksums, snapshot=snapshot, on_table=on_table, parallel=parallel)
     except psycopg2.Error as exc:
         raise DevopsError(f"cannot read the tables of {endpoint.label}: {first_line(exc)}") from None
     finally:
@@ -283,7 +283,7 @@ def dump(env: Environment, side: str, key: str, processes: Processes, extra_sink
     try:
         snapshot = export_snapshot(holder)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            stats = pool.submit(_stats, endpoint, True, snapshot)
+            stats = pool.submit(_stats, endpoint, True, snapshot, parallel=False)  # beside pg_dump: no extra workers
             schema = pool.submit(schema_hash, endpoint, snapshot)
             proc = processes.start("pg_dump", dump_args(env.compression, snapshot), endpoint=endpoint)
             with env.store.writer(key) as writer:
