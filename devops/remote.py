@@ -221,7 +221,7 @@ def task_definition(settings: Settings, ops: dict[str, Any], digest: str, task: 
 def run(settings: Settings, console: Console, args: list[str],
         hide: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any] | None]:
     """Run ``inv ARGS`` as an ECS task and follow it: its exit code and its report (None without one)."""
-    outputs = Terraform(settings).outputs()
+    outputs = Terraform(settings).outputs(aws.client(settings, "s3"))
     ops = outputs.get("operations")
     if not ops:
         raise DevopsError("Terraform outputs lack `operations`: apply terraform/environments/dev first "

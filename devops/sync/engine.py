@@ -106,15 +106,19 @@ class Environment:
 
 def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Environment:
     """Preflight: identity, Terraform outputs, endpoints, tools, reachability, bucket."""
-    identity = aws.identity(settings)
-    console.info(f"AWS identity: {identity['arn']}")
-    outputs = Terraform(settings).outputs()
+    s3 = aws.client(settings, "s3")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Side by side with the identity call; one HEAD of the state instead of Terraform while it is unchanged.
+        reading = pool.submit(Terraform(settings).outputs, s3)
+        identity = aws.identity(settings)
+        console.info(f"AWS identity: {identity['arn']}")
+        outputs = reading.result()
     endpoints = {}
     for side in sides:
         endpoints[side] = neon_endpoint(settings, console) if side == "neon" else rds_endpoint(settings, outputs)
     tools = tool_versions()
     bucket = outputs.get("db_backups_bucket_name") or settings.bucket_name
-    store = DumpStore(aws.client(settings, "s3"), bucket, warn=console.warn)
+    store = DumpStore(s3, bucket, warn=console.warn)
     store.check_bucket()
     env = Environment(settings, identity, outputs, store, tools, endpoints)
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
@@ -698,9 +702,9 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
 
 def run_list(settings: Settings, console: Console) -> dict[str, Any]:
     console.banner("SYNC DUMPS", f"Target: {aws.target_label(settings)}")
-    outputs = Terraform(settings).outputs()
-    store = DumpStore(aws.client(settings, "s3"), outputs.get("db_backups_bucket_name") or settings.bucket_name,
-                      warn=console.warn)
+    s3 = aws.client(settings, "s3")
+    outputs = Terraform(settings).outputs(s3)
+    store = DumpStore(s3, outputs.get("db_backups_bucket_name") or settings.bucket_name, warn=console.warn)
     store.check_bucket()
     now = utcnow()
     entries = []
