@@ -427,9 +427,7 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
     when = utcnow()
     phases = Phases()
     target_label = aws.target_label(settings)
-    console.banner(f"SYNC: {direction.arrow}", when.strftime("%Y-%m-%dT%H-%M-%S"), f"Target: {target_label}")
-    if options.dry_run:
-        console.banner("DRY RUN - No changes will be made")
+    render.banner(console, f"SYNC: {direction.arrow}", when, target_label, options.dry_run)
     with phases("preflight"):
         console.info("Checking prerequisites...")
         env = prepare(settings, console, (direction.source, direction.target))
@@ -613,7 +611,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
     when = utcnow()
     phases = Phases()
     target_label = aws.target_label(settings)
-    console.banner(f"RESTORE: {key} -> {LABELS[side]}", when.strftime("%Y-%m-%dT%H-%M-%S"), f"Target: {target_label}")
+    render.banner(console, f"RESTORE: {key} -> {LABELS[side]}", when, target_label, options.dry_run)
     with phases("preflight"):
         env = prepare(settings, console, (side,))
         target = env.endpoints[side]
@@ -701,7 +699,7 @@ def run_restore(settings: Settings, console: Console, key: str, side: str, optio
 
 
 def run_list(settings: Settings, console: Console) -> dict[str, Any]:
-    console.banner("SYNC DUMPS", f"Target: {aws.target_label(settings)}")
+    render.banner(console, "SYNC DUMPS", None, aws.target_label(settings))
     s3 = aws.client(settings, "s3")
     outputs = Terraform(settings).outputs(s3)
     store = DumpStore(s3, outputs.get("db_backups_bucket_name") or settings.bucket_name, warn=console.warn)

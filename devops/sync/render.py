@@ -11,11 +11,19 @@ everything a person reads about it is printed here, from that data alone. So a r
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from devops.console import Console, age, cell
 from devops.errors import DevopsError
 from devops.progress import size
+
+
+def banner(console: Console, title: str, when: datetime.datetime | None, target: str, dry_run: bool = False) -> None:
+    """The task's opening banner: what it does, when, and against what (the sandbox, or an AWS account)."""
+    console.banner(title, *([when.strftime("%Y-%m-%dT%H-%M-%S")] if when else []), f"Target: {target}")
+    if dry_run:
+        console.banner("DRY RUN - No changes will be made")
 
 
 def side(label: str, url: str, where: str, version: str) -> dict[str, str]:
