@@ -5,7 +5,6 @@
 """
 
 import importlib
-import sys
 
 from invoke import Collection, task
 from invoke.exceptions import Exit
@@ -61,7 +60,7 @@ def sandbox_status(c, json=False):
 @task(help={"tunnel": "Also reach the private RDS from here, as through an SSM/SSH tunnel (sets rds_address)."})
 @handled
 def sandbox_env(c, tunnel=False):
-    """Print `export` lines that point every task at the sandbox: eval "$(inv sandbox.env)"."""
+    """Print `export` lines that point every task at the sandbox: eval "$(inv sandbox.env [--tunnel])"."""
     for line in sandbox_engine.Sandbox(Settings.from_context(c), stderr_console()).env_lines(tunnel):
         print(line)
 
@@ -235,7 +234,7 @@ def toolbox_shell(c, dev=False):
 def toolbox_stop(c):
     """Remove this checkout's warm toolbox containers now (each also goes by itself after 10 idle minutes)."""
     removed = toolbox_engine.stop_warm_containers()
-    print(f"[PASS] warm toolbox containers of {toolbox_engine.REPO_ROOT} removed ({removed})", file=sys.stderr)
+    stderr_console().passed(f"warm toolbox containers of {toolbox_engine.REPO_ROOT} removed ({removed})")
 
 
 @task

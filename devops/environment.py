@@ -37,6 +37,7 @@ def runner(settings: Settings, on: str | None) -> str:
         raise DevopsError(f"invalid runner {choice!r}: use --on local or --on ecs (devops.runner)")
     return choice
 
+
 MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
 
 # Always-on resource types: a plan that deletes or replaces one is refused, whatever the HCL says
