@@ -45,6 +45,7 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
+from devops.files import write_private
 from devops.errors import DevopsError
 from devops.terraform import Terraform
 
@@ -234,13 +235,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def write_private(path: Path, text: str) -> None:
-    """A new file readable by its owner only from its first byte (O_EXCL: never a leftover's mode)."""
-    path.unlink(missing_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-        out.write(text)
 
 
 def port_open(port: int) -> bool:

@@ -20,6 +20,7 @@ from devops import runlog
 from devops.config import Settings
 from devops.console import Console, mask
 from devops.errors import DevopsError
+from devops.files import write_private
 from devops.progress import Ticker
 
 # Exit codes of `terraform plan -detailed-exitcode`.
@@ -224,9 +225,7 @@ class OutputsCache:
         entry = {"bucket": self.bucket, "key": self.key, "etag": self.etag, "outputs": outputs}
         tmp = self.path.with_name(f".{self.FILE}.{os.getpid()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(entry, out)
+            write_private(tmp, json.dumps(entry))
             tmp.replace(self.path)
         except OSError:
             tmp.unlink(missing_ok=True)  # a read-only data dir: no cache, nothing else changes

@@ -10,7 +10,8 @@ import sys
 
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
-from devops.sandbox import Sandbox, write_private
+from devops.files import write_private
+from devops.sandbox import Sandbox
 
 
 def test_write_private_replaces_a_leftover_with_an_owner_only_file(tmp_path):
