@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from invoke import Executor
 from invoke.exceptions import Exit
@@ -294,10 +294,7 @@ def sandbox_container() -> str:
 def _run_in_sandbox_container(engine: Any, tag: str, command: list[str], tty: bool, task: str) -> int | None:
     """Exec the task in the sandbox's container (started by sandbox.up); None when there is none to use."""
     name = sandbox_container()
-    try:
-        running = engine.api.inspect_container(name)["State"]["Running"]
-    except Exception:
-        running = None
+    running = _running(engine, name)
     if not running and task == "sandbox.up":
         if running is not None:
             engine.api.remove_container(name, force=True)
@@ -305,19 +302,10 @@ def _run_in_sandbox_container(engine: Any, tag: str, command: list[str], tty: bo
         running = True
     if not running:
         return None
-    options = container_options("dev")
-    exec_id = engine.api.exec_create(name, [ENTRYPOINT, *command], stdin=tty, tty=tty, environment=options["environment"],
-                                     workdir=str(REPO_ROOT), user=options["user"])["Id"]
-    sock = engine.api.exec_start(exec_id, tty=tty, socket=True)
-
-    def kill(first: bool) -> None:
+    def kill(exec_id: str, first: bool) -> None:
         os.kill(engine.api.exec_inspect(exec_id)["Pid"], signal.SIGINT if first else signal.SIGKILL)
 
-    if tty:
-        _pump_tty(sock, lambda h, w: engine.api.exec_resize(exec_id, height=h, width=w))
-    else:
-        _pump_plain(sock, kill)
-    code = int(engine.api.exec_inspect(exec_id)["ExitCode"] or 0)
+    code = _exec(engine, name, [ENTRYPOINT, *command], tty, container_options("dev"), kill)
     # After sandbox.down, or a sandbox.up that failed (it stopped what it started), nothing runs there.
     if task == "sandbox.down" or (task == "sandbox.up" and code != 0):
         engine.api.remove_container(name, force=True)
@@ -340,10 +328,7 @@ def _run_in_warm_container(engine: Any, tag: str, command: list[str], tty: bool)
     no environment (docker inspect shows no secret): each exec brings its own."""
     name = warm_container(tag)
     options = container_options("toolbox")
-    try:
-        running = engine.api.inspect_container(name)["State"]["Running"]
-    except Exception:
-        running = None
+    running = _running(engine, name)
     if not running:
         if running is not None:
             engine.api.remove_container(name, force=True)
@@ -355,25 +340,39 @@ def _run_in_warm_container(engine: Any, tag: str, command: list[str], tty: bool)
                                                           auto_remove=True))["Id"]
             engine.api.start(container)
         except Exception as exc:  # noqa: BLE001 - two first runs at once: the loser uses the winner's
-            if not engine.api.inspect_container(name)["State"]["Running"]:
+            if not _running(engine, name):
                 raise ToolboxError(f"could not start the warm toolbox container {name}: {first_line(exc)}") from None
     token = f"{os.getpid()}-{int(time.time())}"
-    exec_id = engine.api.exec_create(name, ["sh", "-c", WARM_EXEC, token, ENTRYPOINT, *command], stdin=tty, tty=tty,
-                                     environment=options["environment"], workdir=str(REPO_ROOT),
-                                     user=options["user"])["Id"]
-    sock = engine.api.exec_start(exec_id, tty=tty, socket=True)
 
-    def kill(first: bool) -> None:
+    def kill(exec_id: str, first: bool) -> None:
         # docker exec forwards no signal: SIGINT to the task's process group, from inside the container.
         signal_name = "INT" if first else "KILL"
         kill_id = engine.api.exec_create(name, ["sh", "-c", f'kill -{signal_name} -$(cat /tmp/devops-task-{token})'],
                                          user=options["user"])["Id"]
         engine.api.exec_start(kill_id)
 
+    return _exec(engine, name, ["sh", "-c", WARM_EXEC, token, ENTRYPOINT, *command], tty, options, kill)
+
+
+def _running(engine: Any, name: str) -> bool | None:
+    """Whether the container ``name`` runs; None when there is no such container."""
+    try:
+        return engine.api.inspect_container(name)["State"]["Running"]
+    except Exception:  # noqa: BLE001 - not found, or gone meanwhile
+        return None
+
+
+def _exec(engine: Any, name: str, command: list[str], tty: bool, options: dict[str, Any],
+          kill: Callable[[str, bool], None]) -> int:
+    """``command`` exec'd in the running container ``name`` with the task's environment and user, its output
+    pumped here; without a terminal, Ctrl-C calls ``kill(exec_id, first)``. Its exit code."""
+    exec_id = engine.api.exec_create(name, command, stdin=tty, tty=tty, environment=options["environment"],
+                                     workdir=str(REPO_ROOT), user=options["user"])["Id"]
+    sock = engine.api.exec_start(exec_id, tty=tty, socket=True)
     if tty:
         _pump_tty(sock, lambda h, w: engine.api.exec_resize(exec_id, height=h, width=w))
     else:
-        _pump_plain(sock, kill)
+        _pump_plain(sock, lambda first: kill(exec_id, first))
     return int(engine.api.exec_inspect(exec_id)["ExitCode"] or 0)
 
 
