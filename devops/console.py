@@ -19,7 +19,8 @@ from devops import runlog
 from devops.errors import DevopsError
 
 RULE = "=" * 40
-# In an ECS task started by `--on ecs`, the report is one line of the task's log marked with this prefix.
+# In an ECS task started by `--on ecs`, the report is written as lines of the task's log marked with this
+# prefix, each at most REPORT_CHUNK characters (devops/remote.py joins them).
 REPORT_LINE_ENV = "DEVOPS_REPORT_LINE"
 REPORT_PREFIX = "devops-report: "
 REPORT_CHUNK = 8000

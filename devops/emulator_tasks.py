@@ -14,7 +14,8 @@ task definition's first container through the local Docker engine, as ECS's agen
   writes a JSON file (DEVOPS_EMULATOR_TASKS_CONFIG) with ``extra_hosts`` (the emulated RDS endpoint's
   host name -> 127.0.0.1, so it resolves inside the container as it does in the VPC) and ``environment``
   (INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:<port>: the stand-in listens on a random port, not 5432, and without
-  the TLS the tasks require of a remote host).
+  the TLS the tasks require of a remote host; INVOKE_DEVOPS_ALB_ADDRESS: the app stand-in, since the
+  emulated ALB's name resolves nowhere).
 - the output: each line into the emulated CloudWatch Logs, in the awslogs group and stream
   (``prefix/container/task-id``) the definition names, as it is printed.
 - the end: the task goes STOPPED with the container's exitCode and a stoppedReason ("Essential container

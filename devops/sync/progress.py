@@ -2,7 +2,8 @@
 tables restored out of the total (from the target's pg_stat_progress_copy), and an ETA.
 
 ``transfer`` gives a sink for engine.dump (it sees every chunk of the dump; sync.restore feeds it the
-dump read from S3) and watches the target while the block runs. Progress is never what the sync depends on: any error here only leaves a figure out.
+dump read from S3) and watches the target while the block runs. Progress is never what the sync depends
+on: any error here only leaves a figure out.
 """
 
 from __future__ import annotations
