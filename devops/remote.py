@@ -23,6 +23,7 @@ with the repository's URI and records it with ECR's put_image, and the emulator'
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -61,10 +62,14 @@ def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[st
     if flags.get("drift"):
         raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
     console = Console(json_mode=bool(flags.get("json")))
-    if args[0] in CONFIRMED_TASKS and not (flags.get("yes") or flags.get("dry_run")):
-        flags = {**flags, "yes": True, "expect_target": confirmed_plan(settings, console, args, flags)}
+    confirming = args[0] in CONFIRMED_TASKS and not (flags.get("yes") or flags.get("dry_run"))
+    if confirming and not sys.stdin.isatty():
+        raise DevopsError(f"refusing to run {args[0]} without confirmation: no terminal to ask on; pass --yes")
+    launch = prepare(settings, console, args[0])  # once: the plan's run and the real one share it
+    if confirming:
+        flags = {**flags, "yes": True, "expect_target": confirmed_plan(settings, console, launch, args, flags)}
     # The remote prints what a local run prints (so, with --json, the report: relayed as the same object).
-    code, report = run(settings, console, [*args, *command_flags(flags)])
+    code, report = run(settings, console, launch, [*args, *command_flags(flags)])
     if flags.get("json") and report is not None:
         console.emit(report)
     if code:
@@ -72,13 +77,12 @@ def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[st
     return True
 
 
-def confirmed_plan(settings: Settings, console: Console, args: list[str], flags: dict[str, Any]) -> str:
+def confirmed_plan(settings: Settings, console: Console, launch: "Launch", args: list[str],
+                   flags: dict[str, Any]) -> str:
     """The plan computed in the VPC (a remote --dry-run --json), shown and confirmed here; the target's
     fingerprint in it, for the real run's --expect-target."""
-    if not sys.stdin.isatty():
-        raise DevopsError(f"refusing to run {args[0]} without confirmation: no terminal to ask on; pass --yes")
     console.info("The plan is computed in the VPC (a dry run there); the question is asked here")
-    code, plan = run(settings, console, [*args, *command_flags({**flags, "dry_run": True, "json": True})],
+    code, plan = run(settings, console, launch, [*args, *command_flags({**flags, "dry_run": True, "json": True})],
                      hide=lambda line: "Dry run complete." in line)
     if code:
         raise Exit(code=code)  # the remote said why, in its [ERROR] line
@@ -218,9 +222,17 @@ def task_definition(settings: Settings, ops: dict[str, Any], digest: str, task: 
     )["taskDefinition"]["taskDefinitionArn"]
 
 
-def run(settings: Settings, console: Console, args: list[str],
-        hide: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any] | None]:
-    """Run ``inv ARGS`` as an ECS task and follow it: its exit code and its report (None without one)."""
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What every run of a task needs, resolved once per invocation."""
+
+    ops: dict[str, Any]  # the `operations` output
+    definition: str  # the task definition's ARN
+    outputs: dict[str, Any]  # the other outputs, passed to the task (names, ARNs, endpoints: no secret)
+
+
+def prepare(settings: Settings, console: Console, task: str) -> Launch:
+    """The outputs, the Neon URL's secret checked, the image built and pushed when needed, its definition."""
     outputs = Terraform(settings).outputs(aws.client(settings, "s3"))
     ops = outputs.get("operations")
     if not ops:
@@ -230,17 +242,22 @@ def run(settings: Settings, console: Console, args: list[str],
     require_neon_url(settings, ops["neon_url_secret_arn"])
     tag = image_tag()
     digest = push(settings, console, engine, build(console, engine, tag), ops, tag)
-    definition = task_definition(settings, ops, digest, args[0])
-    passed = {name: value for name, value in outputs.items() if name != "operations"}
-    ecs = aws.client(settings, "ecs")
-    reply = ecs.run_task(
-        cluster=ops["cluster"], taskDefinition=definition, launchType="FARGATE", count=1,
+    return Launch(ops, task_definition(settings, ops, digest, task),
+                  {name: value for name, value in outputs.items() if name != "operations"})
+
+
+def run(settings: Settings, console: Console, launch: Launch, args: list[str],
+        hide: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Run ``inv ARGS`` as an ECS task and follow it: its exit code and its report (None without one)."""
+    ops = launch.ops
+    reply = aws.client(settings, "ecs").run_task(
+        cluster=ops["cluster"], taskDefinition=launch.definition, launchType="FARGATE", count=1,
         networkConfiguration={"awsvpcConfiguration": {
             "subnets": ops["subnet_ids"], "securityGroups": [ops["security_group_id"]],
             "assignPublicIp": "ENABLED"}},  # no NAT gateway: the public IP reaches Neon, ECR, Logs
         overrides={"containerOverrides": [{
             "name": CONTAINER, "command": ["inv", *args],
-            "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(passed, sort_keys=True)},
+            "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(launch.outputs, sort_keys=True)},
                             {"name": REPORT_LINE_ENV, "value": "1"}]}]},
         startedBy="devops-runner",
     )
