@@ -217,24 +217,28 @@ def set_neon_url(c):
 @handled
 def toolbox_build(c, dev=False):
     """Build the toolbox image now (tasks build it themselves when it is missing or out of date)."""
-    toolbox_engine.run_build(dev)
+    toolbox_engine.exec_shim(["toolbox.build", *(["--dev"] if dev else [])])
+
+
+@task(help={"dev": "The dev image's tag instead of the runtime one."})
+@handled
+def toolbox_image(c, dev=False):
+    """Print the toolbox image's tag (built first when missing): `docker run --rm $(inv toolbox.image) ...`."""
+    print(toolbox_engine.image("dev" if dev else "toolbox"))
 
 
 @task(help={"dev": "A shell in the dev image (PostgreSQL server, moto, pytest) instead of the runtime one."})
 @handled
 def toolbox_shell(c, dev=False):
     """An interactive shell inside the toolbox image, with the repository mounted."""
-    code = toolbox_engine.run_shell(dev)
-    if code:
-        raise Exit(code=code)
+    toolbox_engine.run_shell(dev)
 
 
 @task
 @handled
 def toolbox_stop(c):
     """Remove this checkout's warm toolbox containers now (each also goes by itself after 10 idle minutes)."""
-    removed = toolbox_engine.stop_warm_containers()
-    stderr_console().passed(f"warm toolbox containers of {toolbox_engine.REPO_ROOT} removed ({removed})")
+    toolbox_engine.exec_shim(["toolbox.stop"])
 
 
 @task
@@ -270,6 +274,7 @@ secrets.add_task(set_neon_url)
 
 toolbox = Collection("toolbox")
 toolbox.add_task(toolbox_build, "build")
+toolbox.add_task(toolbox_image, "image")
 toolbox.add_task(toolbox_shell, "shell")
 toolbox.add_task(toolbox_stop, "stop")
 

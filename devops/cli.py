@@ -15,7 +15,7 @@ from typing import Any, Callable
 from invoke import Call, Executor, Task
 from invoke.exceptions import Exit
 
-from devops import runlog, toolbox
+from devops import runlog, terminal, toolbox
 from devops.config import Settings
 from devops.console import Console, mask
 from devops.environment import Operation, Planned
@@ -33,7 +33,9 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
 
     - an expected failure (DevopsError): its one masked ``[ERROR]`` line, ending with the log's path; exit 1
       (or the error's own code);
-    - Ctrl-C: ``[ERROR] interrupted``; exit 130;
+    - Ctrl-C: ``[ERROR] interrupted``; exit 130; SIGTERM, SIGHUP: ``[ERROR] interrupted by SIGTERM``, exit
+      128 + the signal's number (devops.terminal);
+    - a reader that closed our output (``| head``): no word, exit 141;
     - anything else is a bug: one line naming it and the log's path, exit BUG_EXIT, the masked traceback
       in the log (and on stderr too with INVOKE_DEVOPS_DEBUG=1).
 
@@ -42,11 +44,17 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        terminal.install()
         with _run_log(args[0] if args else None, func.__name__) as log:
             try:
                 return func(*args, **kwargs)
             except DevopsError as exc:
                 _fail(f"{mask(exc)}{_where(log)}", kwargs, log, {**exc.details, "error": mask(exc)})
+                raise Exit(code=exc.exit_code) from None
+            except terminal.OutputClosed:
+                _output_closed(log)
+            except terminal.Interrupted as exc:
+                _fail(f"interrupted by {exc}{_where(log)}", kwargs, log, {"error": f"interrupted by {exc}"})
                 raise Exit(code=exc.exit_code) from None
             except KeyboardInterrupt:
                 _fail(f"interrupted{_where(log)}", kwargs, log, {"error": "interrupted"})
@@ -54,6 +62,8 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
             except Exit:
                 raise
             except Exception as exc:  # noqa: BLE001 - the catch-all: a bug, reported as one line
+                if isinstance(exc, BrokenPipeError) and terminal.output_gone():
+                    _output_closed(log)  # our reader went (on the host: `inv ... | head`), not a child's pipe
                 trace = mask("".join(traceback.format_exception(exc)))
                 runlog.section("traceback", trace)
                 first = mask(str(exc)).strip().splitlines()
@@ -66,6 +76,14 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise Exit(code=BUG_EXIT) from None
 
     return wrapper
+
+
+def _output_closed(log: runlog.RunLog | None) -> None:
+    """The reader has gone (``| head``): nothing can reach it, so the task ends without a word; the run log
+    says why. Exit 141, as a process that SIGPIPE ended."""
+    runlog.section("ended", "the reader of the task's output closed it (exit 141)")
+    terminal.silence_output()
+    raise Exit(code=terminal.SIGPIPE_EXIT) from None
 
 
 def _fail(line: str, kwargs: dict[str, Any], log: runlog.RunLog | None, details: dict[str, Any]) -> None:

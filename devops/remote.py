@@ -120,8 +120,8 @@ def _code_files() -> Iterable[tuple[str, bytes]]:
 
 
 def image_tag() -> str:
-    """The toolbox's content hash and a hash of the code: a new tag whenever either changes."""
-    digest = hashlib.sha256(toolbox.content_hash().encode())
+    """The toolbox image's tag (its content hash) and a hash of the code: a new tag whenever either changes."""
+    digest = hashlib.sha256(toolbox.image("toolbox").encode())
     for name, data in _code_files():
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return f"ops-{digest.hexdigest()[:12]}"
@@ -129,10 +129,10 @@ def image_tag() -> str:
 
 def build(console: Console, engine: Any, tag: str) -> str:
     """The task image, built locally (when missing) from the toolbox image and the code."""
-    local = f"{toolbox.IMAGE}:{tag}"
+    base = toolbox.image("toolbox")
+    local = f"{base.partition(':')[0]}:{tag}"
     if engine.images.list(name=local):
         return local
-    base = toolbox.ensure_image("toolbox", engine)
     # STOPSIGNAL SIGINT: stop_task then reaches the sync as Ctrl-C does in a terminal (tini forwards it to
     # the process group): the restore rolls back, the lock is released, exit 130.
     dockerfile = (f"FROM {base}\nCOPY --chown=toolbox:toolbox . {APP_DIR}\nWORKDIR {APP_DIR}\n"
