@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from devops.config import Settings
+from devops import toolbox
+from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.sandbox import Sandbox
 from devops.terraform import use_provider_mirror
@@ -22,6 +24,11 @@ from tests.helpers import forget_syncs
 # product uses a mirror only when TF_PROVIDER_MIRROR names one).
 PROVIDER_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "/usr/local/share/terraform/plugins")
 
+
+# Scratch space of the tests whose tasks run in a container (the shim's warm container, a container started
+# from the dev image): under the repository, which every container of the toolbox mounts at the same path,
+# as /tmp of the dev container is not the host's.
+SCRATCH = REPO_ROOT / ".toolbox-tmp"
 
 # The folder of the session's Terraform CLI configuration, removed when the session ends.
 TF_CLI_DIR = pytest.StashKey[Path]()
@@ -48,8 +55,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def sandbox_settings():
-    # Not under pytest's tmp_path: that is private to root, and the servers run as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="devops-sandbox-"))
+    # Not under pytest's tmp_path: that is private to root, and the servers run as the postgres user. Under
+    # the repository, so that a task run through the toolbox (its own container) finds TF_DATA_DIR there too.
+    SCRATCH.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="devops-sandbox-", dir=SCRATCH))
     root.chmod(0o755)
     # The strictest pairing the real services run: Neon on 17, RDS on an older major (15), so that every sync
     # crosses majors through the same client tools. A host without both majors sets them (scripts/test).
@@ -142,3 +151,16 @@ def neon_secret(sandbox, ops, neon):
     yield secrets
     secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
 
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    """The docker CLI, with a reachable engine and both toolbox images (built once when missing, by the shim)."""
+    docker = shutil.which("docker")
+    if not docker or subprocess.run([docker, "version"], capture_output=True).returncode != 0:
+        if toolbox.inside() == "dev":
+            pytest.fail("no Docker engine in the dev container: toolbox/inv mounts /var/run/docker.sock")
+        pytest.skip("no Docker engine reachable on this host")
+    for target in ("toolbox", "dev"):
+        toolbox.image(target)
+    return docker

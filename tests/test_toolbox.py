@@ -28,14 +28,15 @@ from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
 from devops.sandbox import free_port
-from tests.conftest import PROVIDER_MIRRORS
+from tests.conftest import PROVIDER_MIRRORS, SCRATCH
 from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
-SCRATCH = REPO_ROOT / ".toolbox-tmp"
-# What toolbox/inv runs with besides docker: a host with only Docker and core utilities.
-CORE_UTILITIES = ("sh", "dirname", "id", "sha256sum", "sort", "cut", "env", "grep", "stat", "tail", "cat",
-                  "sleep")
+
+# What toolbox/inv runs with besides docker: a host with only Docker and core utilities (setsid: util-linux's,
+# on every Linux; the shim falls back to perl's on macOS).
+CORE_UTILITIES = ("sh", "dirname", "basename", "id", "sha256sum", "sort", "cut", "env", "grep", "stat", "tail", "cat",
+                  "sleep", "date", "setsid", "mktemp", "cp", "mkdir", "rm", "touch")
 
 
 @pytest.fixture
@@ -121,38 +122,53 @@ def test_the_image_installs_only_the_locks_and_with_hashes():
     dockerfile = (REPO_ROOT / "toolbox" / "Dockerfile").read_text().replace("\\\n", " ")
     installs = [found.strip() for found in re.findall(r"pip install ([^&\n]*)", dockerfile)]
     assert sorted(installs) == sorted(f"--require-hashes -r /opt/devops/{lock}" for lock in LOCKS.values())
-    allowed = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    built_from = re.search(r'^BUILT_FROM="([^"]*)"', SHIM.read_text().replace("\\\n", " "), re.M).group(1).split()
     for lock in LOCKS.values():
         assert f"COPY {lock} /opt/devops/{lock}" in dockerfile
-        assert lock in toolbox.HASHED_FILES and f"!{lock}" in allowed
+        assert lock in built_from
+    # Everything the Dockerfile copies from its context is in the context (and so in the tag's hash).
+    copied = re.findall(r"^COPY (?!--from)(?:--\S+ )*(\S+) ", dockerfile, re.M)
+    assert {name for name in copied if not name.startswith("toolbox/certs")} <= set(built_from), copied
 
 
-def test_a_changed_lock_changes_the_image_tag(tmp_path):
-    for name in (*toolbox.HASHED_FILES, toolbox.CERTS_DIR):
-        source, copy = REPO_ROOT / name, tmp_path / name
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, copy) if source.is_dir() else shutil.copy(source, copy)
-    before = toolbox.content_hash(tmp_path)
-    assert before == toolbox.content_hash(REPO_ROOT)
-    with open(tmp_path / "requirements-dev.lock", "a") as lock:
+def _copy_built_from(destination: Path) -> Path:
+    """The files the image's tag hashes, and the shim, in a folder of their own."""
+    for name in ("toolbox/inv", "toolbox/Dockerfile", "toolbox/entrypoint", *LOCKS, *LOCKS.values()):
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, destination / name)
+    return destination
+
+
+def test_the_tag_follows_the_locks_and_the_ca_certificates(tmp_path):
+    """The tag is a hash of what the image is built from: a changed lock or CA certificate gives a new tag,
+    and no CA at all (most users) gives a tag too; a CA setting that names nothing is one clear line."""
+    copy = _copy_built_from(tmp_path / "repo")
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+
+    def tag(**extra: str) -> str:
+        found = _shim_result(tmp_path, "toolbox.image", shim=copy / "toolbox" / "inv", **extra)
+        assert found.returncode == 0, found.stderr
+        return found.stdout.strip()
+
+    no_ca = tag()
+    assert re.fullmatch(r"devops-toolbox:[0-9a-f]{12}", no_ca)
+    with_ca = tag(DEVOPS_TOOLBOX_CA=str(tmp_path / "ca"))
+    assert with_ca != no_ca and tag(DEVOPS_TOOLBOX_CA=str(tmp_path / "ca" / "proxy.crt")) == with_ca
+    (tmp_path / "ca" / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n")
+    assert tag(DEVOPS_TOOLBOX_CA=str(tmp_path / "ca")) not in (with_ca, no_ca)
+    with open(copy / "requirements-dev.lock", "a") as lock:
         lock.write("# changed\n")
-    assert toolbox.content_hash(tmp_path) != before
-
-
-def test_target_for_picks_the_dev_image_for_the_sandbox_demo_and_tests():
-    assert toolbox.target_for(["validate"]) == "toolbox"
-    assert toolbox.target_for(["sync.neon-to-rds"]) == "toolbox"
-    assert toolbox.target_for(["sandbox.up"]) == "dev"
-    assert toolbox.target_for(["demo"]) == "dev"
-    assert toolbox.target_for(["test"]) == "dev"
-
-
-def test_passed_environment_by_prefix_without_host_paths():
-    env = {"AWS_PROFILE": "dev", "AWS_CA_BUNDLE": "/host/ca.pem", "INVOKE_DEVOPS_RDS_ADDRESS": "127.0.0.1:1",
-           "NEON_DATABASE_URL": "postgresql://u:p@h/db", "TF_DATA_DIR": "/x", "HOME": "/root", "PATH": "/bin"}
-    assert toolbox.passed_environment(env) == {
-        "AWS_PROFILE": "dev", "INVOKE_DEVOPS_RDS_ADDRESS": "127.0.0.1:1",
-        "NEON_DATABASE_URL": "postgresql://u:p@h/db", "TF_DATA_DIR": "/x"}
+    assert tag() != no_ca
+    for setting, message in ((tmp_path / "nowhere", "no such file or folder"), (tmp_path / "repo" / "devops-none",
+                                                                                  "no such file or folder")):
+        refused = _shim_result(tmp_path, "toolbox.image", shim=copy / "toolbox" / "inv", DEVOPS_TOOLBOX_CA=str(setting))
+        assert refused.returncode == 1 and refused.stderr.splitlines() == [
+            f"[ERROR] DEVOPS_TOOLBOX_CA={setting}: {message} (name a PEM file, or a folder of *.crt/*.pem)"]
+    (tmp_path / "empty").mkdir()
+    refused = _shim_result(tmp_path, "toolbox.image", shim=copy / "toolbox" / "inv", DEVOPS_TOOLBOX_CA=str(tmp_path / "empty"))
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"[ERROR] DEVOPS_TOOLBOX_CA={tmp_path / 'empty'} holds no *.crt or *.pem file"]
 
 
 def test_an_unknown_toolbox_mode_is_one_clear_error():
@@ -176,53 +192,83 @@ esac
 """
 
 
-def _warm_name(**extra: str) -> str:
-    """The warm container toolbox/inv uses for the runtime image, with the shim's environment."""
-    return toolbox.warm_container(toolbox.image_tag("toolbox"), _shim_env("", **extra))
+def _shim_result(tmp_path: Path, *args: str, shim: Path = SHIM, fake: str = FAKE_DOCKER,
+                 **extra: str) -> subprocess.CompletedProcess:
+    """The shim run against a stand-in docker (``fake``), which logs each call to tmp_path/calls.log."""
+    docker = tmp_path / "docker"
+    if not docker.exists():
+        docker.write_text(fake)
+        docker.chmod(0o755)
+        _bin_dir(tmp_path / "bin", str(docker))
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    return subprocess.run(["sh", str(shim), *args], env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log),
+                                                                 **extra),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+
+
+def _shim_calls(tmp_path: Path, *args: str, **extra: str) -> list[str]:
+    """What the shim asks a stand-in docker (FAKE_DOCKER) for ``args``."""
+    _shim_result(tmp_path, *args, **extra)
+    return (tmp_path / "calls.log").read_text().splitlines()
+
+
+def _tag(tmp_path: Path, target: str = "toolbox", **extra: str) -> str:
+    """The image tag the shim uses (toolbox.image, against the stand-in docker: nothing is built)."""
+    found = _shim_result(tmp_path, "toolbox.image", *(["--dev"] if target == "dev" else []), **extra)
+    assert found.returncode == 0, found.stderr
+    return found.stdout.strip()
+
+
+def _image_run(calls: list[str]) -> str:
+    """The line that runs the task: a container started for it, or an exec into the warm container."""
+    return next(line for line in calls if line.startswith(("run ", "exec ")) and " -d --rm --name " not in line)
+
+
+def _runs_in(line: str, tag: str) -> bool:
+    """Whether a `docker run` line runs the task in image ``tag``."""
+    return f" {tag} sh -c " in line
 
 
 def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
-    fake = tmp_path / "docker"
-    fake.write_text(FAKE_DOCKER)
-    fake.chmod(0o755)
-    log = tmp_path / "calls.log"
     secret = "s3cr3t-pw"
     (tmp_path / "home" / ".aws").mkdir(parents=True)
-    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log), HOME=str(tmp_path / "home"),
-                    NEON_DATABASE_URL=f"postgresql://owner:{secret}@example/db", AWS_PROFILE="dev",
-                    AWS_CA_BUNDLE="/host/only.pem", INVOKE_DEVOPS_PROJECT_NAME="acme")
-    result = subprocess.run(["sh", str(SHIM), "sync.neon-to-rds", "--dry-run"], env=env, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True)
+    home = dict(HOME=str(tmp_path / "home"))
+    result = _shim_result(tmp_path, "sync.neon-to-rds", "--dry-run", **home,
+                          NEON_DATABASE_URL=f"postgresql://owner:{secret}@example/db", AWS_PROFILE="dev",
+                          AWS_CA_BUNDLE="/host/only.pem", INVOKE_DEVOPS_PROJECT_NAME="acme")
     assert result.returncode == 7, result.stderr
-    calls = log.read_text().splitlines()
-    assert secret not in log.read_text()
+    log = (tmp_path / "calls.log").read_text()
+    calls = log.splitlines()
+    assert secret not in log
     # The warm container: created once, with the mounts and no environment; the task is exec'd into it.
     created = [line for line in calls if line.startswith("run ")]
     executed = [line for line in calls if line.startswith("exec ")]
     assert len(created) == 1 and len(executed) == 1, calls
-    warm = _warm_name(HOME=str(tmp_path / "home"))
-    assert f"--name {warm} " in created[0] and f" {toolbox.image_tag('toolbox')} sh -c " in created[0]
+    tag = _tag(tmp_path, **home)
+    name = re.search(r"--name (\S+) ", created[0]).group(1)
+    assert name.startswith("devops-toolbox-") and f" {tag} sh -c " in created[0]
     assert " -e " not in created[0]
     assert f"--user {os.getuid()}:{os.getgid()}" in created[0]
     assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in created[0]
     assert "--network host" in created[0]
     assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in created[0]
     assert executed[0].split()[-3:] == ["inv", "sync.neon-to-rds", "--dry-run"]
-    assert f" {warm} sh -c " in executed[0]
-    for name in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
-        assert f"-e {name} " in executed[0]
+    assert f" {name} sh -c " in executed[0]
+    for variable in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
+        assert f"-e {variable} " in executed[0]
+    assert f"-e DEVOPS_TOOLBOX_IMAGE={tag} " in executed[0]
     assert "AWS_CA_BUNDLE" not in executed[0]
     assert " -t " not in f" {executed[0]} "  # stdin is not a terminal: no TTY
+    # Another HOME (another ~/.aws mount): another warm container.
+    (tmp_path / "home2" / ".aws").mkdir(parents=True)
+    again = [line for line in _shim_calls(tmp_path, "validate", HOME=str(tmp_path / "home2")) if line.startswith("exec ")]
+    assert f" {name} sh -c " not in again[0]
 
 
 def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
-    fake = tmp_path / "docker"
-    fake.write_text(FAKE_DOCKER)
-    fake.chmod(0o755)
-    log = tmp_path / "calls.log"
-    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log))
-    subprocess.run(["sh", str(SHIM), "test"], env=env, stdin=subprocess.DEVNULL, capture_output=True)
-    assert f"{toolbox.image_tag('dev')} inv test" in log.read_text()
+    line = _image_run(_shim_calls(tmp_path, "test"))
+    assert line.startswith("run ") and _runs_in(line, _tag(tmp_path, "dev")) and line.endswith(" inv test"), line
 
 
 KEEPER_DOCKER = """#!/bin/sh
@@ -238,16 +284,10 @@ esac
 def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path):
     """The long-lived container gets no environment (docker inspect would show it while it lives); the
     task's exec into it gets the variables, by name."""
-    fake = tmp_path / "docker"
-    fake.write_text(KEEPER_DOCKER)
-    fake.chmod(0o755)
-    log = tmp_path / "calls.log"
-    env = _shim_env(_bin_dir(tmp_path / "bin", str(fake)), FAKE_DOCKER_LOG=str(log),
-                    NEON_DATABASE_URL="postgresql://owner:pw@example/db", AWS_SECRET_ACCESS_KEY="very-secret")
-    result = subprocess.run(["sh", str(SHIM), "sandbox.up"], env=env, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True)
+    result = _shim_result(tmp_path, "sandbox.up", fake=KEEPER_DOCKER,
+                          NEON_DATABASE_URL="postgresql://owner:pw@example/db", AWS_SECRET_ACCESS_KEY="very-secret")
     assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
+    calls = (tmp_path / "calls.log").read_text().splitlines()
     created = [line for line in calls if line.startswith("run ") and " -d --name " in line]
     executed = [line for line in calls if line.startswith("exec ")]
     assert len(created) == 1 and len(executed) == 1, calls
@@ -255,39 +295,24 @@ def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path
     assert "-e NEON_DATABASE_URL" in executed[0] and "-e AWS_SECRET_ACCESS_KEY" in executed[0]
 
 
-def _shim_calls(tmp_path: Path, *args: str, **extra: str) -> list[str]:
-    """What the shim asks a stand-in docker (FAKE_DOCKER) for ``args``."""
-    fake = tmp_path / "docker"
-    if not fake.exists():
-        fake.write_text(FAKE_DOCKER)
-        fake.chmod(0o755)
-        _bin_dir(tmp_path / "bin", str(fake))
-    log = tmp_path / "calls.log"
-    log.write_text("")
-    subprocess.run(["sh", str(SHIM), *args], env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra),
-                   stdin=subprocess.DEVNULL, capture_output=True)
-    return log.read_text().splitlines()
-
-
-def _image_run(calls: list[str]) -> str:
-    """The line that runs the task: a container started for it, or an exec into the warm container."""
-    return next(line for line in calls if line.startswith(("run ", "exec ")) and " -d --rm --name " not in line)
-
-
 def test_shim_picks_the_image_from_task_names_only(tmp_path):
-    runtime, dev = toolbox.image_tag("toolbox"), toolbox.image_tag("dev")
+    runtime, dev = _tag(tmp_path), _tag(tmp_path, "dev")
     # An option's value that looks like a task name picks nothing (nor a sandbox container).
     for args in (["sync.restore", "--key", "test", "--to", "rds"], ["sync.restore", "-t", "rds", "-k", "sandbox.up"],
                  ["-c", "demo", "validate"]):
         calls = _shim_calls(tmp_path, *args)
-        assert f" {_warm_name()} sh -c " in _image_run(calls) and f" inv {args[0]}" in _image_run(calls), calls
-        assert not any(toolbox.sandbox_container() in line for line in calls), calls
-    assert f" {dev} inv test --pytest-args -k validate" in _image_run(
-        _shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
+        line = _image_run(calls)
+        assert line.startswith("exec ") and f" inv {args[0]}" in line, calls
+        assert not any(_sandbox_container(REPO_ROOT) in line for line in calls), calls
+    line = _image_run(_shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
+    assert _runs_in(line, dev) and line.endswith(" inv test --pytest-args -k validate"), line
     # --dev, wherever it is, for the toolbox tasks.
     for args in (["toolbox.shell", "--dev"], ["--dev", "toolbox.shell"], ["toolbox.shell", "-d"]):
-        assert f" {dev} inv " in _image_run(_shim_calls(tmp_path, *args)), args
-    assert f" {runtime} inv " in _image_run(_shim_calls(tmp_path, "toolbox.shell"))
+        line = _image_run(_shim_calls(tmp_path, *args))
+        assert _runs_in(line, dev) and line.endswith(" bash"), (args, line)
+    assert _runs_in(_image_run(_shim_calls(tmp_path, "toolbox.shell")), runtime)
+    # Help about a toolbox task is Invoke's (in the container), not the task.
+    assert _image_run(_shim_calls(tmp_path, "--help", "toolbox.build")).endswith(" inv --help toolbox.build")
 
 
 def test_the_shims_value_options_are_the_tasks():
@@ -303,25 +328,31 @@ def test_the_shims_value_options_are_the_tasks():
     assert set(listed) == value_options(ns)
 
 
-def test_shim_and_sdk_mount_the_engine_docker_host_names(tmp_path):
+def test_shim_mounts_the_engine_docker_host_names(tmp_path):
     engine_socket = socket.socket(socket.AF_UNIX)
     engine_socket.bind(str(tmp_path / "engine.sock"))
     try:
         run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST=f"unix://{tmp_path}/engine.sock"))
         assert f"-v {tmp_path}/engine.sock:/var/run/docker.sock" in run, run
-        options = toolbox.container_options("dev", environ={"DOCKER_HOST": f"unix://{tmp_path}/engine.sock"})
-        assert options["volumes"][f"{tmp_path}/engine.sock"]["bind"] == "/var/run/docker.sock"
-        assert options["group_add"] == [str(os.stat(tmp_path / "engine.sock").st_gid)]
+        assert f"--group-add {os.stat(tmp_path / 'engine.sock').st_gid}" in run
     finally:
         engine_socket.close()
     # An engine over TCP: the dev container (on the host's network) is told where it is.
     run = _image_run(_shim_calls(tmp_path, "test", DOCKER_HOST="tcp://127.0.0.1:2375"))
     assert "-e DOCKER_HOST" in run
-    assert toolbox.container_options("dev", environ={"DOCKER_HOST": "tcp://127.0.0.1:2375"})["environment"][
-        "DOCKER_HOST"] == "tcp://127.0.0.1:2375"
 
 
-def test_a_task_run_on_ecs_gets_the_engine_in_the_shim_and_the_sdk(tmp_path):
+def test_a_container_with_the_engine_gets_the_ca_certificates_at_their_path(tmp_path):
+    """The tests (and --on ecs) compute the image's tag inside their container: they need the same CA files."""
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    ca = dict(DEVOPS_TOOLBOX_CA=str(tmp_path / "ca"))
+    run = _image_run(_shim_calls(tmp_path, "test", **ca))
+    assert f"-e DEVOPS_TOOLBOX_CA -v {tmp_path}/ca:{tmp_path}/ca:ro" in run, run
+    assert "DEVOPS_TOOLBOX_CA" not in _image_run(_shim_calls(tmp_path, "validate", **ca))
+
+
+def test_a_task_run_on_ecs_gets_the_engine(tmp_path):
     """--on ecs builds and pushes the task image through the engine: the runtime container gets its socket
     then, and only then (a task's value that merely reads 'ecs' does not count)."""
     engine_socket = socket.socket(socket.AF_UNIX)
@@ -334,8 +365,6 @@ def test_a_task_run_on_ecs_gets_the_engine_in_the_shim_and_the_sdk(tmp_path):
         assert mount in _image_run(_shim_calls(tmp_path, "validate", INVOKE_DEVOPS_RUNNER="ecs", **host))
         for args in (["validate"], ["sync.restore", "--key", "ecs", "--to", "rds"], ["validate", "--on", "local"]):
             assert mount not in _image_run(_shim_calls(tmp_path, *args, **host)), args
-        assert f"{tmp_path}/engine.sock" in toolbox.container_options("toolbox", environ=host, engine=True)["volumes"]
-        assert f"{tmp_path}/engine.sock" not in toolbox.container_options("toolbox", environ=host)["volumes"]
     finally:
         engine_socket.close()
 
@@ -360,35 +389,19 @@ def test_shim_with_no_docker_engine_says_so_in_one_line(tmp_path):
 
 
 def test_host_inv_with_no_docker_engine_says_so_in_one_line(tmp_path):
+    """A plain `inv` execs the shim: the same one line, after the note on how to stay on the host."""
     env = {k: v for k, v in os.environ.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX")}
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
     result = subprocess.run([sys.executable, "-m", "invoke", "validate"], cwd=REPO_ROOT, env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("[INFO]")]
-    assert len(lines) == 1 and lines[0].startswith("[ERROR] no Docker engine reachable"), result.stderr
-    assert "INVOKE_DEVOPS_TOOLBOX=host" in lines[0]
+    info, *errors = result.stderr.splitlines()
+    assert "INVOKE_DEVOPS_TOOLBOX=host" in info
+    assert len(errors) == 1 and errors[0].startswith("[ERROR] no Docker engine reachable"), result.stderr
 
 
 # --------------------------------------------------------------------------------------------------
 # Against the real engine
-
-
-def _engine_reachable() -> bool:
-    docker = shutil.which("docker")
-    return bool(docker) and subprocess.run([docker, "version"], capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def engine():
-    if not _engine_reachable():
-        if toolbox.inside() == "dev":
-            pytest.fail("no Docker engine in the dev container: toolbox/inv mounts /var/run/docker.sock")
-        pytest.skip("no Docker engine reachable on this host")
-    # Both images, built once when missing (toolbox/inv builds them the same way).
-    for target in ("toolbox", "dev"):
-        toolbox.ensure_image(target)
-    return shutil.which("docker")
 
 
 @pytest.fixture
@@ -441,16 +454,23 @@ def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, s
     assert (made.st_uid, made.st_gid) == (uid, gid)
 
 
+def _foreground(command: list[str], **options) -> subprocess.Popen:
+    """``command`` as a terminal starts a foreground job: a process group of its own, SIGINT at its default
+    (a shell starts a background job, as this test may be, with SIGINT ignored)."""
+    return subprocess.Popen(command, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
+
+
 def test_ctrl_c_reaches_the_task(docker_only_path):
     script = "trap 'echo interrupted; exit 130' INT\necho ready\nsleep 60 & wait\n"
-    process = subprocess.Popen(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _foreground(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         process.stdin.write(script)
         process.stdin.close()
         assert process.stdout.readline().strip() == "ready"
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends to the shim in a terminal
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
         process.wait(timeout=30)
         out, err = process.stdout.read(), process.stderr.read()
     finally:
@@ -485,11 +505,11 @@ def test_the_warm_container_is_reused_holds_no_secret_and_is_replaced_with_the_i
         inspected = subprocess.run([engine, "inspect", first[0]], capture_output=True, text=True).stdout
         assert "very-secret-key" not in inspected and "AWS_SECRET_ACCESS_KEY" not in inspected
         # Ctrl-C without a terminal: secrets.set-neon-url waits on stdin; SIGINT reaches it in the container.
-        process = subprocess.Popen([*shim, "secrets.set-neon-url"], env=env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = _foreground([*shim, "secrets.set-neon-url"], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(5)
-            process.send_signal(signal.SIGINT)
+            os.killpg(process.pid, signal.SIGINT)
             process.wait(timeout=60)
             err = process.stderr.read()
         finally:
@@ -497,8 +517,9 @@ def test_the_warm_container_is_reused_holds_no_secret_and_is_replaced_with_the_i
         assert process.returncode == 130 and "[ERROR] interrupted" in err, err
         # A changed image (here: a changed lock file, the image tagged under its new hash): a new container.
         (repo / "requirements-checkov.txt").write_text((repo / "requirements-checkov.txt").read_text() + "# changed\n")
-        extra_tag = toolbox.image_tag("toolbox", repo)
-        subprocess.run([engine, "tag", toolbox.image_tag("toolbox"), extra_tag], check=True)
+        (scratch / "stand-in").mkdir()
+        extra_tag = _shim_result(scratch / "stand-in", "toolbox.image", shim=repo / "toolbox" / "inv").stdout.strip()
+        subprocess.run([engine, "tag", toolbox.image("toolbox"), extra_tag], check=True)
         assert inv("--version").returncode == 0
         images = {subprocess.run([engine, "inspect", "--format", "{{.Config.Image}}", cid], capture_output=True,
                                  text=True).stdout.strip() for cid in warm_ids()}
@@ -517,7 +538,7 @@ def test_host_inv_reruns_the_task_in_the_toolbox(engine, scratch):
     env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(scratch / "sandbox")
     result = subprocess.run([sys.executable, "-m", "invoke", "sandbox.status", "--json"], cwd=REPO_ROOT, env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
-    assert "[INFO] running in the toolbox image (dev)" in result.stderr
+    assert "[INFO] running in the toolbox image" in result.stderr
     assert result.returncode == 1, result.stderr  # no sandbox there: status exits 1, through the container
     assert '"up": false' in result.stdout and str(scratch / "sandbox") in result.stdout
     # The documented switch keeps it on this host.
@@ -549,7 +570,7 @@ def _sandbox_container(repo: Path) -> str:
 def test_sandbox_container_name_matches_the_shim(tmp_path):
     """The name the shim asks docker about for sandbox.up is the one the SDK path uses."""
     asked = [line.split()[-1] for line in _shim_calls(tmp_path, "sandbox.up") if line.startswith("inspect ")]
-    assert asked and set(asked) == {toolbox.sandbox_container()}
+    assert asked and set(asked) == {_sandbox_container(REPO_ROOT)}
 
 
 def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_only_path, scratch):
@@ -609,7 +630,7 @@ def postgres17(engine):
     bin_dir = "/usr/lib/postgresql/17/bin"
     script = (f"{bin_dir}/initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec {bin_dir}/postgres "
               f"-D /tmp/pg -c listen_addresses=127.0.0.1 -c unix_socket_directories= -p {port}")
-    subprocess.run([engine, "run", "-d", "--rm", "--network", "host", "--name", name, toolbox.image_tag("dev"),
+    subprocess.run([engine, "run", "-d", "--rm", "--network", "host", "--name", name, toolbox.image("dev"),
                     "sh", "-c", script], check=True, capture_output=True)
     try:
         deadline = time.monotonic() + 60
@@ -627,7 +648,7 @@ def _host_pg_dump(engine: str) -> list[str] | None:
     filesystem through a container that chroots into it."""
     if toolbox.inside():
         prefix = [engine, "run", "--rm", "--network", "host", "--user", "0", "-v", "/:/host:ro",
-                  "--entrypoint", "chroot", toolbox.image_tag("toolbox"), "/host"]
+                  "--entrypoint", "chroot", toolbox.image("toolbox"), "/host"]
         found = subprocess.run([*prefix, "sh", "-c", "command -v pg_dump"], capture_output=True, text=True)
         return [*prefix, "pg_dump"] if found.returncode == 0 else None
     binary = shutil.which("pg_dump")
@@ -653,10 +674,10 @@ def test_an_older_host_pg_dump_refuses_postgres_17_and_the_toolbox_succeeds(engi
         check_tools_match_servers(ToolVersions({"pg_dump": host_version, "pg_restore": host_version,
                                                 "psql": host_version}), {"Neon": 170000})
 
-    in_toolbox = subprocess.run([engine, "run", "--rm", "--network", "host", toolbox.image_tag("toolbox"),
+    in_toolbox = subprocess.run([engine, "run", "--rm", "--network", "host", toolbox.image("toolbox"),
                                  "pg_dump", *target], capture_output=True, text=True)
     assert in_toolbox.returncode == 0, in_toolbox.stderr
-    version = subprocess.run([engine, "run", "--rm", toolbox.image_tag("toolbox"), "pg_dump", "--version"],
+    version = subprocess.run([engine, "run", "--rm", toolbox.image("toolbox"), "pg_dump", "--version"],
                              capture_output=True, text=True).stdout
     assert re.search(r"\) 17\.\d+", version), version
 
@@ -667,7 +688,7 @@ def test_the_dev_image_has_the_server_majors_neon_and_rds_run(engine):
     script = ("from devops.sandbox import find_pg_bin, server_major; "
               "print(*[server_major(find_pg_bin(m)) for m in ('17', '15')])")
     result = subprocess.run([engine, "run", "--rm", "-v", f"{REPO_ROOT}:{REPO_ROOT}:ro", "-w", str(REPO_ROOT),
-                             toolbox.image_tag("dev"), "sh", "-c", f'python -c "{script}" && pg_restore --version'],
+                             toolbox.image("dev"), "sh", "-c", f'python -c "{script}" && pg_restore --version'],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     majors, tools = result.stdout.splitlines()
@@ -677,7 +698,7 @@ def test_the_dev_image_has_the_server_majors_neon_and_rds_run(engine):
 
 def test_image_labels_carry_the_pinned_versions(engine):
     labels = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}",
-                             toolbox.image_tag("toolbox")], capture_output=True, text=True, check=True).stdout
+                             toolbox.image("toolbox")], capture_output=True, text=True, check=True).stdout
     dockerfile = (REPO_ROOT / "toolbox" / "Dockerfile").read_text()
     for arg, label in (("TERRAFORM_VERSION", "terraform"), ("AWSCLI_VERSION", "awscli"),
                        ("POSTGRES_MAJOR", "postgresql-client")):
@@ -689,7 +710,7 @@ def test_terraform_in_the_image_matches_the_machine(engine):
     """The image copies Terraform from hashicorp/terraform:<TERRAFORM_VERSION>; it is the version pinned."""
     pinned = re.search(r"^ARG TERRAFORM_VERSION=(\S+)", (REPO_ROOT / "toolbox" / "Dockerfile").read_text(),
                        re.M).group(1)
-    out = subprocess.run([engine, "run", "--rm", toolbox.image_tag("toolbox"), "terraform", "version"],
+    out = subprocess.run([engine, "run", "--rm", toolbox.image("toolbox"), "terraform", "version"],
                          capture_output=True, text=True).stdout
     assert out.startswith(f"Terraform v{pinned}")
 

@@ -1,0 +1,156 @@
+"""The terminal contract of both ways into the toolbox (README, "The toolbox and your terminal"):
+`./toolbox/inv TASK` and a plain `inv TASK` (which execs the shim), against the real engine, with the tasks in
+the checkout's warm container talking to the sandbox's servers.
+
+Signals go as a terminal and a CI runner send them: to the whole process group of a foreground job (the shim,
+or `inv`, and `tee`), with SIGINT at its default. A clean clone (no CA certificate anywhere in it) runs the
+shim, as almost every user's does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from devops import toolbox
+from devops.config import REPO_ROOT
+from tests import dbtools
+from tests.conftest import SCRATCH
+from tests.helpers import assert_no_secret
+from tests.test_sync_faults import assert_broken_mid_upload, assert_failed_cleanly
+
+SHIM = REPO_ROOT / "toolbox" / "inv"
+WAYS = {"shim": ["sh", str(SHIM)], "inv": [sys.executable, "-m", "invoke"]}
+# The line a plain `inv` prints before it execs the shim.
+REENTRY = "[INFO] running in the toolbox image"
+
+
+def _host(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as a host's: not inside the toolbox, and a plain `inv` goes into it (devops.toolbox default)."""
+    return {k: v for k, v in env.items() if k not in (toolbox.MARKER, "INVOKE_DEVOPS_TOOLBOX", "DEVOPS_TOOLBOX_IMAGE")}
+
+
+def _foreground(command: list[str], **options) -> subprocess.Popen:
+    """As a terminal starts a foreground job: a process group of its own, SIGINT at its default."""
+    return subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
+
+
+def _stderr_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith(REENTRY)]
+
+
+@pytest.fixture
+def clone(engine):
+    """A `git clone` of this repository: what a new user has (no toolbox/certs/*.crt, nothing copied in)."""
+    SCRATCH.mkdir(exist_ok=True)
+    path = SCRATCH / f"clone-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(path)], check=True, capture_output=True)
+    yield path
+    subprocess.run(["sh", str(path / "toolbox" / "inv"), "toolbox.stop"], capture_output=True)
+    subprocess.run(["rm", "-rf", str(path)])
+
+
+def test_a_clean_clone_runs_the_shim(engine, clone):
+    """The README's first command on a fresh clone: the shim hashes what the image is built from, with the CA
+    certificates of DEVOPS_TOOLBOX_CA (CI's proxy) or none at all (most users), and runs the task."""
+    assert not list((clone / "toolbox").glob("certs/*.crt"))
+    shim = ["sh", str(clone / "toolbox" / "inv")]
+    env = _host(dict(os.environ))
+    no_ca = {k: v for k, v in env.items() if k != "DEVOPS_TOOLBOX_CA"}
+    # Without a CA the image differs only by its certificates; it is not built here (this machine reaches the
+    # package registries only through its inspecting proxy): the runtime image stands in under its tag.
+    no_ca_tag = subprocess.run([*shim, "toolbox.image"], env={**no_ca, "PATH": _no_engine_path(clone)},
+                               capture_output=True, text=True).stdout.strip()
+    extra_tag = ""
+    if no_ca_tag != toolbox.image("toolbox"):
+        extra_tag = no_ca_tag
+        subprocess.run([engine, "tag", toolbox.image("toolbox"), extra_tag], check=True)
+    try:
+        for environment in (env, no_ca):
+            version = subprocess.run([*shim, "--version"], env=environment, stdin=subprocess.DEVNULL,
+                                     capture_output=True, text=True, timeout=300)
+            assert version.returncode == 0 and version.stdout.startswith("Invoke "), version.stderr
+            listed = subprocess.run([*shim, "--list"], env=environment, stdin=subprocess.DEVNULL,
+                                    capture_output=True, text=True, timeout=300)
+            assert listed.returncode == 0 and "sync.neon-to-rds" in listed.stdout, listed.stderr
+    finally:
+        if extra_tag:
+            subprocess.run([*shim, "toolbox.stop"], env=no_ca, capture_output=True)
+            subprocess.run([engine, "rmi", extra_tag], capture_output=True)
+
+
+def _no_engine_path(clone) -> str:
+    """A PATH whose docker says every image exists (the shim's toolbox.image then only names the tag)."""
+    bin_dir = clone / ".stand-in-bin"
+    bin_dir.mkdir(exist_ok=True)
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\n[ \"$1\" = image ] && exit 0\nexit 1\n")
+    docker.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_stdin_reaches_the_task(engine, sandbox, sandbox_env, neon_secret, ops, way):
+    """`printenv NEON_DATABASE_URL | inv secrets.set-neon-url`, both ways: the URL on stdin (then EOF) is the
+    one stored."""
+    neon_secret.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString="postgresql://before@x/db")
+    url = sandbox_env["NEON_DATABASE_URL"]
+    result = subprocess.run([*WAYS[way], "secrets.set-neon-url"], env=_host(sandbox_env), cwd=REPO_ROOT,
+                            input=url, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert neon_secret.get_secret_value(SecretId=ops["neon_url_secret_arn"])["SecretString"] == url
+    assert_no_secret(result, sandbox_env)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_reader_that_closes_early_ends_the_task_quietly(engine, sandbox, sandbox_env, way):
+    """`inv sync.list | head -1`: no traceback, no [ERROR], and the exit code of a process SIGPIPE ended."""
+    command = f"{' '.join(WAYS[way])} sync.list | head -1; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", command], env=_host(sandbox_env), cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 141, result.stdout + result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert _stderr_lines(result.stderr) == [], result.stderr
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("signum, code, message", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "interrupted by SIGTERM")])
+def test_a_signal_to_the_process_group_mid_restore(engine, sandbox, sandbox_env, sandbox_settings, big, rds, proxy,
+                                                   tmp_path, way, signum, code, message):
+    """Ctrl-C (SIGINT) or a CI runner's SIGTERM to `inv sync.neon-to-rds --yes | tee sync.log`'s process group
+    while the restore runs: tee dies with it; the task rolls back, releases its lock, aborts its upload, its
+    [ERROR] line reaches the terminal, and the exit code says which signal."""
+    proxy.key_prefix, proxy.part_delay = "neon-dumps/", 1.0
+    before = dbtools.snapshot(rds)
+    stderr = open(tmp_path / "stderr", "w+")  # the terminal: stderr is not piped
+    task = _foreground([*WAYS[way], "sync.neon-to-rds", "--yes"], env=_host({**sandbox_env, "AWS_ENDPOINT_URL": proxy.url}),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    tee = subprocess.Popen(["tee", str(tmp_path / "sync.log")], stdin=task.stdout, stdout=subprocess.DEVNULL,
+                           process_group=task.pid)
+    task.stdout.close()
+    try:
+        deadline = time.monotonic() + 120
+        while proxy.parts_done < 1 and task.poll() is None:
+            assert time.monotonic() < deadline, "no part of the dump was uploaded"
+            time.sleep(0.05)
+        os.killpg(task.pid, signum)
+        task.wait(timeout=120)
+        tee.wait(timeout=10)
+    finally:
+        task.kill()
+        tee.kill()
+    assert tee.returncode == -signum  # tee went with the signal, as in a terminal
+    stderr.seek(0)
+    result = subprocess.CompletedProcess(task.args, task.returncode, (tmp_path / "sync.log").read_text(),
+                                         "\n".join(_stderr_lines(stderr.read())))
+    assert "SYNC" in result.stdout  # what it printed before the signal, through tee
+    assert_broken_mid_upload(sandbox, sandbox_settings, proxy)
+    assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, message, code=code)
