@@ -24,7 +24,7 @@ def run(sandbox, sandbox_settings, ops, command, image=None, secrets=(), overrid
         family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
         executionRoleArn=ops["execution_role_arn"], taskRoleArn=ops["task_role_arn"],
         containerDefinitions=[{
-            "name": "main", "image": image or toolbox.image_tag("toolbox"), "essential": True,
+            "name": "main", "image": image or toolbox.image("toolbox"), "essential": True,
             "command": ["sh", "-c", command], "environment": [{"name": "GREETING", "value": "hello"}],
             "secrets": list(secrets),
             "logConfiguration": {"logDriver": "awslogs", "options": {

@@ -38,7 +38,7 @@ def _host(env: dict[str, str]) -> dict[str, str]:
 
 def _foreground(command: list[str], **options) -> subprocess.Popen:
     """As a terminal starts a foreground job: a process group of its own, SIGINT at its default."""
-    return subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
+    return subprocess.Popen(command, cwd=REPO_ROOT, process_group=0,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **options)
 
 
