@@ -60,7 +60,7 @@ def _bin_dir(path: Path, docker: str | None) -> str:
 
 
 def _shim_env(bin_dir: str, **extra: str) -> dict[str, str]:
-    keep = ("HOME", "DOCKER_HOST", "TF_PROVIDER_MIRROR")
+    keep = ("HOME", "DOCKER_HOST", "TF_PROVIDER_MIRROR", "DEVOPS_TOOLBOX_CA")
     env = {k: v for k, v in os.environ.items() if k in keep}
     # The machine's provider mirror, for the sandbox's Terraform in the container (toolbox/entrypoint).
     mirror = next((m for m in (env.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS)
@@ -147,7 +147,7 @@ def test_the_tag_follows_the_locks_and_the_ca_certificates(tmp_path):
     (tmp_path / "ca" / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 
     def tag(**extra: str) -> str:
-        found = _shim_result(tmp_path, "toolbox.image", shim=copy / "toolbox" / "inv", **extra)
+        found = _shim_result(tmp_path, "toolbox.image", shim=copy / "toolbox" / "inv", **{"DEVOPS_TOOLBOX_CA": "", **extra})
         assert found.returncode == 0, found.stderr
         return found.stdout.strip()
 
