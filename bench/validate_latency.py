@@ -99,22 +99,32 @@ def host_data_dir(env: dict[str, str], folder: Path) -> dict[str, str]:
     return host_env
 
 
+def _passed(env: dict[str, str]) -> list[str]:
+    """The variables toolbox/inv passes by name (env_flags there)."""
+    return [f"-e{name}" for name in env if (name.startswith(("AWS_", "INVOKE_")) or name in (
+        "NEON_DATABASE_URL", "TF_DATA_DIR", "TF_PROVIDER_MIRROR")) and name not in (
+        "AWS_CA_BUNDLE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")]
+
+
 def fresh_command(env: dict[str, str]) -> list[str]:
     """The task in a container started for the run, as toolbox/inv ran every task before the warm container."""
-    options = toolbox.container_options("toolbox", env)
-    mounts = [f"-v{host}:{bind['bind']}:{bind['mode']}" for host, bind in options["volumes"].items()]
-    names = [f"-e{name}" for name in options["environment"]]
-    return ["docker", "run", "--rm", "-i", "--network", "host", "--user", options["user"], "-w", str(ROOT),
-            *mounts, *names, toolbox.image_tag("toolbox"), "inv", "validate"]
+    mounts = [f"-v{ROOT}:{ROOT}", "-vdevops-toolbox-terraform:/var/cache/devops-toolbox"]
+    aws_dir = Path(env.get("HOME", "/nonexistent"), ".aws")
+    if aws_dir.is_dir():
+        mounts.append(f"-v{aws_dir}:/home/toolbox/.aws:ro")
+    if env.get("TF_PROVIDER_MIRROR") and Path(env["TF_PROVIDER_MIRROR"]).is_dir():
+        mounts.append(f"-v{env['TF_PROVIDER_MIRROR']}:{env['TF_PROVIDER_MIRROR']}:ro")
+    return ["docker", "run", "--rm", "-i", "--network", "host", "--user", f"{os.getuid()}:{os.getgid()}",
+            "-w", str(ROOT), *mounts, *_passed(env), toolbox.image("toolbox"), "inv", "validate"]
 
 
 def peak_rss_mb(env: dict[str, str]) -> float:
     """VmHWM of the inv process running validate in the warm container (docker exec, as the shim does)."""
-    names = [f"-e{name}" for name in toolbox.passed_environment(env)]
-    result = subprocess.run(["docker", "exec", "-i", *names, "-w", str(ROOT),
-                             toolbox.warm_container(toolbox.image_tag("toolbox"), env), toolbox.ENTRYPOINT,
-                             "python", "-c", PEAK_RSS], env=env, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+    warm = subprocess.run(["docker", "ps", "-q", "--filter", f"label=devops.toolbox.checkout={ROOT}", "--filter",
+                           f"ancestor={toolbox.image('toolbox')}"], capture_output=True, text=True).stdout.split()[0]
+    result = subprocess.run(["docker", "exec", "-i", *_passed(env), "-w", str(ROOT), warm,
+                             "/usr/local/bin/toolbox-entrypoint", "python", "-c", PEAK_RSS], env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
