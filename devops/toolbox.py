@@ -55,11 +55,12 @@ def reenter(executor: Executor, tasks: tuple[Any, ...]) -> None:
     """The hook at the start of an Executor's execute(): on a host (devops.toolbox = container), this whole
     invocation becomes toolbox/inv's, with the same arguments; inside the image, or with devops.toolbox =
     host, return and let the tasks run here."""
-    if inside():
-        return
-    # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key).
+    # The devops defaults and INVOKE_DEVOPS_* variables (Invoke maps a variable only onto a known key): the
+    # tasks read them from this config wherever they run.
     executor.config.load_collection(executor.collection.configuration())
     executor.config.load_shell_env()
+    if inside():
+        return
     try:
         if mode(executor.config) == "host":
             return

@@ -154,3 +154,28 @@ def test_a_signal_to_the_process_group_mid_restore(engine, sandbox, sandbox_env,
     assert "SYNC" in result.stdout  # what it printed before the signal, through tee
     assert_broken_mid_upload(sandbox, sandbox_settings, proxy)
     assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, message, code=code)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_ctrl_c_through_a_terminal(engine, way):
+    """Under a terminal (script(1) gives one) the docker client, in a session of its own, still owns the
+    keyboard: Ctrl-C is a keystroke that the task's terminal in the container turns into SIGINT."""
+    process = subprocess.Popen(["script", "-qec", " ".join([*WAYS[way], "toolbox.shell"]), "/dev/null"],
+                               cwd=REPO_ROOT, env=_host(dict(os.environ)), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    try:
+        # The marker is computed, so that the terminal's echo of the typed line does not count.
+        process.stdin.write(b"trap 'echo caught-$((6*7)); exit 130' INT; echo ready-$((6*7)); sleep 60 & wait\n")
+        process.stdin.flush()
+        deadline = time.monotonic() + 120
+        while b"ready-42" not in seen:
+            assert time.monotonic() < deadline and process.poll() is None, seen
+            seen += os.read(process.stdout.fileno(), 4096)
+        process.stdin.write(b"\x03")
+        process.stdin.flush()
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert b"caught-42" in seen + rest, seen + rest
+    assert process.returncode == 130
