@@ -14,8 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
 from devops.config import Settings
-from devops.console import register_secret
 from devops.errors import DevopsError
+from devops.masking import register_secret
 
 # Short connect timeout and few retries: a wrong endpoint or a dead emulator must fail in seconds.
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})

@@ -17,9 +17,10 @@ from invoke.exceptions import Exit
 
 from devops import runlog, terminal, toolbox
 from devops.config import Settings
-from devops.console import Console, mask
+from devops.console import Console
 from devops.environment import Operation, Planned
 from devops.errors import DevopsError
+from devops.masking import mask
 
 
 # The exit code of an unexpected exception (a bug), apart from an expected failure's 1 and Ctrl-C's 130

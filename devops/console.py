@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence, TextIO
 from tabulate import tabulate
 
 from devops import runlog
+from devops.masking import mask
 from devops.errors import DevopsError
 
 RULE = "=" * 40
@@ -25,35 +26,7 @@ REPORT_LINE_ENV = "DEVOPS_REPORT_LINE"
 REPORT_PREFIX = "devops-report: "
 REPORT_CHUNK = 8000
 
-# Known secret values (passwords read from Secrets Manager or a URL), hidden wherever they appear.
-_SECRETS: set[str] = set()
-
-# scheme://user:password@host -> scheme://****:****@host (also user-only forms).
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s'\"]+)@")
-# password=... in keyword/value DSNs and query strings.
-_PASSWORD_PARAM = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*(?:'[^']*'|\"[^\"]*\"|[^\s&;'\"]+)")
-
 _COLOURS = {"PASS": "32", "INFO": "0", "WARN": "33", "FAIL": "31", "ERROR": "31"}
-
-
-def register_secret(value: str | None) -> None:
-    """Hide this exact value in all further output (too-short values would mask ordinary words)."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def mask(text: Any) -> str:
-    """The text with credentials in URLs, password parameters and registered secrets replaced."""
-    out = str(text)
-    # Longest first, so a secret containing another is hidden whole.
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        out = out.replace(secret, "****")
-    out = _URL_USERINFO.sub(lambda m: m.group("scheme") + _mask_userinfo(m.group("userinfo")) + "@", out)
-    return _PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}=****", out)
-
-
-def _mask_userinfo(userinfo: str) -> str:
-    return "****:****" if ":" in userinfo else "****"
 
 
 _ANSI = re.compile(r"\033\[[0-9;]*m")
@@ -71,12 +44,6 @@ def age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def first_line(exc: Any) -> str:
-    """The first non-blank line of an error (an exception or a message), masked; the type's name if empty."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return mask(lines[0].strip()) if lines else type(exc).__name__
 
 
 def cell(value: int | None) -> str:

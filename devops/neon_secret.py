@@ -13,8 +13,9 @@ from typing import IO
 
 from devops import aws
 from devops.config import Settings
-from devops.console import Console, register_secret
+from devops.console import Console
 from devops.errors import DevopsError
+from devops.masking import register_secret
 from devops.postgres import parse_url
 from devops.terraform import Terraform
 

@@ -15,8 +15,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from devops.console import first_line, register_secret
 from devops.errors import DevopsError
+from devops.masking import first_line, register_secret
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 CONNECT_TIMEOUT = 10

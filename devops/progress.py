@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from devops.console import Console, mask
+from devops.console import Console
+from devops.masking import mask
 
 
 class Ticker:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from devops import console
+from devops.masking import mask
 
 _current: "RunLog | None" = None
 
@@ -32,7 +32,7 @@ class RunLog:
     def write(self, text: str) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.write(console.mask(text).rstrip("\n") + "\n")
+                self._file.write(mask(text).rstrip("\n") + "\n")
                 self._file.flush()
 
     def close(self) -> None:

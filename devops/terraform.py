@@ -18,9 +18,10 @@ from typing import Any, Callable, Mapping
 
 from devops import runlog
 from devops.config import Settings
-from devops.console import Console, mask
+from devops.console import Console
 from devops.errors import DevopsError
 from devops.files import write_private
+from devops.masking import mask
 from devops.progress import Ticker
 
 # Exit codes of `terraform plan -detailed-exitcode`.

@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 from invoke import Executor
 
 from devops.config import REPO_ROOT
-from devops.console import first_line
 from devops.errors import DevopsError
+from devops.masking import first_line
 
 MARKER = "DEVOPS_TOOLBOX"
 MODES = ("container", "host")

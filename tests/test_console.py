@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from devops.console import Console, cell, first_line, mask, register_secret, use_colour
+from devops.console import Console, cell, use_colour
 from devops.errors import DevopsError
+from devops.masking import first_line, mask, register_secret
 from devops.modes import ACTIVE, PILOT, mode_of
 from devops.postgres import make_endpoint
 from devops.sync import render
@@ -30,7 +31,7 @@ def test_mask_hides_credentials(text, expected):
 
 def test_registered_secret_is_hidden_everywhere(monkeypatch):
     # A registry of its own: the secret does not stay registered for the rest of the session.
-    monkeypatch.setattr("devops.console._SECRETS", set())
+    monkeypatch.setattr("devops.masking._SECRETS", set())
     register_secret("P@55w0rd!-registered")
     assert mask("auth failed for P@55w0rd!-registered") == "auth failed for ****"
     out = io.StringIO()

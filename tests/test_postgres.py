@@ -2,8 +2,8 @@
 
 import pytest
 
-from devops.console import mask
 from devops.errors import DevopsError
+from devops.masking import mask
 from devops.postgres import parse_url
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from devops import runlog
 from devops.cli import BUG_EXIT
 from devops.config import REPO_ROOT
-from devops.console import Console, register_secret
+from devops.console import Console
+from devops.masking import register_secret
 from devops.terraform import ApplyProgress
 from tests.helpers import INV, assert_private, log_of, without_log
 

@@ -29,17 +29,18 @@ import psycopg2
 
 from devops import aws
 from devops.config import Settings
-from devops.console import RULE, Console, first_line
+from devops.console import RULE, Console
 from devops.endpoints import neon_endpoint, rds_endpoint
 from devops.errors import DevopsError
+from devops.masking import first_line
 from devops.postgres import (Endpoint, TableStats, export_snapshot, sequence_values, server_identity, table_stats,
                              transactions_seen)
 from devops.sync.pipeline import (Processes, Restore, ToolVersions, VerificationFailed, check_tools_match_servers,
                                   compression_for, dump_args, pump, read_chunks, tool_versions)
 from devops.progress import Steps
-from devops.sync.progress import source_size, transfer
 from devops.sync import render
 from devops.sync.guard import DIVERGED, UNCHANGED, Guard, Verdict
+from devops.sync.progress import source_size, transfer
 from devops.sync.store import DumpStore, dump_key, utcnow, utcnow_precise
 from devops.terraform import Terraform
 

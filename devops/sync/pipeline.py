@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
 from devops import runlog
-from devops.console import mask
 from devops.errors import DevopsError
+from devops.masking import mask
 from devops.postgres import (CANONICAL_SETTINGS, CHECKSUM, PARALLEL_MIN_BYTES, PARALLEL_ON, PARALLEL_SETTINGS,
                              USER_TABLES, Endpoint)
 

@@ -19,9 +19,10 @@ from botocore.config import Config
 
 from devops import aws
 from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
-from devops.console import age, first_line
+from devops.console import age
 from devops.endpoints import PrivateRds, rds_endpoint
 from devops.errors import DevopsError
+from devops.masking import first_line
 from devops.modes import ACTIVE, BOTH, PILOT
 from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
 from devops.terraform import Terraform

@@ -15,10 +15,11 @@ from typing import Any
 
 from devops import aws
 from devops.config import Settings
-from devops.console import Console, mask
+from devops.console import Console
 from devops.errors import DevopsError
-from devops.terraform import Terraform
+from devops.masking import mask
 from devops.modes import ACTIVE, PILOT, mode_of
+from devops.terraform import Terraform
 from devops.validate.checks import FAIL, PASS, REGISTRY, WARN, Check, Context, Result, checks_for, early_checks
 
 MODE_LABELS = {ACTIVE: "Full (activated)", PILOT: "Pilot Light"}
