@@ -47,9 +47,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(config.stash[TF_CLI_DIR], ignore_errors=True)
 
 
+# The fixtures that need real services: the sandbox's servers and emulator, or a Docker engine.
+SERVICES = {"sandbox", "engine"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `first` (the sandbox as `sandbox.up` made it) run before any other, and tests marked
-    `last` (the sandbox's own shutdown) after everything that uses the sandbox."""
+    """Tests that use a real service are marked `sandbox` (`pytest -m "not sandbox"` runs the rest, pure
+    logic, in seconds). Tests marked `first` (the sandbox as `sandbox.up` made it) run before any other, and
+    tests marked `last` (the sandbox's own shutdown) after everything that uses the sandbox."""
+    for item in items:
+        if SERVICES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.sandbox)
     items.sort(key=lambda item: 0 if item.get_closest_marker("first") else 2 if item.get_closest_marker("last") else 1)
 
 
