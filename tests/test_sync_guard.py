@@ -1,0 +1,75 @@
+"""The divergence guard's judgement as pure logic: fingerprints in, a verdict out (no server, no bucket)."""
+
+from __future__ import annotations
+
+from devops.sync.guard import DIVERGED, FIRST_SYNC, FORCED, UNCHANGED, Guard, changes, same_database
+from devops.sync.store import Known
+
+SERVER = {"system_identifier": "7301", "database": "app"}
+
+
+def fingerprint(tables: dict, sequences: dict | None = None, schema: str = "s1", server: dict | None = None,
+                pg_dump: str = "17.6", where: str = "rds.example:5432/app") -> dict:
+    return {"tables": tables, "sequences": sequences or {}, "schema": schema, "server": server or SERVER,
+            "pg_dump": pg_dump, "where": where}
+
+
+RECORDED = fingerprint({"public.users": {"rows": 3, "checksum": "a"}, "public.orders": {"rows": 5, "checksum": "b"}},
+                       {"public.users_id_seq": 3})
+
+
+def known(record: dict = RECORDED) -> Known:
+    return Known("rds-dumps/2026-01-01T00-00-00.dump", {**record, "recorded": "2026-01-01T00:00:00Z"},
+                 {"reason": "safety-copy"}, "rds-dumps/2026-01-01T00-00-00.manifest.json")
+
+
+GUARD = Guard("RDS", force=False, rerun="inv sync.neon-to-rds --force", other_way="inv sync.rds-to-neon")
+
+
+def test_nothing_recorded_is_a_first_sync():
+    verdict = GUARD.judge(None, RECORDED)
+    assert verdict.verdict == FIRST_SYNC and verdict.known is None and "first sync" in verdict.note
+
+
+def test_a_record_of_another_database_is_a_first_sync_with_a_note():
+    other = fingerprint(RECORDED["tables"], server={"system_identifier": "9999", "database": "app"})
+    verdict = GUARD.judge(known(), other)
+    assert verdict.verdict == FIRST_SYNC and "different database" in verdict.note
+
+
+def test_the_same_data_is_unchanged_and_a_moved_sequence_is_only_said():
+    assert GUARD.judge(known(), RECORDED).verdict == UNCHANGED
+    moved = GUARD.judge(known(), {**RECORDED, "sequences": {"public.users_id_seq": 7}})
+    assert moved.verdict == UNCHANGED and "public.users_id_seq" in moved.note
+
+
+def test_a_write_since_the_record_diverges_and_force_overrides():
+    written = fingerprint({"public.users": {"rows": 4, "checksum": "c"}, "public.orders": {"rows": 5, "checksum": "b"}})
+    verdict = GUARD.judge(known(), written)
+    assert verdict.verdict == DIVERGED
+    assert verdict.changes == [{"table": "public.users", "kind": "changed", "recorded_rows": 3, "rows": 4,
+                                "rows_added": 1, "rows_removed": 0, "content_changed": True}]
+    assert verdict.report()["changed_tables"] == ["public.users"]
+    forced = Guard("RDS", force=True, rerun="", other_way=None).judge(known(), written)
+    assert forced.verdict == FORCED and forced.changes == verdict.changes
+
+
+def test_changes_name_new_dropped_and_rewritten_tables_and_the_schema():
+    now = fingerprint({"public.users": {"rows": 3, "checksum": "z"}, "public.audit": {"rows": 1, "checksum": "q"}},
+                      schema="s2")
+    found = {c["table"]: c for c in changes(RECORDED, now)}
+    assert found["public.audit"]["kind"] == "new table" and found["public.audit"]["rows_added"] == 1
+    assert found["public.orders"]["kind"] == "table dropped" and found["public.orders"]["rows_removed"] == 5
+    assert found["public.users"]["content_changed"] and found["public.users"]["rows_added"] == 0
+    assert found["(schema)"]["kind"] == "definitions changed"
+
+
+def test_a_schema_hash_by_another_pg_dump_is_not_compared():
+    assert changes(RECORDED, {**RECORDED, "schema": "s2", "pg_dump": "18.1"}) == []
+
+
+def test_the_same_database_by_system_identifier_else_by_where():
+    assert same_database(RECORDED, {**RECORDED, "where": "127.0.0.1:6543/app"})  # a tunnel: another name, one server
+    assert not same_database(RECORDED, {**RECORDED, "server": {"system_identifier": "7301", "database": "other"}})
+    assert same_database({"where": "h:1/db"}, {"where": "h:1/db"}) and not same_database({"where": "h:1/db"},
+                                                                                        {"where": "h:2/db"})
