@@ -1,0 +1,51 @@
+"""The restore script on its way to psql, as pure logic: where each archive entry begins (so that a psql
+error's line names the object), and the closing COMMIT held back until the verification passed."""
+
+from __future__ import annotations
+
+import pytest
+
+from devops.sync.pipeline import TAIL, PipelineError, Script, _without_final_commit
+
+SCRIPT = (b"--\n-- PostgreSQL database dump\n--\nBEGIN;\n\n"
+          b"--\n-- Name: users; Type: TABLE; Schema: public; Owner: -\n--\n\n"
+          b"CREATE TABLE public.users (\n    id integer NOT NULL\n);\n\n"
+          b"--\n-- Name: big_orders; Type: VIEW; Schema: app; Owner: -\n--\n\n"
+          b"CREATE VIEW app.big_orders AS\n SELECT 1;\n\n"
+          b"--\n-- Name: EXTENSION pgcrypto; Type: COMMENT; Schema: -; Owner: \n--\n\n"
+          b"COMMENT ON EXTENSION pgcrypto IS 'x';\n\n"
+          b"COMMIT;\n\n--\n-- PostgreSQL database dump complete\n--\n\n")
+
+
+def lines_of(text: bytes, needle: bytes) -> int:
+    return text[:text.index(needle)].count(b"\n") + 1
+
+
+@pytest.mark.parametrize("size", [len(SCRIPT), 7, 1])
+def test_each_entry_starts_where_its_header_is_whatever_the_chunks(size):
+    script = Script()
+    for start in range(0, len(SCRIPT), size):
+        script.feed(SCRIPT[start:start + size])
+    assert script.lines == SCRIPT.count(b"\n")
+    users = lines_of(SCRIPT, b"-- Name: users")
+    view = lines_of(SCRIPT, b"-- Name: big_orders")
+    assert [(line, what) for line, what, _ in script.entries] == [
+        (users, "TABLE public.users"), (view, "VIEW app.big_orders"),
+        (lines_of(SCRIPT, b"-- Name: EXTENSION"), "COMMENT EXTENSION pgcrypto")]
+    if size == len(SCRIPT):
+        assert script.entries[1][2] == "CREATE VIEW app.big_orders AS"
+    # A psql error on the view's statement names the view; one before any entry names nothing.
+    assert script.entry_at(lines_of(SCRIPT, b" SELECT 1"))[0] == "VIEW app.big_orders"
+    assert script.entry_at(users + 5)[0] == "TABLE public.users"
+    assert script.entry_at(1) is None
+
+
+def test_the_final_commit_is_withheld_and_everything_before_it_passed_on():
+    body = b"BEGIN;\n" + b"INSERT INTO t VALUES (1);\n" * (3 * TAIL // 26) + b"COMMIT;\n\n--\n-- done\n--\n"
+    out = b"".join(_without_final_commit(iter([body[i:i + 1000] for i in range(0, len(body), 1000)])))
+    assert out == body[:body.rindex(b"COMMIT;")] and not out.rstrip().endswith(b"COMMIT;")
+
+
+def test_a_script_without_its_commit_commits_nothing():
+    with pytest.raises(PipelineError, match="did not end with its COMMIT: nothing was committed"):
+        list(_without_final_commit(iter([b"BEGIN;\nCREATE TABLE t ();\n"])))
