@@ -61,7 +61,7 @@ from tabulate import tabulate  # noqa: E402
 from devops.config import Settings  # noqa: E402
 from devops.console import Console  # noqa: E402
 from devops.sandbox import Sandbox  # noqa: E402
-from devops.terraform import use_provider_mirror  # noqa: E402
+from devops.sandbox.provider_mirror import use_provider_mirror  # noqa: E402
 
 METHODS = ("toolbox", "image", "baseline", "pipe", "seeds")
 SYNCS = ("toolbox", "image", "baseline")

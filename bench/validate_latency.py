@@ -42,7 +42,7 @@ from tabulate import tabulate  # noqa: E402
 
 from devops import toolbox  # noqa: E402
 from devops.config import Settings  # noqa: E402
-from devops.terraform import use_provider_mirror  # noqa: E402
+from devops.sandbox.provider_mirror import use_provider_mirror  # noqa: E402
 
 PILOT_TARGET = 1.5
 RATIO_TARGET = 5.0

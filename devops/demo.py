@@ -21,13 +21,13 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA, Sandbox
-from devops.terraform import use_provider_mirror
+from devops.sandbox.provider_mirror import use_provider_mirror
 
 TABLES_SQL = """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
                 AND c.relkind IN ('r', 'p') ORDER BY 1"""
 
 
-# The tables devops/sample_data.sql creates.
+# The tables devops/sandbox/sample_data.sql creates.
 SAMPLE_TABLES = ("project_technologies", "contact_messages", "projects", "technologies")
 
 

@@ -15,7 +15,7 @@ from devops import toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.sandbox import Sandbox
-from devops.terraform import use_provider_mirror
+from devops.sandbox.provider_mirror import use_provider_mirror
 from tests import dbtools
 from tests.faults import S3FaultProxy
 from tests.helpers import forget_syncs
@@ -35,7 +35,7 @@ TF_CLI_DIR = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The machine's provider mirror, if it carries one (devops.terraform.use_provider_mirror).
+    # The machine's provider mirror, if it carries one (devops.sandbox.provider_mirror).
     config.stash[TF_CLI_DIR] = Path(tempfile.mkdtemp(prefix="devops-tfcli-"))
     use_provider_mirror(config.stash[TF_CLI_DIR], candidates=PROVIDER_MIRRORS)
     # Tasks run as subprocesses stay on this host, in this environment (not in the toolbox image).

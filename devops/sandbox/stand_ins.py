@@ -1,43 +1,22 @@
-"""The sandbox: local stand-ins for everything the tasks talk to, so nobody needs AWS or Neon to try them.
-
-- two real PostgreSQL servers on 127.0.0.1, one playing Neon and one playing RDS;
-- a moto server on 127.0.0.1 playing AWS;
-- the real terraform/environments/dev applied against it by environment alone (AWS_ENDPOINT_URL, test
-  credentials, TF_DATA_DIR, and the S3 backend pointed at a state bucket in the emulator);
-- the RDS stand-in's master role given the password the emulated RDS put in Secrets Manager; the emulated
-  RDS endpoint is private, as on AWS: it leads to the stand-in only inside the emulator's ECS tasks (the
-  VPC), or through the RDS address override that `sandbox.env --tunnel` sets (the model of a tunnel);
-- an app stand-in (python -m http.server answering GET /api/health with 200), which the ALB address
-  override (devops.alb_address) points `inv validate`'s health check at, since the emulated ALB's DNS name
-  resolves nowhere.
-
-Everything lives in one git-ignored folder (devops.sandbox_dir); ``down`` stops it all and removes it.
-"""
+"""The stand-ins as one object: start them, say where they are, point the tasks at them, stop them."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
 import json
-import re
 import os
+import re
 import secrets
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from urllib.parse import quote
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
-import psycopg2
 from psycopg2 import sql
 
 from devops import aws
@@ -45,11 +24,13 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
-from devops.files import write_private
 from devops.errors import DevopsError
+from devops.files import write_private
+from devops.sandbox.postgres import HOST, PostgresCluster, Server, _unprivileged_user, find_pg_bin
+from devops.sandbox.processes import _http_ok, _terminate_group, free_port, pid_alive, port_open, wait_for
 from devops.terraform import Terraform
 
-HOST = "127.0.0.1"
+
 STATE_FILE = "state.json"
 TASKS_CONFIG = "ecs-tasks.json"
 COMPONENTS = ("neon", "rds", "emulator", "app", "terraform")
@@ -57,70 +38,6 @@ SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
 NEON_ROLE = "neondb_owner"
 NEON_DATABASE = "neondb"
 STATE_KEY = "dev/terraform.tfstate"
-# Throwaway data: no crash safety needed, and restores run several times faster without fsync.
-SERVER_SETTINGS = {
-    "listen_addresses": HOST,
-    "unix_socket_directories": "",
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "max_connections": "50",
-}
-PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
-                "/usr/local/opt/postgresql@*/bin")
-
-
-# --------------------------------------------------------------------------------------------------
-# PostgreSQL server binaries and one stand-in server
-
-
-def find_pg_bin(major: str, configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS,
-                path: str | None = None) -> Path:
-    """The directory of PostgreSQL ``major``'s server binaries (initdb, pg_ctl, postgres).
-
-    ``configured`` (devops.sandbox_pg_bin) is a directory, or a pattern with {major}; otherwise the usual
-    places are searched, then PATH.
-    """
-    if configured:
-        candidate = Path(configured.replace("{major}", major))
-        if not (candidate / "initdb").exists():
-            raise DevopsError(f"no initdb in {candidate} (devops.sandbox_pg_bin): point it at PostgreSQL's bin "
-                              "directory, or a pattern such as /usr/lib/postgresql/{major}/bin")
-        found_major = server_major(candidate)
-        if found_major != major:
-            raise DevopsError(f"{candidate} holds PostgreSQL {found_major}, not {major} (devops.sandbox_pg_bin): "
-                              "use a pattern with {major}, or set the stand-in's major to it")
-        return candidate
-    candidates = [Path(p) for pattern in search for p in glob.glob(pattern) if (Path(p) / "initdb").exists()]
-    initdb = shutil.which("initdb", path=path)
-    if initdb:
-        candidates.append(Path(initdb).resolve().parent)
-    found = {server_major(candidate): candidate for candidate in sorted(set(candidates), key=str, reverse=True)}
-    if major in found:
-        return found[major]
-    have = f" (found: {', '.join(sorted(found, key=int))})" if found else ""
-    raise DevopsError(
-        f"no PostgreSQL {major} server binaries (initdb, pg_ctl, postgres){have}: install them "
-        f"(Debian/Ubuntu: apt-get install postgresql-{major}; macOS: brew install postgresql@{major}), "
-        "set INVOKE_DEVOPS_SANDBOX_PG_BIN to their directory, or pick another major with "
-        "INVOKE_DEVOPS_SANDBOX_NEON_MAJOR / INVOKE_DEVOPS_SANDBOX_RDS_MAJOR (or use the toolbox: ./toolbox/inv)"
-    )
-
-
-def server_version(bin_dir: Path) -> str:
-    """The version of the server binaries in ``bin_dir`` ("postgres (PostgreSQL) 15.18 (Debian ...)" -> "15.18"),
-    or "" when there is none to ask."""
-    try:
-        out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True).stdout
-    except OSError:
-        return ""
-    found = re.search(r"\) (\d+(?:\.\d+)?)", out)
-    return found.group(1) if found else ""
-
-
-def server_major(bin_dir: Path) -> str:
-    """The major of the server binaries in ``bin_dir`` ("15"), or "?"."""
-    return server_version(bin_dir).split(".")[0] or "?"
 
 
 def terraform_default(settings: Settings, variable: str) -> str:
@@ -132,143 +49,6 @@ def terraform_default(settings: Settings, variable: str) -> str:
         raise DevopsError(f"no default for variable {variable} in {settings.terraform_dir / 'variables.tf'}")
     return default.group(1)
 
-
-@dataclasses.dataclass
-class Server:
-    """One PostgreSQL stand-in and the application role/database it serves."""
-
-    name: str
-    port: int
-    superuser_password: str
-    version: str = ""
-    user: str = ""
-    password: str = ""
-    database: str = ""
-
-    def url(self) -> str:
-        user, password = quote(self.user, safe=""), quote(self.password, safe="")
-        return f"postgresql://{user}:{password}@{HOST}:{self.port}/{self.database}"
-
-    def connect(self, as_superuser: bool = False, database: str | None = None) -> Any:
-        user, password = ("postgres", self.superuser_password) if as_superuser else (self.user, self.password)
-        return psycopg2.connect(
-            host=HOST, port=self.port, user=user, password=password,
-            dbname=database or ("postgres" if as_superuser else self.database), connect_timeout=5,
-        )
-
-
-class PostgresCluster:
-    """initdb / pg_ctl for one data directory, run as an unprivileged user (initdb refuses root)."""
-
-    def __init__(self, bin_dir: Path, root: Path, run_as: str | None):
-        self.bin_dir = bin_dir
-        self.root = root
-        self.data = root / "data"
-        self.log = root / "server.log"
-        self.run_as = run_as
-
-    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [str(self.bin_dir / tool), *args]
-        if self.run_as:
-            command = ["runuser", "-u", self.run_as, "--", *command]
-        return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-
-    def init(self, server: Server) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)
-        pwfile = self.root / "pwfile"
-        write_private(pwfile, server.superuser_password + "\n")
-        if self.run_as:
-            shutil.chown(self.root, self.run_as)
-            shutil.chown(pwfile, self.run_as)
-        try:
-            # The password goes through a file, never argv.
-            result = self._run("initdb", "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}",
-                               "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C")
-        finally:
-            pwfile.unlink()
-        if result.returncode != 0:
-            raise DevopsError(f"initdb for the {server.name} stand-in failed: {_last_line(result.stderr)}")
-        settings = {**SERVER_SETTINGS, "port": str(server.port)}
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write("\n# sandbox\n" + "".join(f"{k} = '{v}'\n" for k, v in settings.items()))
-
-    def start(self) -> None:
-        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
-        if result.returncode != 0:
-            raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
-                              f" (see {self.log})")
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server; mode "immediate" is a crash (tests use it to kill a server mid-sync)."""
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
-
-    def version(self) -> str:
-        return server_version(self.bin_dir) or "unknown"
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
-
-
-def _unprivileged_user() -> str | None:
-    """None when we are not root; otherwise the system user to run PostgreSQL as."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        import pwd
-
-        pwd.getpwnam("postgres")
-    except KeyError:
-        raise DevopsError("PostgreSQL refuses to run as root and there is no 'postgres' user: "
-                          "run the sandbox as a regular user (or in the toolbox)") from None
-    return "postgres"
-
-
-# --------------------------------------------------------------------------------------------------
-# Helpers for processes and ports
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-        return True
-    return False
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True while the process runs (a zombie, exited but not yet reaped by its parent, counts as gone)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    return True
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise DevopsError(f"{what} did not come up within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-# --------------------------------------------------------------------------------------------------
-# The sandbox
 
 
 class Sandbox:
@@ -621,74 +401,3 @@ class Sandbox:
             else:
                 env[key] = value
         return env
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
-
-
-def _terminate_group(pid: int, timeout: float = 10) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while pid_alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------------------------------
-# Task bodies
-
-
-def _banner(console: Console, title: str, settings: Settings) -> None:
-    console.banner(title, f"Target: sandbox (local stand-ins in {settings.sandbox_dir})")
-
-
-def run_up(settings: Settings, console: Console) -> None:
-    _banner(console, "SANDBOX UP", settings)
-    sandbox = Sandbox(settings, console)
-    sandbox.up()
-    _show_status(sandbox, console)
-    console.line()
-    console.info('Point your shell at it:  eval "$(inv sandbox.env)"')
-    console.info('Then, for example:       psql "$SANDBOX_RDS_URL" -c "select 1"')
-
-
-def run_down(settings: Settings, console: Console) -> None:
-    _banner(console, "SANDBOX DOWN", settings)
-    Sandbox(settings, console).down()
-
-
-def run_status(settings: Settings, console: Console) -> bool:
-    """Print the status; True when every component runs."""
-    sandbox = Sandbox(settings, console)
-    rows = sandbox.status()
-    up = sandbox.is_up()
-    if console.json_mode:
-        console.emit({"sandbox_dir": str(settings.sandbox_dir), "up": up, "components": rows})
-        return up
-    _banner(console, "SANDBOX STATUS", settings)
-    if not rows:
-        console.warn(f"No sandbox in {settings.sandbox_dir}: start it with `inv sandbox.up`")
-        return False
-    _show_status(sandbox, console)
-    return up
-
-
-def _show_status(sandbox: Sandbox, console: Console) -> None:
-    rows = sandbox.status()
-    console.table([[r["component"], r["address"], "up" if r["running"] else "DOWN", r["detail"]] for r in rows],
-                  headers=["component", "address", "state", "detail"])
-    state = sandbox.load_state()
-    if state.get("rds_endpoint"):
-        console.line()
-        console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is private, as on AWS: run tasks that need "
-                     f"it with --on ecs, or through the tunnel `inv sandbox.env --tunnel` models "
-                     f"(devops.rds_address = {HOST}:{state['rds']['port']})")
