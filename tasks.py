@@ -83,7 +83,10 @@ def _remote(c, on, args, flags):
     settings = Settings.from_context(c)
     if environment.runner(settings, on) != "ecs":
         return False  # and the runner's imports (docker, the sync's rendering) are not needed
-    return remote.dispatch(settings, on, args, flags)
+    code = remote.dispatch(settings, on, args, flags)
+    if code:
+        raise Exit(code=code)  # the remote said why, in its own [ERROR] line
+    return True
 
 
 def _sync(c, direction, dry_run, yes, json, break_lock, force, on, expect_target):

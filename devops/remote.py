@@ -32,7 +32,6 @@ import tarfile
 import time
 from typing import Any, Callable, Iterable
 
-from invoke.exceptions import Exit
 
 from devops import aws, toolbox
 from devops.config import REPO_ROOT, Settings
@@ -55,10 +54,11 @@ POLL = 1.0
 CONFIRMED_TASKS = ("sync.neon-to-rds", "sync.rds-to-neon", "sync.restore")
 
 
-def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, Any]) -> bool:
-    """Run ``inv ARGS FLAGS`` as an ECS task when the runner is ecs (True); False: the task runs here."""
+def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[str, Any]) -> int | None:
+    """Run ``inv ARGS FLAGS`` as an ECS task when the runner is ecs: its exit code (the remote printed why it
+    failed, in its own [ERROR] line). None: the runner is local, the task runs here."""
     if runner(settings, on) != "ecs":
-        return False
+        return None
     if flags.get("drift"):
         raise DevopsError("--drift runs terraform plan, which needs the Terraform state: run it without --on ecs")
     console = Console(json_mode=bool(flags.get("json")))
@@ -67,32 +67,33 @@ def dispatch(settings: Settings, on: str | None, args: list[str], flags: dict[st
         raise DevopsError(f"refusing to run {args[0]} without confirmation: no terminal to ask on; pass --yes")
     launch = prepare(settings, console, args[0])  # once: the plan's run and the real one share it
     if confirming:
-        flags = {**flags, "yes": True, "expect_target": confirmed_plan(settings, console, launch, args, flags)}
+        code, fingerprint = confirmed_plan(settings, console, launch, args, flags)
+        if code:
+            return code
+        flags = {**flags, "yes": True, "expect_target": fingerprint}
     # The remote prints what a local run prints (so, with --json, the report: relayed as the same object).
     code, report = run(settings, console, launch, [*args, *command_flags(flags)])
     if flags.get("json") and report is not None:
         console.emit(report)
-    if code:
-        raise Exit(code=code)
-    return True
+    return code
 
 
 def confirmed_plan(settings: Settings, console: Console, launch: "Launch", args: list[str],
-                   flags: dict[str, Any]) -> str:
-    """The plan computed in the VPC (a remote --dry-run --json), shown and confirmed here; the target's
-    fingerprint in it, for the real run's --expect-target."""
+                   flags: dict[str, Any]) -> tuple[int, str]:
+    """The plan computed in the VPC (a remote --dry-run --json), shown and confirmed here: (0, the target's
+    fingerprint in it, for the real run's --expect-target), or the dry run's exit code when it failed."""
     console.info("The plan is computed in the VPC (a dry run there); the question is asked here")
     code, plan = run(settings, console, launch, [*args, *command_flags({**flags, "dry_run": True, "json": True})],
                      hide=lambda line: "Dry run complete." in line)
     if code:
-        raise Exit(code=code)  # the remote said why, in its [ERROR] line
+        return code, ""
     if not plan or "target_state" not in plan:
         raise DevopsError("the ECS task's dry run gave no plan: nothing was changed; see its lines above")
     refusal = render.refused_by_plan(plan, f"inv {' '.join(args)}")
     if refusal and not flags.get("force"):
         raise refusal
     render.confirm(console, plan, yes=False)
-    return plan["target_state"]["fingerprint"]
+    return 0, plan["target_state"]["fingerprint"]
 
 
 def command_flags(flags: dict[str, Any]) -> list[str]:
