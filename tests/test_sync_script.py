@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devops.sync.pipeline import TAIL, PipelineError, Script, _without_final_commit
+from devops.sync.pipeline import TAIL, PipelineError, Script, _without_final_commit, psql_error
 
 SCRIPT = (b"--\n-- PostgreSQL database dump\n--\nBEGIN;\n\n"
           b"--\n-- Name: users; Type: TABLE; Schema: public; Owner: -\n--\n\n"
@@ -49,3 +49,21 @@ def test_the_final_commit_is_withheld_and_everything_before_it_passed_on():
 def test_a_script_without_its_commit_commits_nothing():
     with pytest.raises(PipelineError, match="did not end with its COMMIT: nothing was committed"):
         list(_without_final_commit(iter([b"BEGIN;\nCREATE TABLE t ();\n"])))
+
+
+def test_psqls_first_error_keeps_the_servers_detail_and_hint():
+    stderr = ("psql:<stdin>:12: ERROR:  out of shared memory\n"
+              "HINT:  You might need to increase max_locks_per_transaction.\n"
+              "psql:<stdin>:13: ERROR:  current transaction is aborted\n")
+    assert psql_error(stderr) == (12, "out of shared memory (HINT: You might need to increase "
+                                      "max_locks_per_transaction.)")
+    detail = "psql:<stdin>:40: ERROR:  cannot drop table t\nDETAIL:  view v depends on table t\n"
+    assert psql_error(detail) == (40, "cannot drop table t (DETAIL: view v depends on table t)")
+    assert psql_error("psql:<stdin>:3: ERROR:  must be owner of schema theirs\n") == (
+        3, "must be owner of schema theirs")
+    assert psql_error("could not connect to server\n") is None
+
+
+def test_the_error_is_masked():
+    found = psql_error("psql:<stdin>:7: ERROR:  bad\nDETAIL:  postgresql://app:s3cret@db.example/app\n")
+    assert found and "s3cret" not in found[1]

@@ -365,9 +365,14 @@ def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], seque
                     console: Console | None = None, interval: float = 10) -> Verified:
     """Commit the restore only if the target's tables (rows, checksums) and sequences equal ``expected``;
     with ``console``, the verification's progress (tables checked)."""
+    def announce() -> None:  # only once the restore reached the verification (not after a failed restore)
+        if console is not None:
+            console.info(f"Verifying every table (rows and checksums) and sequence in {restore.target.label} "
+                         "before COMMIT...")
+
     try:
         with Steps(console, f"Verifying {restore.target.label}", interval, poll=restore.verified_tables):
-            result = restore.commit({"tables": expected, "sequences": sequences})
+            result = restore.commit({"tables": expected, "sequences": sequences}, announce)
     except VerificationFailed as failed:
         found = failed.found
         return Verified(_as_stats(found["tables"]), found["sequences"],
@@ -495,8 +500,6 @@ def run_sync(settings: Settings, console: Console, direction: Direction, options
                 # The dump is complete and valid whatever happens next: record it, then commit the restore.
                 source_manifest = manifest(env, direction.source, source_dump, direction.name, f"sync {direction.name}")
                 env.store.put_manifest(source_key, source_manifest)
-                console.info(f"Verifying every table (rows and checksums) and sequence in {target.label} "
-                             "before COMMIT...")
                 expected = {n: {"rows": s.rows, "checksum": s.checksum} for n, s in source_dump.tables.items()}
                 verified = commit_verified(restore, expected, source_dump.sequences, console,
                                            settings.progress_interval)

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from devops import runlog
 from devops.errors import DevopsError
@@ -332,6 +332,9 @@ $devops_verify$;
 """
 VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
 PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
+# The lines psql prints after an error's: the server's DETAIL and HINT.
+PSQL_MORE = re.compile(r"^(DETAIL|HINT):\s+(.*)$", re.M)
+PRIVILEGE_ERROR = re.compile(r"must be owner of|permission denied", re.I)
 ENTRY_HEADER = re.compile(rb"-- (?:Data for )?Name: (.*?); Type: (.*?); Schema: (.*?); Owner:")
 HEADER_SET = re.compile(rb"^SET ([a-z_]+) = [^\n]*;\n", re.M)
 # pg_restore --single-transaction's own BEGIN (at the top) and COMMIT (at the end, before the closing
@@ -552,18 +555,19 @@ class Restore:
 
     def _psql_failure(self) -> PipelineError:
         """psql's first error, named by the archive entry its line falls in."""
-        stderr = self.processes.stderr_of(self._psql)
-        error = PSQL_ERROR.search(stderr)
-        if not error:
+        found = psql_error(self.processes.stderr_of(self._psql))
+        if found is None:
             return PipelineError(f"restore into {self.target.label} failed: {self.processes.error_of(self._psql)}")
-        line, message = int(error.group(1)), mask(error.group(2).strip())
+        line, message = found
         if message.startswith("devops-verify "):
             found = json.loads(message.removeprefix("devops-verify "))
             return VerificationFailed(f"the restored data differs from the source; {self.target.label} was "
                                       "left as it was (the restore was rolled back)", found)
         if line <= PRELUDE_LINES:
-            return PipelineError(f"clearing {self.target.label} before the restore failed: {message} "
-                                 "(objects the login role may not drop? the restore was rolled back)")
+            # The login role may not drop what another role owns: said only when the server says so.
+            owner = " (objects the login role may not drop)" if PRIVILEGE_ERROR.search(message) else ""
+            return PipelineError(f"clearing {self.target.label} before the restore failed: {message}{owner}; "
+                                 "the restore was rolled back")
         entry = self.script.entry_at(line)
         if entry is None:
             return PipelineError(f"restore into {self.target.label} failed: {message}")
@@ -576,10 +580,11 @@ class Restore:
         found = VERIFIED.findall(self.processes.stderr_tail(self._psql)) if self._psql else []
         return (int(found[-1][0]), int(found[-1][1])) if found else None
 
-    def commit(self, expected: dict[str, Any]) -> RestoreResult:
+    def commit(self, expected: dict[str, Any], verifying: Callable[[], None] = lambda: None) -> RestoreResult:
         """All input written: let pg_restore finish, check the restored tables and sequences against
         ``expected`` ({"tables": {name: {"rows", "checksum"}}, "sequences": {name: last_value}}) inside the
-        transaction, then COMMIT; any error or difference leaves the target unchanged."""
+        transaction, then COMMIT; any error or difference leaves the target unchanged. ``verifying`` is called
+        when the restore went through and the verification starts."""
         if self._restore is None:
             # The whole archive fitted in what pg_restore -l read.
             with contextlib.suppress(BrokenPipeError):
@@ -592,6 +597,7 @@ class Restore:
         self._copier.join()
         if self._copy_error or self._psql.poll() not in (None, 0):
             raise self._failure()
+        verifying()
         try:
             self._send(verification_sql(expected).encode())
             self._send(b"\nCOMMIT;\n")
@@ -601,6 +607,18 @@ class Restore:
         if self._psql.wait() != 0:
             raise self._failure()
         return self.result
+
+
+def psql_error(stderr: str) -> tuple[int, str] | None:
+    """psql's first error: (its line in the script, the server's message, masked). The server's DETAIL and
+    HINT say why and what to do (e.g. "You might need to increase max_locks_per_transaction"): they stay,
+    on the same line. None when psql reported no error of the server's."""
+    error = PSQL_ERROR.search(stderr)
+    if not error:
+        return None
+    message = error.group(2).strip()
+    more = [f"{kind}: {text.strip()}" for kind, text in PSQL_MORE.findall(stderr[error.end():].split("\npsql:", 1)[0])]
+    return int(error.group(1)), mask(f"{message} ({'; '.join(more)})" if more else message)
 
 
 def _without_final_commit(chunks: Iterator[bytes]) -> Iterator[bytes]:
