@@ -97,7 +97,7 @@ def test_list_shows_the_dumps_newest_first(sandbox_env, fresh):
     dumps = json.loads(result.stdout)["dumps"]
     assert dumps and [d["age_seconds"] for d in dumps] == sorted(d["age_seconds"] for d in dumps)
     newest_sync = next(d for d in dumps if d["reason"] == "sync neon-to-rds")
-    assert newest_sync["tables"]["app.customers"] == 300
+    assert newest_sync["tables"]["app.customers"] == 300 and newest_sync["committed"] is True
     assert len(newest_sync["sha256"]) == 64 and newest_sync["source"].startswith("postgresql://****@")
     table = inv(sandbox_env, "sync.list")
     assert "neon-dumps/" in table.stdout and "rds-dumps/" in table.stdout

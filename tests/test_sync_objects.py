@@ -153,8 +153,15 @@ def test_clearing_a_target_the_login_cannot_clear_is_one_line(sandbox, every_kin
         before = dbtools.snapshot(rds)
         result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
         assert result.returncode == 1
-        assert "[ERROR] clearing RDS before the restore failed: must be owner of schema theirs" in result.stderr
+        assert "[ERROR] clearing RDS before the restore failed: must be owner of schema theirs (objects the login " \
+               "role may not drop); the restore was rolled back" in result.stderr
         assert dbtools.snapshot(rds) == before
+        assert "Verifying" not in result.stdout  # the restore never reached the verification
+        # Its safety copy is listed as a dump of a sync that did not commit.
+        dumps = json.loads(inv(sandbox_env, "sync.list", "--json").stdout)["dumps"]
+        safety = next(d for d in dumps if d["reason"] == "safety copy of RDS before neon-to-rds")
+        assert safety["committed"] is False
+        assert "safety copy of RDS before neon-to-rds (did not commit)" in inv(sandbox_env, "sync.list").stdout
     finally:
         conn = sandbox._server(state, "rds").connect(as_superuser=True, database=state["rds"]["database"])
         conn.autocommit = True

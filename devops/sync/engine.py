@@ -716,7 +716,7 @@ def run_list(settings: Settings, console: Console) -> dict[str, Any]:
             "key": item["key"], "size": item["size"], "age_seconds": int((now - item["modified"]).total_seconds()),
             "source": m.get("source", {}).get("url", "?"), "reason": m.get("reason", "?"),
             "tables": {name: t["rows"] for name, t in m.get("tables", {}).items()},
-            "sha256": m.get("sha256", ""),
+            "sha256": m.get("sha256", ""), "committed": item["committed"],
         })
     report = {"bucket": store.bucket, "dumps": entries}
     render.dumps(console, report)

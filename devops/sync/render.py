@@ -130,7 +130,9 @@ def dumps(console: Console, report: dict[str, Any]) -> None:
     entries = report["dumps"]
     if not entries:
         console.info(f"No dumps in s3://{report['bucket']}")
-    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"], e["reason"],
+    # A dump of a sync or restore that did not commit: the target was left as it was (or it is running now).
+    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"],
+                    e["reason"] if e["committed"] else f"{e['reason']} (did not commit)",
                     ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
                     e["sha256"][:12]] for e in entries],
                   headers=["key", "size", "age", "source", "reason", "rows", "sha256"])

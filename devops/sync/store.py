@@ -56,6 +56,20 @@ def restore_record_key(side: str, when: dt.datetime) -> str:
     return f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}{RESTORE_SUFFIX}"
 
 
+def second_of(key: str) -> str:
+    """The second an operation started, which names all its files: rds-dumps/2026-01-29T15-45-00.dump."""
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def committed_seconds(dumps: list[dict[str, Any]], restore_records: list[str]) -> set[str]:
+    """The seconds of the operations that committed: a sync leaves its target's fingerprint ("restored") in
+    its source dump's manifest once the target holds that dump, and a restore writes its record only then.
+    A sync or restore that did not commit leaves neither, so its dumps (the safety copy; a sync's source
+    dump) are at a second not in this set."""
+    return ({second_of(d["key"]) for d in dumps if d.get("manifest", {}).get("restored")}
+            | {second_of(key) for key in restore_records})
+
+
 class Known(NamedTuple):
     """The newest recorded state of one side: the dump holding exactly that data, the fingerprint, the
     manifest that recorded it (its key, reason, size and sha256 are the dump's), and where it was found."""
@@ -159,8 +173,10 @@ class DumpStore:
         return manifest
 
     def dumps(self) -> list[dict[str, Any]]:
-        """Every dump in the bucket with its manifest, newest first."""
-        found = []
+        """Every dump in the bucket with its manifest, newest first, and whether the operation that made it (a
+        sync: its source dump and its safety copy; a restore: its safety copy) committed."""
+        found: list[dict[str, Any]] = []
+        restores: list[str] = []
         paginator = self.s3.get_paginator("list_objects_v2")
         try:
             for side in SIDES:
@@ -178,8 +194,13 @@ class DumpStore:
                                 self._skip(exc)
                         found.append({"key": key, "size": item["Size"], "modified": item["LastModified"],
                                       "manifest": manifest})
+                    elif key.endswith(RESTORE_SUFFIX):
+                        restores.append(key)
         except (ClientError, BotoCoreError) as exc:
             raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
+        done = committed_seconds(found, restores)
+        for entry in found:
+            entry["committed"] = second_of(entry["key"]) in done
         return sorted(found, key=lambda entry: entry["modified"], reverse=True)
 
     def latest_fingerprint(self, side: str) -> Known | None:
@@ -202,7 +223,7 @@ class DumpStore:
             raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
         by_second: dict[str, list[str]] = {}
         for key in keys:
-            by_second.setdefault(key.rsplit("/", 1)[-1].split(".", 1)[0], []).append(key)
+            by_second.setdefault(second_of(key), []).append(key)
         for second in sorted(by_second, reverse=True):
             best: Known | None = None
             for key in by_second[second]:

@@ -1,9 +1,10 @@
-"""The divergence guard's judgement as pure logic: fingerprints in, a verdict out (no server, no bucket)."""
+"""The sync's decisions as pure logic (no server, no bucket): the divergence guard's verdict from fingerprints, and
+which dumps belong to an operation that committed."""
 
 from __future__ import annotations
 
 from devops.sync.guard import DIVERGED, FIRST_SYNC, FORCED, UNCHANGED, Guard, changes, same_database
-from devops.sync.store import Known
+from devops.sync.store import Known, committed_seconds
 
 SERVER = {"system_identifier": "7301", "database": "app"}
 
@@ -73,3 +74,16 @@ def test_the_same_database_by_system_identifier_else_by_where():
     assert not same_database(RECORDED, {**RECORDED, "server": {"system_identifier": "7301", "database": "other"}})
     assert same_database({"where": "h:1/db"}, {"where": "h:1/db"}) and not same_database({"where": "h:1/db"},
                                                                                         {"where": "h:2/db"})
+
+
+def test_a_sync_or_restore_that_did_not_commit_is_told_by_its_second():
+    """10:00 a sync that committed (its source dump records what RDS got), 11:00 one that did not; 12:00 a
+    restore that wrote its record, 13:00 one that did not."""
+    dumps = [{"key": "neon-dumps/2026-01-01T10-00-00.dump", "manifest": {"reason": "sync", "restored": {"tables": {}}}},
+             {"key": "rds-dumps/2026-01-01T10-00-00.dump", "manifest": {"reason": "safety copy of RDS"}},
+             {"key": "neon-dumps/2026-01-01T11-00-00.dump", "manifest": {"reason": "sync"}},
+             {"key": "rds-dumps/2026-01-01T11-00-00.dump", "manifest": {"reason": "safety copy of RDS"}},
+             {"key": "rds-dumps/2026-01-01T12-00-00.dump", "manifest": {"reason": "safety copy before restoring"}},
+             {"key": "rds-dumps/2026-01-01T13-00-00.dump", "manifest": {"reason": "safety copy before restoring"}}]
+    assert committed_seconds(dumps, ["rds-dumps/2026-01-01T12-00-00.restore.manifest.json"]) == {
+        "2026-01-01T10-00-00", "2026-01-01T12-00-00"}
