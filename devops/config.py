@@ -38,6 +38,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Terraform's db_engine_version (empty: that variable's default; the sandbox passes it to Terraform).
     "sandbox_neon_major": "17",
     "sandbox_rds_major": "",
+    # The stand-ins' server limits, as the real services set them (../shared/WORLD.md): a small Neon compute
+    # (0.25 CU: 104 connections) and RDS's default class (db.t4g.micro: LEAST(DBInstanceClassMemory/9531392,
+    # 5000), about 87), both with PostgreSQL's default lock table of 64 locks per transaction and connection.
+    # A test can make them tight.
+    "sandbox_neon_max_connections": 104,
+    "sandbox_rds_max_connections": 87,
+    "sandbox_neon_max_locks_per_transaction": 64,
+    "sandbox_rds_max_locks_per_transaction": 64,
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
     "dump_compression": "auto",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
@@ -69,6 +77,10 @@ class Settings:
     sandbox_pg_bin: str = ""
     sandbox_neon_major: str = "17"
     sandbox_rds_major: str = ""
+    sandbox_neon_max_connections: int = CONFIG_DEFAULTS["sandbox_neon_max_connections"]
+    sandbox_rds_max_connections: int = CONFIG_DEFAULTS["sandbox_rds_max_connections"]
+    sandbox_neon_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_neon_max_locks_per_transaction"]
+    sandbox_rds_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_rds_max_locks_per_transaction"]
     dump_compression: str = "auto"
     rds_address: str = ""
     alb_address: str = ""
@@ -115,6 +127,10 @@ class Settings:
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
             sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "17",
             sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
+            sandbox_neon_max_connections=_number(values["sandbox_neon_max_connections"], "sandbox_neon_max_connections", int),
+            sandbox_rds_max_connections=_number(values["sandbox_rds_max_connections"], "sandbox_rds_max_connections", int),
+            sandbox_neon_max_locks_per_transaction=_number(values["sandbox_neon_max_locks_per_transaction"], "sandbox_neon_max_locks_per_transaction", int),
+            sandbox_rds_max_locks_per_transaction=_number(values["sandbox_rds_max_locks_per_transaction"], "sandbox_rds_max_locks_per_transaction", int),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
             alb_address=str(values["alb_address"] or ""),

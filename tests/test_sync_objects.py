@@ -55,6 +55,15 @@ def test_the_stand_ins_run_the_majors_of_the_real_services(sandbox, neon, rds):
     assert sandbox.environment()["TF_VAR_db_engine_version"] == majors["rds"] == state["rds_major"]
 
 
+def test_the_stand_ins_run_the_limits_of_the_real_services(sandbox_settings, neon, rds):
+    """A small Neon compute's and RDS's default class's connections, and their lock table's size."""
+    for url, side in ((neon, "neon"), (rds, "rds")):
+        assert int(dbtools.scalar(url, "SHOW max_connections")) == getattr(sandbox_settings,
+                                                                         f"sandbox_{side}_max_connections")
+        assert int(dbtools.scalar(url, "SHOW max_locks_per_transaction")) == 64
+    assert (sandbox_settings.sandbox_neon_max_connections, sandbox_settings.sandbox_rds_max_connections) == (104, 87)
+
+
 def test_every_object_kind_survives_two_syncs_each_way(sandbox_env, every_kind, neon, rds):
     source_before = dbtools.snapshot(neon)
     assert dbtools.snapshot(rds) != source_before

@@ -25,7 +25,6 @@ SERVER_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
-    "max_connections": "50",
 }
 PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
                 "/usr/local/opt/postgresql@*/bin")
@@ -121,7 +120,8 @@ class PostgresCluster:
             command = ["runuser", "-u", self.run_as, "--", *command]
         return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
-    def init(self, server: Server) -> None:
+    def init(self, server: Server, limits: dict[str, int] | None = None) -> None:
+        """A new cluster for ``server``, with SERVER_SETTINGS and ``limits`` (max_connections, ...)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         pwfile = self.root / "pwfile"
@@ -137,7 +137,8 @@ class PostgresCluster:
             pwfile.unlink()
         if result.returncode != 0:
             raise DevopsError(f"initdb for the {server.name} stand-in failed: {_last_line(result.stderr)}")
-        settings = {**SERVER_SETTINGS, "port": str(server.port)}
+        settings = {**SERVER_SETTINGS, **{name: str(value) for name, value in (limits or {}).items()},
+                    "port": str(server.port)}
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\n# sandbox\n" + "".join(f"{k} = '{v}'\n" for k, v in settings.items()))
 

@@ -283,11 +283,16 @@ class Sandbox:
         state["app"] = self._start_app(state["app"]["port"])
         self._save_state(state)
 
+    def limits(self, name: str) -> dict[str, int]:
+        """The server limits of the stand-in ``name`` (neon, rds), as the real service sets them."""
+        return {setting: getattr(self.settings, f"sandbox_{name}_{setting}")
+                for setting in ("max_connections", "max_locks_per_transaction")}
+
     def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:
         cluster = PostgresCluster(bin_dir, self.dir / name, run_as)
         server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18),
                         version=cluster.version())
-        cluster.init(server)
+        cluster.init(server, self.limits(name))
         cluster.start()
         self.console.info(f"PostgreSQL {server.version} for the {name} stand-in on {HOST}:{server.port}")
         return server
