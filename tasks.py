@@ -9,11 +9,12 @@ import importlib
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from devops import environment
+from devops import environment, terminal
 from devops import toolbox as toolbox_engine
 from devops.cli import OperationTask, handled, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
+from devops.flags import Flag, FlagSet
 
 
 class _Lazy:
@@ -26,6 +27,8 @@ class _Lazy:
     def __getattr__(self, attribute):
         return getattr(importlib.import_module(self._name), attribute)
 
+
+terminal.quiet_broken_pipe()  # `inv --list | head`: no traceback (tasks handle it in devops.cli.handled)
 
 demo_engine = _Lazy("devops.demo")
 neon_secret = _Lazy("devops.neon_secret")
@@ -65,17 +68,18 @@ def sandbox_env(c, tunnel=False):
         print(line)
 
 
-SYNC_HELP = {
-    "dry-run": "Show the plan (endpoints, S3 keys, rows per table) and change nothing anywhere.",
-    "yes": "Do not ask before overwriting the target (required without a terminal).",
-    "json": "Print one JSON object (the report) on stdout; logs go to stderr.",
-    "break-lock": "Remove a sync lock left by a sync that died, then proceed.",
-    "force": "Overwrite the target even if it was written to since its last recorded sync (the divergence "
-             "guard refuses otherwise); those writes are kept only in the safety copy.",
-    "on": "Where to run: local, or ecs (a one-off ECS Fargate task inside the VPC; default: devops.runner).",
-    "expect-target": "Refuse unless the target still holds what a plan showed: target_state.fingerprint from "
-                     "--dry-run --json (--on ecs passes it after asking here).",
-}
+SYNC = FlagSet(
+    Flag("dry_run", "Show the plan (endpoints, S3 keys, rows per table) and change nothing anywhere."),
+    Flag("yes", "Do not ask before overwriting the target (required without a terminal)."),
+    Flag("json", "Print one JSON object (the report) on stdout; logs go to stderr."),
+    Flag("break_lock", "Remove a sync lock left by a sync that died, then proceed."),
+    Flag("force", "Overwrite the target even if it was written to since its last recorded sync (the divergence "
+                  "guard refuses otherwise); those writes are kept only in the safety copy."),
+    Flag("on", "Where to run: local, or ecs (a one-off ECS Fargate task inside the VPC; default: devops.runner).",
+         takes_value=True),
+    Flag("expect_target", "Refuse unless the target still holds what a plan showed: target_state.fingerprint from "
+                          "--dry-run --json (--on ecs passes it after asking here).", takes_value=True),
+)
 
 
 def _remote(c, on, args, flags):
@@ -89,15 +93,13 @@ def _remote(c, on, args, flags):
     return True
 
 
-def _sync(c, direction, dry_run, yes, json, break_lock, force, on, expect_target):
-    if _remote(c, on, [f"sync.{direction}"], dict(dry_run=dry_run, yes=yes, json=json, break_lock=break_lock,
-                                                     force=force, expect_target=expect_target)):
+def _sync(c, direction, on, **flags):
+    if _remote(c, on, [f"sync.{direction}"], flags):
         return
-    console = Console(json_mode=json)
+    console = Console(json_mode=flags["json"])
     report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
-                                  sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force,
-                                                      expect_target=expect_target or ""))
-    _report(console, report, json)
+                                  sync_engine.Options.of(flags))
+    _report(console, report, flags["json"])
 
 
 def _report(console, report, json):
@@ -107,21 +109,23 @@ def _report(console, report, json):
         raise Exit(code=1)
 
 
-@task(help=SYNC_HELP)
+@task(help=SYNC.help())
 @handled
-def neon_to_rds(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None, expect_target=None):
+@SYNC
+def neon_to_rds(c, **flags):
     """Replace RDS's data with Neon's (through S3, with a safety copy of RDS first)."""
-    _sync(c, "neon-to-rds", dry_run, yes, json, break_lock, force, on, expect_target)
+    _sync(c, "neon-to-rds", **flags)
 
 
-@task(help=SYNC_HELP)
+@task(help=SYNC.help())
 @handled
-def rds_to_neon(c, dry_run=False, yes=False, json=False, break_lock=False, force=False, on=None, expect_target=None):
+@SYNC
+def rds_to_neon(c, **flags):
     """Replace Neon's data with RDS's (through S3, with a safety copy of Neon first)."""
-    _sync(c, "rds-to-neon", dry_run, yes, json, break_lock, force, on, expect_target)
+    _sync(c, "rds-to-neon", **flags)
 
 
-@task(name="list", help={"json": SYNC_HELP["json"]})
+@task(name="list", help={"json": SYNC.help()["json"]})
 @handled
 def list_dumps(c, json=False):
     """List the dumps in the bucket, newest first: size, age, source, reason, rows, checksum."""
@@ -131,28 +135,25 @@ def list_dumps(c, json=False):
         console.emit(report)
 
 
-@task(help={"key": "The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
-            "to": "Where to restore it: neon or rds.", **SYNC_HELP})
+@task(help=SYNC.help(key="The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
+                     to="Where to restore it: neon or rds."))
 @handled
-def restore(c, key, to, yes=False, dry_run=False, json=False, break_lock=False, force=False, on=None,
-            expect_target=None):
+@SYNC
+def restore(c, key, to, **flags):
     """Put an earlier dump back (rollback), after checking its checksum."""
-    if _remote(c, on, ["sync.restore", "--key", key, "--to", to],
-               dict(yes=yes, dry_run=dry_run, json=json, break_lock=break_lock, force=force,
-                    expect_target=expect_target)):
+    on = flags.pop("on")
+    if _remote(c, on, ["sync.restore", "--key", key, "--to", to], flags):
         return
-    console = Console(json_mode=json)
-    report = sync_engine.run_restore(Settings.from_context(c), console, key, to,
-                                     sync_engine.Options(dry_run=dry_run, yes=yes, break_lock=break_lock, force=force,
-                                                         expect_target=expect_target or ""))
-    _report(console, report, json)
+    console = Console(json_mode=flags["json"])
+    report = sync_engine.run_restore(Settings.from_context(c), console, key, to, sync_engine.Options.of(flags))
+    _report(console, report, flags["json"])
 
 
 @task(help={"verbose": "Show each check's detail and duration.",
             "json": "Print one JSON object (mode, checks, summary) on stdout; the lines go to stderr.",
             "strict": "Exit 1 on a warning too, not only on a failure.",
             "drift": "Also run terraform plan -detailed-exitcode for the current mode; drift is a warning.",
-            "on": SYNC_HELP["on"]})
+            "on": SYNC.help()["on"]})
 @handled
 def validate(c, verbose=False, json=False, strict=False, drift=False, on=None):
     """Check the dev environment's health in its current mode (pilot light or active)."""
@@ -167,46 +168,49 @@ def validate(c, verbose=False, json=False, strict=False, drift=False, on=None):
         raise Exit(code=code)
 
 
-OPERATION_HELP = {
-    "sync-data": "Copy the data first ({}), as a pre-task; a failed sync stops before Terraform.",
-    "dry-run": "Show the Terraform plan (and the sync's plan with --sync-data); change nothing.",
-    "yes": "Do not ask for confirmation (required without a terminal).",
-    "on": "Where the sync pre-task and the closing validate run: local, or ecs (an ECS task in the VPC; "
-          "Terraform runs here either way).",
-}
+OPERATION = FlagSet(
+    Flag("sync_data", "Copy the data first, as a pre-task; a failed sync stops before Terraform."),
+    Flag("dry_run", "Show the Terraform plan (and the sync's plan with --sync-data); change nothing."),
+    Flag("yes", "Do not ask for confirmation (required without a terminal)."),
+    Flag("on", "Where the sync pre-task and the closing validate run: local, or ecs (an ECS task in the VPC; "
+               "Terraform runs here either way).", takes_value=True),
+)
 
 
 def _operation_help(operation):
-    return {**OPERATION_HELP, "sync-data": OPERATION_HELP["sync-data"].format(operation.sync_task)}
+    return OPERATION.help(sync_data=f"Copy the data first ({operation.sync_task}), as a pre-task; a failed sync "
+                                    "stops before Terraform.")
 
 
 # The plan steps: not tasks of their own; devops.cli.OperationExecutor runs each before its operation.
 @handled
-def plan_activate(c, sync_data=False, dry_run=False, yes=False, on=None):
-    return environment.plan(Settings.from_context(c), Console(), environment.ACTIVATE,
-                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes, on=on))
+@OPERATION
+def plan_activate(c, **flags):
+    return environment.plan(Settings.from_context(c), Console(), environment.ACTIVATE, environment.Flags(**flags))
 
 
 @handled
-def plan_deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
-    return environment.plan(Settings.from_context(c), Console(), environment.DEACTIVATE,
-                            environment.Flags(sync_data=sync_data, dry_run=dry_run, yes=yes, on=on))
+@OPERATION
+def plan_deactivate(c, **flags):
+    return environment.plan(Settings.from_context(c), Console(), environment.DEACTIVATE, environment.Flags(**flags))
 
 
 @task(klass=OperationTask, operation=environment.ACTIVATE, plan=plan_activate, post="validate",
       help=_operation_help(environment.ACTIVATE))
 @handled
-def activate(c, sync_data=False, dry_run=False, yes=False, on=None):
+@OPERATION
+def activate(c, **flags):
     """Switch dev to active mode (ECS, ALB, CloudFront): plan, confirm, [sync], apply the saved plan, validate."""
-    environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, dry_run)
+    environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, flags["dry_run"])
 
 
 @task(klass=OperationTask, operation=environment.DEACTIVATE, plan=plan_deactivate, post="validate",
       help=_operation_help(environment.DEACTIVATE))
 @handled
-def deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
+@OPERATION
+def deactivate(c, **flags):
     """Switch dev back to pilot light: plan, confirm, [sync], apply the saved plan (destroys active), validate."""
-    environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, dry_run)
+    environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, flags["dry_run"])
 
 
 @task

@@ -91,3 +91,17 @@ def silence_output() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def quiet_broken_pipe() -> None:
+    """Outside a task too (``inv --list | head -3``: Invoke's own output), a reader that has gone ends the
+    program quietly with 141, as it ends any Unix tool; every other uncaught error keeps Python's report."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+        if issubclass(kind, BrokenPipeError) and output_gone():
+            silence_output()
+            os._exit(SIGPIPE_EXIT)
+        previous(kind, value, trace)
+
+    sys.excepthook = hook

@@ -121,6 +121,17 @@ def test_a_reader_that_closes_early_ends_the_task_quietly(engine, sandbox, sandb
 
 
 @pytest.mark.parametrize("way", WAYS)
+def test_a_reader_that_closes_early_on_invokes_own_output(engine, way):
+    """`inv --list | head -1` (a plain inv prints the list itself): no traceback either."""
+    env = _host(dict(os.environ))
+    result = subprocess.run(["bash", "-c", f"{' '.join(WAYS[way])} --list | head -1; exit ${{PIPESTATUS[0]}}"],
+                            env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode in (0, 141) and result.stdout == "Available tasks:\n", result.stderr
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("signum, code, message", [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 143, "interrupted by SIGTERM")])
 def test_a_signal_to_the_process_group_mid_restore(engine, sandbox, sandbox_env, sandbox_settings, big, rds, proxy,

@@ -423,6 +423,11 @@ class Options:
     force: bool = False  # overwrite a target written to since its last recorded sync
     expect_target: str = ""  # the confirmed plan's target_state.fingerprint: refuse if the target changed since
 
+    @classmethod
+    def of(cls, flags: dict[str, Any]) -> "Options":
+        """From the sync tasks' flags (tasks.py: SYNC): those the engine reads."""
+        return cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
+
 
 def run_sync(settings: Settings, console: Console, direction: Direction, options: Options) -> dict[str, Any]:
     """A full-replace sync in one direction; returns the report (also printed).
