@@ -3,6 +3,7 @@ its own, on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -81,6 +82,7 @@ def server_major(bin_dir: Path) -> str:
 
 
 
+@dataclasses.dataclass
 class Server:
     """One PostgreSQL stand-in and the application role/database it serves."""
 
