@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator
 
@@ -330,6 +331,8 @@ BEGIN
 END
 $devops_verify$;
 """
+RESTORED = "devops-restored"
+RESTORED_MARKER = f"\nDO $devops$ BEGIN RAISE WARNING '{RESTORED}'; END $devops$;\n".encode()
 VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
 PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
 # The lines psql prints after an error's: the server's DETAIL and HINT.
@@ -597,6 +600,17 @@ class Restore:
         self._copier.join()
         if self._copy_error or self._psql.poll() not in (None, 0):
             raise self._failure()
+        try:
+            # A marker after the restore's last statement: the verification is announced only once psql ran
+            # them all (not after a restore that failed on one).
+            self._send(RESTORED_MARKER)
+            self._psql.stdin.flush()
+        except BrokenPipeError:
+            raise self._failure() from None
+        while RESTORED.encode() not in self.processes.stderr_tail(self._psql):
+            if self._psql.poll() is not None:
+                raise self._failure()
+            time.sleep(0.05)
         verifying()
         try:
             self._send(verification_sql(expected).encode())
