@@ -4,7 +4,7 @@ which dumps belong to an operation that committed."""
 from __future__ import annotations
 
 from devops.sync.guard import DIVERGED, FIRST_SYNC, FORCED, UNCHANGED, Guard, changes, same_database
-from devops.sync.store import Known, committed_seconds
+from devops.sync.store import Known, committed_seconds, newest_record
 
 SERVER = {"system_identifier": "7301", "database": "app"}
 
@@ -87,3 +87,19 @@ def test_a_sync_or_restore_that_did_not_commit_is_told_by_its_second():
              {"key": "rds-dumps/2026-01-01T13-00-00.dump", "manifest": {"reason": "safety copy before restoring"}}]
     assert committed_seconds(dumps, ["rds-dumps/2026-01-01T12-00-00.restore.manifest.json"]) == {
         "2026-01-01T10-00-00", "2026-01-01T12-00-00"}
+
+
+def test_the_newest_record_of_a_side_among_one_seconds_manifests():
+    """A sync's source manifest holds the source as dumped and, once committed, the target as restored; its
+    safety copy holds the target as it was. The newest mention of a side wins."""
+    source = ("neon-dumps/2026-01-01T10-00-00.manifest.json",
+              {"fingerprint": {"side": "neon", "recorded": "2026-01-01T10:00:05"},
+               "restored": {"side": "rds", "recorded": "2026-01-01T10:00:30"}})
+    safety = ("rds-dumps/2026-01-01T10-00-00.manifest.json",
+              {"fingerprint": {"side": "rds", "recorded": "2026-01-01T10:00:01"}})
+    rds = newest_record("rds", [safety, source])
+    assert rds is not None and rds.record["recorded"] == "2026-01-01T10:00:30"
+    assert rds.key == "neon-dumps/2026-01-01T10-00-00.dump"  # RDS holds what that dump holds
+    neon = newest_record("neon", [safety, source])
+    assert neon is not None and neon.found_in == source[0]
+    assert newest_record("neon", [safety]) is None

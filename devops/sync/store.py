@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import socket
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -59,6 +59,19 @@ def restore_record_key(side: str, when: dt.datetime) -> str:
 def second_of(key: str) -> str:
     """The second an operation started, which names all its files: rds-dumps/2026-01-29T15-45-00.dump."""
     return key.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def newest_record(side: str, manifests: Iterable[tuple[str, dict[str, Any]]]) -> Known | None:
+    """Of the manifests of one second (key, manifest), the newest record of ``side``: a dump's "fingerprint"
+    or a "restored" one, whichever was recorded last; None when none of them mentions ``side``."""
+    best: Known | None = None
+    for key, manifest in manifests:
+        dump = manifest.get("key") or key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
+        for record in (manifest.get("fingerprint"), manifest.get("restored")):
+            if isinstance(record, dict) and record.get("side") == side and \
+                    (best is None or str(record.get("recorded", "")) > str(best.record.get("recorded", ""))):
+                best = Known(dump, record, manifest, key)
+    return best
 
 
 def committed_seconds(dumps: list[dict[str, Any]], restore_records: list[str]) -> set[str]:
@@ -225,21 +238,18 @@ class DumpStore:
         for key in keys:
             by_second.setdefault(second_of(key), []).append(key)
         for second in sorted(by_second, reverse=True):
-            best: Known | None = None
-            for key in by_second[second]:
-                try:
-                    manifest = self.manifest(key)
-                except UnreadableManifest as exc:
-                    self._skip(exc)
-                    continue
-                dump = manifest.get("key") or key[: -len(MANIFEST_SUFFIX)] + DUMP_SUFFIX
-                for record in (manifest.get("fingerprint"), manifest.get("restored")):
-                    if isinstance(record, dict) and record.get("side") == side and \
-                            (best is None or str(record.get("recorded", "")) > str(best.record.get("recorded", ""))):
-                        best = Known(dump, record, manifest, key)
+            best = newest_record(side, self._readable(by_second[second]))
             if best is not None:
                 return best
         return None
+
+    def _readable(self, keys: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, manifest) of each readable manifest; an unreadable one is named in a [WARN] and skipped."""
+        for key in keys:
+            try:
+                yield key, self.manifest(key)
+            except UnreadableManifest as exc:
+                self._skip(exc)
 
     def lock(self, purpose: str, break_lock: bool = False) -> "SyncLock":
         return SyncLock(self, purpose, break_lock)
