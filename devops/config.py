@@ -60,6 +60,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # devops/remote.py); a task's --on flag overrides it.
     "runner": "local",
 }
+# The stand-ins' server limits, per side (devops.sandbox.stand_ins.Sandbox.limits): positive integers.
+SANDBOX_LIMITS = tuple(f"sandbox_{side}_{limit}" for side in ("neon", "rds")
+                       for limit in ("max_connections", "max_locks_per_transaction"))
 DEFAULT_REGION = "us-east-1"
 # The rule of terraform/environments/dev/variables.tf's project_name validation (a test keeps them equal).
 PROJECT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
@@ -127,10 +130,7 @@ class Settings:
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
             sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "17",
             sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
-            sandbox_neon_max_connections=_number(values["sandbox_neon_max_connections"], "sandbox_neon_max_connections", int),
-            sandbox_rds_max_connections=_number(values["sandbox_rds_max_connections"], "sandbox_rds_max_connections", int),
-            sandbox_neon_max_locks_per_transaction=_number(values["sandbox_neon_max_locks_per_transaction"], "sandbox_neon_max_locks_per_transaction", int),
-            sandbox_rds_max_locks_per_transaction=_number(values["sandbox_rds_max_locks_per_transaction"], "sandbox_rds_max_locks_per_transaction", int),
+            **{name: _number(values[name], name, int) for name in SANDBOX_LIMITS},
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
             alb_address=str(values["alb_address"] or ""),

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Sequence, TextIO
 from tabulate import tabulate
 
 from devops import runlog
-from devops.masking import mask
 from devops.errors import DevopsError
+from devops.masking import mask
 
 RULE = "=" * 40
 # In an ECS task started by `--on ecs`, the report is written as lines of the task's log marked with this

@@ -32,7 +32,6 @@ import tarfile
 import time
 from typing import Any, Callable, Iterable
 
-
 from devops import aws, toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import REPORT_LINE_ENV, REPORT_PREFIX, Console

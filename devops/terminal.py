@@ -34,31 +34,22 @@ class Interrupted(KeyboardInterrupt):
 class OutputClosed(KeyboardInterrupt):
     """The task's reader has gone: end quietly (no line could reach anyone), exit 141."""
 
-    exit_code = SIGPIPE_EXIT
-
 
 _interrupted = False
 
 
 def install() -> None:
     """The handlers, once per process (each task's wrapper calls it)."""
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    signal.signal(signal.SIGINT, _on_interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
     # Python ignores SIGPIPE (a write then fails with EPIPE); this handler only acts on toolbox/inv's note.
     signal.signal(signal.SIGPIPE, _on_sigpipe)
-
-
-def _on_interrupt(signum: int, frame: Any) -> None:
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
 
 
 def _on_signal(signum: int, frame: Any) -> None:
     global _interrupted
     _interrupted = True
-    raise Interrupted(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
 
 def _on_sigpipe(signum: int, frame: Any) -> None:
