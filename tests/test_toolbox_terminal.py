@@ -24,6 +24,7 @@ from tests import dbtools
 from tests.conftest import SCRATCH
 from tests.helpers import assert_no_secret
 from tests.test_sync_faults import assert_broken_mid_upload, assert_failed_cleanly
+from tests.test_toolbox import _shim_result
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
 WAYS = {"shim": ["sh", str(SHIM)], "inv": [sys.executable, "-m", "invoke"]}
@@ -57,7 +58,7 @@ def clone(engine):
     subprocess.run(["rm", "-rf", str(path)])
 
 
-def test_a_clean_clone_runs_the_shim(engine, clone):
+def test_a_clean_clone_runs_the_shim(engine, clone, tmp_path):
     """The README's first command on a fresh clone: the shim hashes what the image is built from, with the CA
     certificates of DEVOPS_TOOLBOX_CA (CI's proxy) or none at all (most users), and runs the task."""
     assert not list((clone / "toolbox").glob("certs/*.crt"))
@@ -66,8 +67,8 @@ def test_a_clean_clone_runs_the_shim(engine, clone):
     no_ca = {k: v for k, v in env.items() if k != "DEVOPS_TOOLBOX_CA"}
     # Without a CA the image differs only by its certificates; it is not built here (this machine reaches the
     # package registries only through its inspecting proxy): the runtime image stands in under its tag.
-    no_ca_tag = subprocess.run([*shim, "toolbox.image"], env={**no_ca, "PATH": _no_engine_path(clone)},
-                               capture_output=True, text=True).stdout.strip()
+    no_ca_tag = _shim_result(tmp_path, "toolbox.image", shim=clone / "toolbox" / "inv",
+                             DEVOPS_TOOLBOX_CA="").stdout.strip()
     extra_tag = ""
     if no_ca_tag != toolbox.image("toolbox"):
         extra_tag = no_ca_tag
@@ -84,16 +85,6 @@ def test_a_clean_clone_runs_the_shim(engine, clone):
         if extra_tag:
             subprocess.run([*shim, "toolbox.stop"], env=no_ca, capture_output=True)
             subprocess.run([engine, "rmi", extra_tag], capture_output=True)
-
-
-def _no_engine_path(clone) -> str:
-    """A PATH whose docker says every image exists (the shim's toolbox.image then only names the tag)."""
-    bin_dir = clone / ".stand-in-bin"
-    bin_dir.mkdir(exist_ok=True)
-    docker = bin_dir / "docker"
-    docker.write_text("#!/bin/sh\n[ \"$1\" = image ] && exit 0\nexit 1\n")
-    docker.chmod(0o755)
-    return f"{bin_dir}:{os.environ['PATH']}"
 
 
 @pytest.mark.parametrize("way", WAYS)
