@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 
 from devops import environment, terminal
 from devops import toolbox as toolbox_engine
-from devops.cli import OperationTask, handled, stderr_console
+from devops.cli import OperationTask, handled, planned_of, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
 from devops.console import Console
 from devops.flags import Flag, FlagSet
@@ -34,7 +34,7 @@ demo_engine = _Lazy("devops.demo")
 neon_secret = _Lazy("devops.neon_secret")
 remote = _Lazy("devops.remote")
 sandbox_engine = _Lazy("devops.sandbox")
-sync_engine = _Lazy("devops.sync.engine")
+sync_flow = _Lazy("devops.sync.flow")
 validate_engine = _Lazy("devops.validate.runner")
 
 
@@ -97,15 +97,15 @@ def _sync(c, direction, on, **flags):
     if _remote(c, on, [f"sync.{direction}"], flags):
         return
     console = Console(json_mode=flags["json"])
-    report = sync_engine.run_sync(Settings.from_context(c), console, sync_engine.DIRECTIONS[direction],
-                                  sync_engine.Options.of(flags))
+    report = sync_flow.run(Settings.from_context(c), console, sync_flow.Sync(sync_flow.DIRECTIONS[direction]),
+                           sync_flow.Options.of(flags))
     _report(console, report, flags["json"])
 
 
 def _report(console, report, json):
     if json:
-        console.emit(report)
-    if report["status"] not in ("ok", "dry-run"):
+        console.emit(report.to_json())
+    if report.status not in ("ok", "dry-run"):
         raise Exit(code=1)
 
 
@@ -130,9 +130,9 @@ def rds_to_neon(c, **flags):
 def list_dumps(c, json=False):
     """List the dumps in the bucket, newest first: size, age, source, reason, rows, checksum."""
     console = Console(json_mode=json)
-    report = sync_engine.run_list(Settings.from_context(c), console)
+    report = sync_flow.list_dumps(Settings.from_context(c), console)
     if json:
-        console.emit(report)
+        console.emit(report.to_json())
 
 
 @task(help=SYNC.help(key="The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
@@ -145,7 +145,8 @@ def restore(c, key, to, **flags):
     if _remote(c, on, ["sync.restore", "--key", key, "--to", to], flags):
         return
     console = Console(json_mode=flags["json"])
-    report = sync_engine.run_restore(Settings.from_context(c), console, key, to, sync_engine.Options.of(flags))
+    report = sync_flow.run(Settings.from_context(c), console, sync_flow.RestoreDump(key, to),
+                           sync_flow.Options.of(flags))
     _report(console, report, flags["json"])
 
 
@@ -182,7 +183,8 @@ def _operation_help(operation):
                                     "stops before Terraform.")
 
 
-# The plan steps: not tasks of their own; devops.cli.OperationExecutor runs each before its operation.
+# The plan steps: not tasks of their own; devops.cli.OperationExecutor runs each before its operation, and
+# hands what it returns (environment.Planned) to the operation's body in its context (planned_of(c)).
 @handled
 @OPERATION
 def plan_activate(c, **flags):
@@ -201,7 +203,7 @@ def plan_deactivate(c, **flags):
 @OPERATION
 def activate(c, **flags):
     """Switch dev to active mode (ECS, ALB, CloudFront): plan, confirm, [sync], apply the saved plan, validate."""
-    environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, flags["dry_run"])
+    environment.apply(Settings.from_context(c), Console(), environment.ACTIVATE, planned_of(c), flags["dry_run"])
 
 
 @task(klass=OperationTask, operation=environment.DEACTIVATE, plan=plan_deactivate, post="validate",
@@ -210,7 +212,7 @@ def activate(c, **flags):
 @OPERATION
 def deactivate(c, **flags):
     """Switch dev back to pilot light: plan, confirm, [sync], apply the saved plan (destroys active), validate."""
-    environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, flags["dry_run"])
+    environment.apply(Settings.from_context(c), Console(), environment.DEACTIVATE, planned_of(c), flags["dry_run"])
 
 
 @task

@@ -12,7 +12,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from invoke import Call, Executor, Task
+from invoke import Call, Context, Executor, Task
 from invoke.exceptions import Exit
 
 from devops import runlog, terminal, toolbox
@@ -128,7 +128,7 @@ class OperationTask(Task):
     """A task that applies an operation (activate, deactivate); OperationExecutor runs its other steps.
 
     ``plan`` is the body of its plan step (checks, plan view, confirmation; returns environment.Planned),
-    ``post`` the task that checks the result.
+    ``post`` the task that checks the result. Its body reads the plan step's Planned with ``planned_of(c)``.
     """
 
     def __init__(self, body: Callable[..., Any], *, operation: Operation, plan: Callable[..., Any], post: str,
@@ -139,17 +139,50 @@ class OperationTask(Task):
         self.post_task = post
 
 
+class OperationContext(Context):
+    """The context of an operation's apply step: Invoke's, plus what the plan step of this run returned.
+
+    Not a flag (Invoke makes every parameter of a task a CLI flag) and not config (shared by every call of the
+    invocation): only the executor sets it, from the plan step's return value, so a plan file left on disk
+    by an earlier run never reaches an apply step.
+    """
+
+    def __init__(self, *args: Any, planned: Planned | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._set(_planned=planned)  # _set: a plain attribute, not a config key (invoke.config.DataProxy)
+
+    @property
+    def planned(self) -> Planned | None:
+        return self._planned
+
+
+def planned_of(context: Any) -> Planned | None:
+    """The Planned the plan step of this run handed to this apply step; None when the task was called
+    otherwise (directly, or by an executor other than OperationExecutor)."""
+    return context.planned if isinstance(context, OperationContext) else None
+
+
 class Step(Call):
-    """A call the executor added for an operation: its plan step, its sync pre-task, itself, its post-task."""
+    """A call the executor added for an operation: its plan step, its sync pre-task, itself, its post-task.
+
+    ``planned``: on the apply step, what the plan step returned (OperationExecutor sets it); its context
+    carries it to the task's body (Invoke's hook for a call's own data: Call.make_context).
+    """
 
     def __init__(self, task: Task, role: str, operation: Call, **kwargs: Any):
         super().__init__(task, **kwargs)
         self.role = role
         self.operation = operation
+        self.planned: Planned | None = None
 
     @property
     def label(self) -> str:
         return f"{self.called_as} (plan)" if self.role == "plan" else str(self.called_as)
+
+    def make_context(self, config: Any, core_parse_result: Any) -> Context:
+        if self.role != "apply":
+            return super().make_context(config, core_parse_result=core_parse_result)
+        return OperationContext(config=config, remainder=core_parse_result.remainder, planned=self.planned)
 
 
 @dataclasses.dataclass
@@ -170,10 +203,12 @@ class OperationExecutor(Executor):
         its plan step -> the sync task (only with --sync-data; same --dry-run) -> the task -> post-task (not in a dry run)
 
     A sync task runs once per `inv` invocation, even when it is also named on the command line
-    (`inv sync.neon-to-rds activate --sync-data`): the first call wins. When the plan step finds nothing to
-    do (already in that mode), the rest of that operation is skipped. Each step is timed, and an operation
-    ends with a summary of its steps. It is registered for `inv` by the project's invoke.yaml
-    (tasks.executor_class), the hook Invoke documents for this.
+    (`inv sync.neon-to-rds activate --sync-data`): the first call wins. The plan step's result (a Planned)
+    goes to the apply step of the same operation, in its context (OperationContext); when the plan step
+    finds nothing to do (already in that mode), the rest of that operation is skipped. A saved plan that was
+    not applied (a failed sync) is removed at the end. Each step is timed, and an operation ends with a
+    summary of its steps. It is registered for `inv` by the project's invoke.yaml (tasks.executor_class),
+    the hook Invoke documents for this.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -249,14 +284,27 @@ class OperationExecutor(Executor):
                 finally:
                     label = call.label if isinstance(call, Step) else str(call.called_as or call.task.name)
                     self.results.append(StepResult(label, operation, time.monotonic() - started, status))
-                if isinstance(result, Planned) and not result.proceed:
-                    self.done.append(operation)
+                if isinstance(call, Step) and call.role == "plan" and isinstance(result, Planned):
+                    self.hand_over(calls, call, result)
                 if call.autoprint and not isinstance(call, Step):
                     print(result)
                 results[call.task] = result
         finally:
+            for call in calls:  # a plan not applied (its sync failed) goes with this run
+                if isinstance(call, Step) and call.planned is not None:
+                    call.planned.discard()
             self.summarize(calls)
         return results
+
+    def hand_over(self, calls: list[Call], plan_step: Step, planned: Planned) -> None:
+        """The plan step's result to its operation's apply step; or, when it found nothing to do, the rest of
+        the operation skipped."""
+        if not planned.proceed:
+            self.done.append(plan_step.operation)
+            return
+        for call in calls:
+            if isinstance(call, Step) and call.role == "apply" and call.operation is plan_step.operation:
+                call.planned = planned
 
     def summarize(self, calls: list[Call]) -> None:
         """Each operation's steps with their durations and the total (also when a step failed)."""

@@ -8,6 +8,8 @@ An operation runs as Invoke calls that devops.cli.OperationExecutor chains (task
     validate      the health check of the new mode                                     (a post-task)
 
 So the user confirms once, before anything changes, and a failed sync stops the run before Terraform.
+The plan step's result, a Planned, reaches the apply step through the executor (in the apply step's
+context), never through a file or a global: a plan file left on disk by an earlier run is never applied.
 """
 
 from __future__ import annotations
@@ -90,29 +92,29 @@ class Change:
 
 @dataclasses.dataclass
 class Planned:
-    """What the plan step decided; the executor skips the rest of the operation when ``proceed`` is False."""
+    """What the plan step decided; the executor skips the rest of the operation when ``proceed`` is False,
+    and otherwise hands it to the apply step. ``confirmed``: the user confirmed (or --yes) this saved plan
+    in this run; only then may it be applied."""
     operation: Operation
     proceed: bool
     plan_dir: Path | None = None
     changes: tuple[Change, ...] = ()
+    confirmed: bool = False
 
     @property
     def plan_file(self) -> Path | None:
         return self.plan_dir / "operation.tfplan" if self.plan_dir else None
 
     def discard(self) -> None:
+        """Remove the saved plan: it can be applied no more."""
         if self.plan_dir is not None:
             shutil.rmtree(self.plan_dir, ignore_errors=True)
-
-
-# The saved plan the apply step of this same `inv` run is allowed to apply, by operation name. In-process on
-# purpose: a plan file left on disk by an earlier run can never be applied without its confirmation.
-_confirmed: dict[str, Planned] = {}
+        self.plan_dir = None
+        self.confirmed = False
 
 
 def plan(settings: Settings, console: Console, operation: Operation, flags: Flags) -> Planned:
     """Checks, the Terraform plan saved to a file, the plan view and the confirmation. Changes nothing."""
-    _confirmed.pop(operation.name, None)
     flags = dataclasses.replace(flags, on=runner(settings, flags.on))
     identity = aws.identity(settings)
     terraform = Terraform(settings)
@@ -132,33 +134,38 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
 
     planned = Planned(operation, proceed=True, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
     try:
-        console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
-        with PlanProgress(console, settings.progress_interval) as progress:
-            terraform.plan(variables={"dev_activated": operation.activated}, out=planned.plan_file, progress=progress)
-        planned.changes = plan_changes(json.loads(terraform.run("show", "-json", str(planned.plan_file)).stdout))
+        # Decide (the changes, the policy), then show, then ask.
+        planned.changes = _saved_plan(settings, console, terraform, operation, planned.plan_file)
         refuse_always_on_destroy(planned.changes)
         show_plan(console, operation, current, planned.changes, flags)
         if flags.dry_run:
             console.info("Dry run: the plan above was not applied")
         else:
             console.confirm(operation.name, flags.yes)
+            planned.confirmed = True
     except BaseException:
         planned.discard()
         raise
     if flags.dry_run:
         planned.discard()
-        planned.plan_dir = None
-    else:
-        _confirmed[operation.name] = planned
     return planned
 
 
-def apply(settings: Settings, console: Console, operation: Operation, dry_run: bool) -> None:
-    """Apply exactly the plan the plan step of this run showed and the user confirmed."""
-    planned = _confirmed.pop(operation.name, None)
+def _saved_plan(settings: Settings, console: Console, terraform: Terraform, operation: Operation,
+                plan_file: Path) -> tuple[Change, ...]:
+    """`terraform plan -out` for the operation's mode, and the changes the saved plan makes."""
+    console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
+    with PlanProgress(console, settings.progress_interval) as progress:
+        terraform.plan(variables={"dev_activated": operation.activated}, out=plan_file, progress=progress)
+    return plan_changes(json.loads(terraform.run("show", "-json", str(plan_file)).stdout))
+
+
+def apply(settings: Settings, console: Console, operation: Operation, planned: Planned | None, dry_run: bool) -> None:
+    """Apply exactly the plan the plan step of this run showed and the user confirmed: ``planned``, its
+    result, which the executor hands over (devops.cli.planned_of); None when the task ran without it."""
     if dry_run:
         return
-    if planned is None:
+    if planned is None or not planned.confirmed or planned.operation != operation or planned.plan_file is None:
         raise DevopsError(f"{operation.name} has no confirmed plan in this run: run it as `inv {operation.name}` from "
                           "the project (its invoke.yaml sets tasks.executor_class, which runs the plan step first)")
     try:

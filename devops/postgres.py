@@ -12,7 +12,6 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
-import psycopg2.extensions
 from psycopg2 import sql
 
 from devops.errors import DevopsError
@@ -164,22 +163,19 @@ class TableStats:
         return f"{self.schema}.{self.table}"
 
 
-def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None,
-                on_table: Callable[[int, int], None] | None = None, parallel: bool = True) -> dict[str, TableStats]:
+def table_stats(conn: Any, checksums: bool = True, on_table: Callable[[int, int], None] | None = None,
+                parallel: bool = True) -> dict[str, TableStats]:
     """Every user table in every non-system schema: exact row count and an order-independent checksum.
 
     The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
     sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
-    rows give the same sum on any server. With ``snapshot`` (from pg_export_snapshot), the counts are
-    those of exactly what a pg_dump with the same snapshot saw. ``on_table(done, total)`` follows the scan.
+    rows give the same sum on any server. It reads in the connection's transaction (in the one whose
+    snapshot a pg_dump imports, exactly what that pg_dump saw), which the caller ends: the fixed settings
+    are local to it. ``on_table(done, total)`` follows the scan.
     ``parallel``: a large table's checksum may use the server's parallel workers (PARALLEL_ON); off where
     the scan runs beside a dump of the same server, which needs those cores more.
     """
-    if snapshot:
-        conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
     with conn.cursor() as cur:
-        if snapshot:
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
         for name, value in CANONICAL_SETTINGS:
             cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         cur.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in PARALLEL_SETTINGS))
@@ -200,19 +196,7 @@ def table_stats(conn: Any, checksums: bool = True, snapshot: str | None = None,
             cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
             rows, checksum = cur.fetchone()
             stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), "" if checksum is None else str(checksum))
-    conn.rollback()
     return stats
-
-
-def export_snapshot(conn: Any) -> str:
-    """Open a read-only repeatable-read transaction on ``conn`` and export its snapshot.
-
-    The snapshot stays usable (by pg_dump --snapshot and table_stats) while ``conn`` stays open.
-    """
-    conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_export_snapshot()")
-        return cur.fetchone()[0]
 
 
 def server_identity(conn: Any, endpoint: Endpoint) -> dict[str, str | None]:
@@ -249,6 +233,4 @@ def sequence_values(conn: Any) -> dict[str, int | None]:
     """Every sequence's last value (None when never used)."""
     with conn.cursor() as cur:
         cur.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences ORDER BY 1")
-        values = {name: value for name, value in cur.fetchall()}
-    conn.rollback()
-    return values
+        return {name: value for name, value in cur.fetchall()}

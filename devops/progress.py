@@ -68,7 +68,7 @@ class Transfer:
     """Bytes moved through a stream (a sink: ``write(chunk)``) against an estimate, the rate, tables done
     out of the total, and an ETA. On a terminal one line is redrawn in place (at most twice a second);
     otherwise an [INFO] line goes out every ``interval`` seconds. ``tables_done`` is set from outside (a
-    poller of the target's pg_stat_progress_copy, see devops/sync/engine.py)."""
+    poller of the target's pg_stat_progress_copy, see devops/sync/progress.py)."""
 
     def __init__(self, console: Console, label: str, estimate: int, tables_total: int, interval: float):
         self.console = console

@@ -38,6 +38,7 @@ from devops.console import REPORT_LINE_ENV, REPORT_PREFIX, Console
 from devops.environment import runner
 from devops.errors import DevopsError
 from devops.sync import render
+from devops.sync.report import Report, Status, Verdict
 from devops.terraform import Terraform
 
 CONTAINER = "devops"
@@ -88,11 +89,11 @@ def confirmed_plan(settings: Settings, console: Console, launch: "Launch", args:
         return code, ""
     if not plan or "target_state" not in plan:
         raise DevopsError("the ECS task's dry run gave no plan: nothing was changed; see its lines above")
-    refusal = render.refused_by_plan(plan, f"inv {' '.join(args)}")
-    if refusal and not flags.get("force"):
-        raise refusal
-    render.confirm(console, plan, yes=False)
-    return 0, plan["target_state"]["fingerprint"]
+    report = Report.from_json(plan)
+    if report.divergence.verdict == Verdict.DIVERGED and not flags.get("force"):
+        raise render.refusal(dataclasses.replace(report, status=Status.REFUSED))
+    render.confirm(console, report, yes=False)
+    return 0, report.target_state.fingerprint
 
 
 def command_flags(flags: dict[str, Any]) -> list[str]:

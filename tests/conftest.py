@@ -122,13 +122,29 @@ BLOBS = ("CREATE TABLE blobs (id int PRIMARY KEY, data bytea);"
 
 
 @pytest.fixture
-def prepared(sandbox, sandbox_settings, neon, rds):
+def databases(sandbox, sandbox_settings, neon, rds):
+    """A function that sets the databases to named states (tests/dbtools.py STATES), e.g.
+    ``databases(neon="rich", rds="keep_me")``: each named side is emptied and rebuilt, a side not named is
+    left as it is, and no sync is recorded any more."""
+    urls = {"neon": neon, "rds": rds}  # before set_to's arguments of the same names hide the fixtures
+
+    def set_to(*, neon: str | None = None, rds: str | None = None) -> None:
+        # Every name looked up first: an unknown one fails before anything has changed.
+        wanted = {side: dbtools.state(name) for side, name in (("neon", neon), ("rds", rds)) if name is not None}
+        # Written directly, the databases match none of the recorded syncs: forget them all, so that the
+        # divergence guard sees a first sync.
+        forget_syncs(sandbox, sandbox_settings.bucket_name)
+        for side, statements in wanted.items():  # Neon first, then RDS
+            dbtools.reset(urls[side])
+            dbtools.execute(urls[side], statements)
+
+    return set_to
+
+
+@pytest.fixture
+def prepared(databases):
     """Neon holds the rich dataset, RDS a table of its own; no sync recorded (both were written directly)."""
-    forget_syncs(sandbox, sandbox_settings.bucket_name)
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.RICH_DATA)
-    dbtools.reset(rds)
-    dbtools.execute(rds, "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);")
+    databases(neon="rich", rds="keep_me")
 
 
 @pytest.fixture

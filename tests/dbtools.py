@@ -257,3 +257,26 @@ CREATE VIEW app.orders_view AS SELECT * FROM app.orders;
 CREATE MATERIALIZED VIEW public.stray_matview AS SELECT * FROM app.big_orders;
 CREATE FUNCTION ext.not_the_extensions() RETURNS int LANGUAGE sql AS 'SELECT 2';
 """
+
+
+# The states the `databases` fixture (tests/conftest.py) sets a database to, by name: the SQL that builds
+# each from an empty database. Named here so that tests share them rather than each writing its own.
+STATES = {
+    "rich": RICH_DATA,
+    "keep_me": "CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2), (3);",
+    # A target's own contents: a table Neon has too (other rows) and one only RDS has.
+    "settings_and_rds_only": ("CREATE TABLE public.settings (key text PRIMARY KEY, value jsonb);"
+                              "INSERT INTO public.settings VALUES ('old', '1');"
+                              "CREATE TABLE public.rds_only (id int); INSERT INTO rds_only VALUES (1), (2);"),
+    # Two scales, so that a source and a target built from every_kind differ in contents.
+    "every_kind_scale_3": every_kind(scale=3),
+    "every_kind_scale_2_and_target_only": every_kind(scale=2) + TARGET_ONLY,
+}
+
+
+def state(name: str) -> str:
+    """The SQL of a named state (STATES); an unknown name fails, listing the known ones."""
+    try:
+        return STATES[name]
+    except KeyError:
+        raise KeyError(f"no database state {name!r}; known: {', '.join(STATES)}") from None

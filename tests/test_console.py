@@ -9,6 +9,7 @@ from devops.masking import first_line, mask, register_secret
 from devops.modes import ACTIVE, PILOT, mode_of
 from devops.postgres import make_endpoint
 from devops.sync import render
+from devops.sync.report import Copy, Divergence, Report, Side, TargetState, Verdict, Versions
 
 
 class Tty(io.StringIO):
@@ -120,8 +121,10 @@ def test_confirm_without_a_terminal_refuses_and_yes_skips_the_question(monkeypat
 def test_sync_asks_with_the_same_prompt_as_activate(monkeypatch):
     """The question is built from the report alone (a plan computed in an ECS task is confirmed the same way)."""
     target = make_endpoint("RDS", "127.0.0.1", 5432, "u", "pw", "app")
-    report = {"sides": {"target": render.side("RDS", target.masked(), target.where(), "15.8")},
-              "target_state": {"tables": 1, "rows": 5, "fingerprint": "0123456789abcdef"}}
+    report = Report(operation="sync", dry_run=False, target="sandbox",
+                    sides={"target": Side("RDS", target.masked(), target.where(), "15.8")}, plan={},
+                    target_state=TargetState(1, 5, "0123456789abcdef"), divergence=Divergence(Verdict.FIRST_SYNC),
+                    versions=Versions("17.5", "15.8", False), safety_copy=Copy("s3://bucket/rds-dumps/x.dump"))
     out = io.StringIO()
     _answer(monkeypatch, "yes\n")
     assert render.confirm(Console(out=out), report, yes=False) is True

@@ -5,10 +5,10 @@ the operations themselves run against the sandbox in test_operations.py.
 """
 
 import pytest
-from invoke import Collection, Config, Parser, task
+from invoke import Collection, Config, Executor, Parser, task
 from invoke.exceptions import Exit
 
-from devops.cli import OperationExecutor, OperationTask
+from devops.cli import OperationExecutor, OperationTask, planned_of
 from devops.environment import ACTIVE, PILOT, Operation, Planned
 
 ACTIVATE = Operation("activate", ACTIVE, "sync.neon-to-rds", "Neon -> RDS", "ACTIVATION PLAN")
@@ -20,6 +20,8 @@ class Recorder:
         self.calls = []
         self.proceed = True
         self.failing = set()
+        self.planned = {}  # operation -> the Planned its plan step returned
+        self.handed = []  # (operation, what its apply step's context carried)
 
     def record(self, name, **flags):
         self.calls.append((name, {k: v for k, v in flags.items() if v}))
@@ -37,7 +39,9 @@ def collection(recorder):
     def plan_for(operation):
         def plan(c, sync_data=False, dry_run=False, yes=False, on=None):
             recorder.record(f"{operation.name}.plan", sync_data=sync_data, dry_run=dry_run, yes=yes, on=on)
-            return Planned(operation, proceed=recorder.proceed)
+            recorder.planned[operation.name] = Planned(operation, proceed=recorder.proceed, confirmed=not dry_run)
+            return recorder.planned[operation.name]
+        plan.__name__ = f"plan_{operation.name}"  # as in tasks.py: two plan steps are two tasks (Task.__eq__)
         return plan
 
     @task
@@ -54,10 +58,12 @@ def collection(recorder):
 
     @task(klass=OperationTask, operation=ACTIVATE, plan=plan_for(ACTIVATE), post="validate")
     def activate(c, sync_data=False, dry_run=False, yes=False, on=None):
+        recorder.handed.append(("activate", planned_of(c)))
         recorder.record("activate", dry_run=dry_run)
 
     @task(klass=OperationTask, operation=DEACTIVATE, plan=plan_for(DEACTIVATE), post="validate")
     def deactivate(c, sync_data=False, dry_run=False, yes=False, on=None):
+        recorder.handed.append(("deactivate", planned_of(c)))
         recorder.record("deactivate", dry_run=dry_run)
 
     collection = Collection(Collection("sync", neon_to_rds, rds_to_neon), activate, deactivate, validate)
@@ -168,3 +174,51 @@ def test_a_failing_validate_is_the_exit_code(collection, recorder):
         run(collection, "activate", "--yes")
     assert raised.value.code == 1
     assert [name for name, _ in recorder.calls] == ["activate.plan", "activate", "validate"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan step's result reaches the apply step through the executor, not a flag, a file or a global
+
+
+def test_the_apply_step_gets_what_its_own_plan_step_returned(collection, recorder):
+    run(collection, "activate", "--yes", "deactivate", "--yes")
+    assert [name for name, _ in recorder.calls] == ["activate.plan", "activate", "validate", "deactivate.plan",
+                                                    "deactivate"]
+    assert recorder.handed == [("activate", recorder.planned["activate"]),
+                               ("deactivate", recorder.planned["deactivate"])]
+    assert all(planned is not None for _, planned in recorder.handed)
+
+
+def test_a_plan_the_apply_step_did_not_use_is_discarded_at_the_end(collection, recorder, tmp_path):
+    """A failed sync leaves the confirmed plan unapplied: its saved plan goes with the run."""
+    recorder.failing.add("sync.neon-to-rds")
+    plan_dir = tmp_path / "devops-plan-x"
+    plan_dir.mkdir()
+    original = collection["activate"].plan_step.body
+
+    def plan_with_a_file(c, **flags):
+        planned = original(c, **flags)
+        planned.plan_dir = plan_dir
+        return planned
+
+    collection["activate"].plan_step.body = plan_with_a_file
+    with pytest.raises(Exit):
+        run(collection, "activate", "--sync-data", "--yes")
+    assert recorder.handed == []
+    planned = recorder.planned["activate"]
+    assert not plan_dir.exists() and planned.plan_file is None and not planned.confirmed
+
+
+def test_the_task_run_by_another_executor_gets_no_plan(collection, recorder):
+    Executor(collection, Config()).execute(("activate", {"yes": True}))
+    assert recorder.handed == [("activate", None)]
+
+
+def test_the_handover_adds_no_flag_and_no_task():
+    """`inv --help activate` shows the operation's four flags, and `inv --list` no plan step."""
+    import tasks
+
+    contexts = {context.name: context for context in tasks.ns.to_contexts()}
+    for name in ("activate", "deactivate"):
+        assert sorted(contexts[name].flags) == ["--dry-run", "--on", "--sync-data", "--yes"], contexts[name].flags
+    assert not [name for name in tasks.ns.task_names if "plan" in name]

@@ -10,9 +10,13 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from invoke import Config, Executor
+from invoke.exceptions import Exit
 
-from devops.config import ECS_SERVICES
-from devops.environment import Change, plan_changes, refuse_always_on_destroy
+from devops import environment
+from devops.config import ECS_SERVICES, Settings
+from devops.console import Console
+from devops.environment import ACTIVATE, DEACTIVATE, Change, Planned, plan_changes, refuse_always_on_destroy
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
@@ -22,12 +26,10 @@ from tests.helpers import (ACTIVE_OUTPUTS, assert_no_secret, assert_private, for
 
 
 @pytest.fixture
-def neon_data(sandbox, sandbox_settings, neon, rds):
+def neon_data(databases, sandbox, sandbox_settings, neon, rds):
     """Neon holds the rich dataset; RDS is left as it is; no sync recorded yet. Afterwards both databases are
     put back as the sandbox made them (written directly, so the records of this test's syncs are dropped)."""
-    forget_syncs(sandbox, sandbox_settings.bucket_name)
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.RICH_DATA)
+    databases(neon="rich")
     yield
     dbtools.reset(neon)
     dbtools.execute(neon, SAMPLE_DATA.read_text())
@@ -78,6 +80,52 @@ def test_plan_changes_reads_the_saved_plan_and_refuses_always_on_destroys():
     with pytest.raises(DevopsError, match=r"destroy always-on resources \(aws_db_instance.main\)"):
         refuse_always_on_destroy(changes)
     refuse_always_on_destroy((Change("aws_lb.main[0]", "aws_lb", ("delete",)),))  # active resources may go
+
+
+NO_CONFIRMED_PLAN = ("activate has no confirmed plan in this run: run it as `inv activate` from the project "
+                     "(its invoke.yaml sets tasks.executor_class, which runs the plan step first)")
+
+
+@pytest.fixture
+def saved_plan(tmp_path):
+    """A plan file on disk, as an earlier run (or anyone) could have left it."""
+    plan_dir = tmp_path / "devops-plan-earlier"
+    plan_dir.mkdir()
+    (plan_dir / "operation.tfplan").write_bytes(b"a saved plan")
+    return plan_dir
+
+
+@pytest.mark.parametrize("planned", [
+    None,  # the task ran without the executor's plan step
+    "unconfirmed",  # a Planned that was never confirmed, around a plan file on disk
+    "another operation",  # deactivate's confirmed plan
+    "applied",  # a plan already applied (or discarded) in this run
+], ids=str)
+def test_apply_refuses_anything_but_this_runs_confirmed_plan(planned, saved_plan):
+    planned = {None: None,
+               "unconfirmed": Planned(ACTIVATE, proceed=True, plan_dir=saved_plan),
+               "another operation": Planned(DEACTIVATE, proceed=True, plan_dir=saved_plan, confirmed=True),
+               "applied": Planned(ACTIVATE, proceed=True, confirmed=False)}[planned]
+    with pytest.raises(DevopsError) as raised:
+        environment.apply(Settings.load({}), Console(), ACTIVATE, planned, dry_run=False)
+    assert str(raised.value) == NO_CONFIRMED_PLAN
+    assert (saved_plan / "operation.tfplan").exists()  # refused before Terraform, or anything else, ran
+
+
+def test_apply_of_a_dry_run_does_nothing(saved_plan):
+    environment.apply(Settings.load({}), Console(), ACTIVATE, None, dry_run=True)
+
+
+def test_the_operation_without_the_operation_executor_refuses_with_one_line(tmp_path, capsys):
+    """`activate` run by Invoke's own executor (no plan step, nothing handed over): the clear error, exit 1."""
+    import tasks
+
+    config = Config(overrides={"devops": {"log_dir": str(tmp_path)}})
+    with pytest.raises(Exit) as raised:
+        Executor(tasks.ns, config).execute(("activate", {"yes": True, "sync_data": False, "dry_run": False,
+                                                         "on": None}))
+    assert raised.value.code == 1
+    assert without_log(capsys.readouterr().err.strip()) == f"[ERROR] {NO_CONFIRMED_PLAN}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,20 +11,14 @@ import json
 import pytest
 
 from tests import dbtools
-from tests.helpers import assert_no_secret, forget_syncs, inv, s3_state
+from tests.helpers import assert_no_secret, inv, s3_state
 
 
 @pytest.fixture
-def fresh(sandbox, sandbox_settings, neon, rds):
+def fresh(databases):
     """Neon holds the rich dataset; RDS holds something else (including a table only it has); no sync has
     been recorded (the databases were written directly, so earlier tests' records no longer apply)."""
-    forget_syncs(sandbox, sandbox_settings.bucket_name)
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.RICH_DATA)
-    dbtools.reset(rds)
-    dbtools.execute(rds, "CREATE TABLE public.settings (key text PRIMARY KEY, value jsonb);"
-                         "INSERT INTO public.settings VALUES ('old', '1');"
-                         "CREATE TABLE public.rds_only (id int); INSERT INTO rds_only VALUES (1), (2);")
+    databases(neon="rich", rds="settings_and_rds_only")
 
 
 def test_neon_to_rds_copies_every_table_exactly(sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):

@@ -1,9 +1,17 @@
-"""The sync's decisions as pure logic (no server, no bucket): the divergence guard's verdict from fingerprints, and
-which dumps belong to an operation that committed."""
+"""The sync's decisions as pure logic (no server, no bucket): the divergence guard's verdict from fingerprints, the
+plan's outcome, the safety copy's choice, the verification's comparison, the version checks, the report's JSON,
+and which dumps belong to an operation that committed."""
 
 from __future__ import annotations
 
-from devops.sync.guard import DIVERGED, FIRST_SYNC, FORCED, UNCHANGED, Guard, changes, same_database
+import json
+
+from devops.postgres import TableStats
+from devops.sync.decisions import (Outcome, after_plan, compare, compare_sequences, content_hash, downgrade,
+                                   downgrade_hint, must_look_again, reusable_dump, unexpected_target, version_num)
+from devops.sync.guard import changes, judge, same_database
+from devops.sync.report import (Change, Copy, PlanRow, Report, Side, Status, TableResult, TargetState, Verdict,
+                                Versions)
 from devops.sync.store import Known, committed_seconds, newest_record
 
 SERVER = {"system_identifier": "7301", "database": "app"}
@@ -24,45 +32,48 @@ def known(record: dict = RECORDED) -> Known:
                  {"reason": "safety-copy"}, "rds-dumps/2026-01-01T00-00-00.manifest.json")
 
 
-GUARD = Guard("RDS", force=False, rerun="inv sync.neon-to-rds --force", other_way="inv sync.rds-to-neon")
+
+
+def guard(known_record, current, force=False):
+    return judge(known_record, current, "RDS", force)
 
 
 def test_nothing_recorded_is_a_first_sync():
-    verdict = GUARD.judge(None, RECORDED)
-    assert verdict.verdict == FIRST_SYNC and verdict.known is None and "first sync" in verdict.note
+    verdict = guard(None, RECORDED)
+    assert verdict.verdict == Verdict.FIRST_SYNC and verdict.known is None and "first sync" in verdict.note
 
 
 def test_a_record_of_another_database_is_a_first_sync_with_a_note():
     other = fingerprint(RECORDED["tables"], server={"system_identifier": "9999", "database": "app"})
-    verdict = GUARD.judge(known(), other)
-    assert verdict.verdict == FIRST_SYNC and "different database" in verdict.note
+    verdict = guard(known(), other)
+    assert verdict.verdict == Verdict.FIRST_SYNC and "different database" in verdict.note
 
 
 def test_the_same_data_is_unchanged_and_a_moved_sequence_is_only_said():
-    assert GUARD.judge(known(), RECORDED).verdict == UNCHANGED
-    moved = GUARD.judge(known(), {**RECORDED, "sequences": {"public.users_id_seq": 7}})
-    assert moved.verdict == UNCHANGED and "public.users_id_seq" in moved.note
+    assert guard(known(), RECORDED).verdict == Verdict.UNCHANGED
+    moved = guard(known(), {**RECORDED, "sequences": {"public.users_id_seq": 7}})
+    assert moved.verdict == Verdict.UNCHANGED and "public.users_id_seq" in moved.note
 
 
 def test_a_write_since_the_record_diverges_and_force_overrides():
     written = fingerprint({"public.users": {"rows": 4, "checksum": "c"}, "public.orders": {"rows": 5, "checksum": "b"}})
-    verdict = GUARD.judge(known(), written)
-    assert verdict.verdict == DIVERGED
-    assert verdict.changes == [{"table": "public.users", "kind": "changed", "recorded_rows": 3, "rows": 4,
-                                "rows_added": 1, "rows_removed": 0, "content_changed": True}]
-    assert verdict.report()["changed_tables"] == ["public.users"]
-    forced = Guard("RDS", force=True, rerun="", other_way=None).judge(known(), written)
-    assert forced.verdict == FORCED and forced.changes == verdict.changes
+    verdict = guard(known(), written)
+    assert verdict.verdict == Verdict.DIVERGED
+    assert verdict.changes == [Change("public.users", "changed", 3, 4, rows_added=1, rows_removed=0,
+                                      content_changed=True)]
+    assert verdict.divergence().changed_tables == ["public.users"]
+    forced = guard(known(), written, force=True)
+    assert forced.verdict == Verdict.FORCED and forced.changes == verdict.changes
 
 
 def test_changes_name_new_dropped_and_rewritten_tables_and_the_schema():
     now = fingerprint({"public.users": {"rows": 3, "checksum": "z"}, "public.audit": {"rows": 1, "checksum": "q"}},
                       schema="s2")
-    found = {c["table"]: c for c in changes(RECORDED, now)}
-    assert found["public.audit"]["kind"] == "new table" and found["public.audit"]["rows_added"] == 1
-    assert found["public.orders"]["kind"] == "table dropped" and found["public.orders"]["rows_removed"] == 5
-    assert found["public.users"]["content_changed"] and found["public.users"]["rows_added"] == 0
-    assert found["(schema)"]["kind"] == "definitions changed"
+    found = {c.table: c for c in changes(RECORDED, now)}
+    assert found["public.audit"].kind == "new table" and found["public.audit"].rows_added == 1
+    assert found["public.orders"].kind == "table dropped" and found["public.orders"].rows_removed == 5
+    assert found["public.users"].content_changed and found["public.users"].rows_added == 0
+    assert found["(schema)"].kind == "definitions changed"
 
 
 def test_a_schema_hash_by_another_pg_dump_is_not_compared():
@@ -103,3 +114,69 @@ def test_the_newest_record_of_a_side_among_one_seconds_manifests():
     neon = newest_record("neon", [safety, source])
     assert neon is not None and neon.found_in == source[0]
     assert newest_record("neon", [safety]) is None
+
+
+# ---- the plan's outcome, the safety copy, the verification, the versions ------------------------------------
+
+
+def test_after_the_plan_a_dry_run_stops_and_a_diverged_target_is_refused():
+    assert after_plan(Verdict.DIVERGED, dry_run=True) == Outcome.DRY_RUN
+    assert after_plan(Verdict.DIVERGED, dry_run=False) == Outcome.REFUSE
+    assert all(after_plan(v, dry_run=False) == Outcome.PROCEED
+               for v in (Verdict.FIRST_SYNC, Verdict.UNCHANGED, Verdict.FORCED))
+
+
+def test_the_newest_dump_is_the_safety_copy_only_when_it_holds_what_the_target_holds():
+    same = guard(known(), RECORDED)
+    assert reusable_dump(same, RECORDED) is same.known
+    moved = {**RECORDED, "sequences": {"public.users_id_seq": 7}}
+    assert reusable_dump(guard(known(), moved), moved) is None  # a sequence moved: dumped again
+    assert reusable_dump(guard(None, RECORDED), RECORDED) is None
+
+
+def test_the_target_is_looked_at_again_only_after_a_question_and_where_the_plan_decided_something():
+    same = guard(known(), RECORDED)
+    assert must_look_again(same, RECORDED, asked=True) and not must_look_again(same, RECORDED, asked=False)
+    assert not must_look_again(guard(None, RECORDED), RECORDED, asked=True)  # first sync: nothing depends on it
+    written = fingerprint({"public.users": {"rows": 4, "checksum": "c"}})
+    assert not must_look_again(guard(known(), written, force=True), written, asked=True)
+
+
+def test_expect_target_refuses_a_target_that_changed_since_the_plan():
+    assert unexpected_target("", RECORDED, "RDS") is None
+    assert unexpected_target(content_hash(RECORDED), RECORDED, "RDS") is None
+    error = unexpected_target("0123456789abcdef", RECORDED, "RDS")
+    assert str(error).startswith("refused: RDS changed after the confirmed plan") and "nothing was changed" in str(error)
+
+
+def test_the_verification_compares_rows_and_checksums_of_every_table_on_either_side():
+    expected = {"public.a": {"rows": 2, "checksum": "x"}, "public.b": {"rows": 1, "checksum": "y"}}
+    found = {"public.a": TableStats("public", "a", 2, "x"), "public.c": TableStats("public", "c", 5, "z")}
+    assert compare(expected, found) == [TableResult("public.a", 2, 2, True), TableResult("public.b", 1, None, False),
+                                        TableResult("public.c", None, 5, False)]
+    assert compare_sequences({"s": 3, "t": 1}, {"s": 3, "t": 2, "u": 4}) == ["t", "u"]
+
+
+def test_a_downgrade_is_a_newer_major_into_an_older_one_with_the_fix_for_that_side():
+    assert downgrade(170002, 150013) == (17, 15) and downgrade(150013, 170002) is None
+    assert downgrade(None, 150013) is None and downgrade(170002, 170005) is None
+    assert version_num("17.2") == 170002 and version_num("?") is None
+    assert 'db_engine_version = "17"' in downgrade_hint((17, 15), "RDS")
+    assert "Neon project on PostgreSQL 17" in downgrade_hint((17, 15), "Neon") and downgrade_hint(None, "RDS") == ""
+
+
+# ---- the report as JSON --------------------------------------------------------------------------------------
+
+
+def test_a_report_reads_back_from_its_json_and_a_planned_dump_is_its_url():
+    report = Report(
+        operation="sync", dry_run=True, target="sandbox",
+        sides={"target": Side("RDS", "postgresql://****@h:5432/app", "h:5432/app", "15.13")},
+        plan={"public.a": PlanRow(2, None)}, target_state=TargetState(0, 0, "abc"),
+        divergence=guard(known(), fingerprint({"public.users": {"rows": 4, "checksum": "c"}})).divergence(),
+        versions=Versions("17.5", "15.13", True), safety_copy=Copy("s3://b/rds-dumps/x.dump"),
+        direction="neon-to-rds", dump=Copy("s3://b/neon-dumps/x.dump", 10, "ff"), status=Status.DRY_RUN)
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["safety_copy"] == "s3://b/rds-dumps/x.dump" and data["dump"]["size"] == 10
+    assert data["status"] == "dry-run" and data["divergence"]["verdict"] == "diverged" and "key" not in data
+    assert Report.from_json(data) == report

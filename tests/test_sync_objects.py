@@ -19,6 +19,7 @@ import pytest
 from devops.errors import DevopsError
 from devops.postgres import make_endpoint
 from devops.sandbox import HOST, PostgresCluster, Sandbox, Server, _unprivileged_user, find_pg_bin, free_port
+from devops.sync.database import Database
 from devops.sync.pipeline import Processes, Restore, VerificationFailed
 from tests import dbtools
 from tests.helpers import assert_no_secret, forget_syncs, inv
@@ -29,13 +30,9 @@ def major_of(url: str) -> int:
 
 
 @pytest.fixture
-def every_kind(sandbox, sandbox_settings, neon, rds):
+def every_kind(databases):
     """Both sides hold every object kind with different contents, and RDS holds objects Neon has not."""
-    forget_syncs(sandbox, sandbox_settings.bucket_name)
-    dbtools.reset(neon)
-    dbtools.execute(neon, dbtools.every_kind(scale=3))
-    dbtools.reset(rds)
-    dbtools.execute(rds, dbtools.every_kind(scale=2) + dbtools.TARGET_ONLY)
+    databases(neon="every_kind_scale_3", rds="every_kind_scale_2_and_target_only")
 
 
 def sync(env: dict, direction: str) -> dict:
@@ -137,7 +134,7 @@ def test_a_restore_that_comes_out_different_is_rolled_back(sandbox, every_kind, 
                                endpoint=make_endpoint("Neon", "127.0.0.1", state["neon"]["port"], state["neon"]["user"],
                                                       state["neon"]["password"], state["neon"]["database"]))
         with tempfile.TemporaryDirectory() as workdir:
-            restore = Restore(target, processes, workdir)
+            restore = Restore(Database("rds", target), processes, workdir)
             for chunk in iter(lambda: dump.stdout.read(65536), b""):
                 restore.write(chunk)
             assert dump.wait() == 0

@@ -33,6 +33,8 @@ from devops.errors import DevopsError
 from devops.masking import mask
 from devops.postgres import (CANONICAL_SETTINGS, CHECKSUM, PARALLEL_MIN_BYTES, PARALLEL_ON, PARALLEL_SETTINGS,
                              USER_TABLES, Endpoint)
+from devops.sync import sql
+from devops.sync.database import Database
 
 CHUNK = 1024 * 1024
 # The pipes between the tools and this process hold a chunk (Linux's default is 64 KB): each read and write
@@ -46,91 +48,12 @@ MANAGED_SERVICE_EXCLUSIONS = (
     re.compile(r" PUBLICATION( TABLE| TABLES IN SCHEMA)? "),
     re.compile(r" SUBSCRIPTION "),
 )
-# The full replace: drops everything of the target's own (not an extension's), inside the restore's
-# transaction, so that afterwards it holds exactly what the archive creates. Every statement is built from
-# the catalogs before the first one runs, and each drops all objects of one kind at once with IF EXISTS and
-# CASCADE: what an earlier CASCADE took (a view over a dropped table, a function taking a dropped type) is
-# skipped by name, so no order of visiting matters and no name is read back from a dropped object's OID.
-# Schemas go whole, except public and those holding an extension's objects, which are kept (their own
-# objects emptied) and whose CREATE SCHEMA is left out of the restore (KEPT_SCHEMAS).
-OWN_SCHEMAS = r"""
-    n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
-                    AND d.deptype = 'e')"""
-KEPT_SCHEMAS = f"""
-    SELECT n.nspname FROM pg_namespace n WHERE {OWN_SCHEMAS} AND (n.nspname = 'public'
-        OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-                   AND d.classid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass)
-                   AND n.oid = CASE d.classid WHEN 'pg_class'::regclass
-                                    THEN (SELECT relnamespace FROM pg_class WHERE oid = d.objid)
-                                  WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = d.objid)
-                                  ELSE (SELECT typnamespace FROM pg_type WHERE oid = d.objid) END)
-        OR EXISTS (SELECT 1 FROM pg_extension e WHERE e.extnamespace = n.oid))"""
-# Object kinds whose drop needs only their schema and name: (DROP kind, catalog, namespace column, name column).
-NAMED_KINDS = (
-    ("COLLATION", "pg_collation", "collnamespace", "collname"),
-    ("CONVERSION", "pg_conversion", "connamespace", "conname"),
-    ("TEXT SEARCH CONFIGURATION", "pg_ts_config", "cfgnamespace", "cfgname"),
-    ("TEXT SEARCH DICTIONARY", "pg_ts_dict", "dictnamespace", "dictname"),
-)
-NAMED_OBJECTS = "".join(f"""
-        UNION ALL
-        SELECT '{kind}', {8 + i}, format('%s.%I', x.{namespace}::regnamespace, x.{name})
-        FROM {catalog} x WHERE x.{namespace} IN (SELECT oid FROM kept)
-          AND ('{catalog}'::regclass, x.oid) NOT IN (SELECT * FROM own)""" for i, (kind, catalog, namespace, name)
-    in enumerate(NAMED_KINDS))
-PRELUDE = rf"""
-BEGIN;
-SET LOCAL client_min_messages = warning;
-DO $devops$
-DECLARE
-    statements text[];
-    statement text;
-BEGIN
-    WITH kept AS (SELECT oid FROM pg_namespace WHERE nspname IN ({KEPT_SCHEMAS})),
-    own AS (  -- not a member of an extension
-        SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
-    ),
-    objects(kind, position, name) AS (  -- names as text, schema-qualified and quoted
-        SELECT 'SCHEMA', 0, format('%I', n.nspname) FROM pg_namespace n
-        WHERE {OWN_SCHEMAS} AND n.oid NOT IN (SELECT oid FROM kept)
-        UNION ALL
-        SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                   WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
-               CASE c.relkind WHEN 'v' THEN 1 WHEN 'm' THEN 2 WHEN 'f' THEN 3 WHEN 'S' THEN 5 ELSE 4 END,
-               format('%s.%I', c.relnamespace::regnamespace, c.relname)
-        FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM kept) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-          AND ('pg_class'::regclass, c.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT 'ROUTINE', 6, format('%s.%I(%s)', p.pronamespace::regnamespace, p.proname,
-                                    pg_get_function_identity_arguments(p.oid))
-        FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM kept)
-          AND ('pg_proc'::regclass, p.oid) NOT IN (SELECT * FROM own)
-        UNION ALL
-        SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, 7,
-               format('%s.%I', t.typnamespace::regnamespace, t.typname)
-        FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM kept)
-          AND (t.typtype IN ('e', 'r', 'd')
-               OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
-          AND ('pg_type'::regclass, t.oid) NOT IN (SELECT * FROM own){NAMED_OBJECTS}
-        UNION ALL
-        SELECT 'OPERATOR', 12, format('%s.%s(%s, %s)', o.oprnamespace::regnamespace, o.oprname,
-                                      CASE o.oprleft WHEN 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END,
-                                      format_type(o.oprright, NULL))
-        FROM pg_operator o WHERE o.oprnamespace IN (SELECT oid FROM kept)
-          AND ('pg_operator'::regclass, o.oid) NOT IN (SELECT * FROM own)
-    )
-    SELECT array_agg(format('DROP %s IF EXISTS %s CASCADE', kind, names) ORDER BY position)
-    INTO statements
-    FROM (SELECT kind, min(position) AS position, string_agg(name, ', ') AS names FROM objects GROUP BY kind) k;
-    FOREACH statement IN ARRAY coalesce(statements, '{{}}') LOOP
-        EXECUTE statement;
-    END LOOP;
-    -- Large objects are not in any schema; the archive recreates its own under their original OIDs.
-    PERFORM pg_catalog.lo_unlink(l.oid) FROM pg_largeobject_metadata l WHERE pg_has_role(l.lomowner, 'USAGE');
-END
-$devops$;
-"""
+# The full replace's prelude (sql/prelude.sql): BEGIN, then everything of the target's own dropped inside
+# the restore's transaction; the schemas it keeps (sql/kept_schemas.sql) keep their CREATE SCHEMA out of the
+# restore too.
+OWN_SCHEMAS = sql.load("own_schemas")
+KEPT_SCHEMAS = sql.load("kept_schemas", own_schemas=OWN_SCHEMAS)
+PRELUDE = sql.load("prelude", own_schemas=OWN_SCHEMAS, kept_schemas=KEPT_SCHEMAS) + "\n"
 PRELUDE_LINES = PRELUDE.count("\n")  # a psql error at or before this line came from the prelude
 
 
@@ -297,40 +220,6 @@ class VerificationFailed(PipelineError):
         self.found = found
 
 
-# What the restore's transaction checks before COMMIT: every table's rows and checksum (the same expression
-# and table selection as devops.postgres.table_stats) and every sequence, against the source's, passed in
-# as {expected}. A difference raises, psql stops, and the server rolls the whole restore back.
-VERIFY = f"""
-DO $devops_verify$
-DECLARE
-    expected jsonb := {{expected}};
-    found jsonb := '{{}}';
-    sequences jsonb;
-    r record;
-    counted record;
-    total integer;
-    done integer := 0;
-    defaults text[] := ARRAY[{{parallel_defaults}}];
-BEGIN
-{{settings}}
-    SELECT count(*) INTO total FROM ({USER_TABLES}) AS t;
-    FOR r IN {USER_TABLES} LOOP
-{{parallel}}
-        EXECUTE format('SELECT count(*) AS n, {CHECKSUM} AS checksum FROM %I.%I AS t', r.nspname, r.relname)
-            INTO counted;
-        found := found || jsonb_build_object(r.nspname || '.' || r.relname,
-                                             jsonb_build_object('rows', counted.n, 'checksum', counted.checksum::text));
-        done := done + 1;
-        RAISE WARNING 'devops-verified %/%', done, total;  -- progress, read from psql's stderr
-    END LOOP;
-    SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{{}}') INTO sequences
-    FROM pg_sequences;
-    IF found IS DISTINCT FROM expected->'tables' OR sequences IS DISTINCT FROM expected->'sequences' THEN
-        RAISE EXCEPTION 'devops-verify %', jsonb_build_object('tables', found, 'sequences', sequences)::text;
-    END IF;
-END
-$devops_verify$;
-"""
 RESTORED = "devops-restored"
 RESTORED_MARKER = f"\nDO $devops$ BEGIN RAISE WARNING '{RESTORED}'; END $devops$;\n".encode()
 VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
@@ -411,7 +300,7 @@ class Restore:
     the error when an archive entry fails (the engine's advice, e.g. on a downgrade between majors).
     """
 
-    def __init__(self, target: Endpoint, processes: Processes, workdir: str, hint: str = ""):
+    def __init__(self, target: Database, processes: Processes, workdir: str, hint: str = ""):
         self.target = target
         self.processes = processes
         self.workdir = workdir
@@ -449,24 +338,12 @@ class Restore:
         except BrokenPipeError:
             raise self._failure() from None
 
-    def _inspect_target(self) -> tuple[set[str], set[str]]:
-        """The target's settings (so that none it lacks is sent) and the schemas the prelude keeps."""
-        conn = self.target.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT name FROM pg_settings")
-                settings = {name for (name,) in cur.fetchall()}
-                cur.execute(KEPT_SCHEMAS)
-                return settings, {name for (name,) in cur.fetchall()}
-        finally:
-            conn.close()
-
     def _start_restore(self) -> None:
         self._probe_reader.join()
         if self._probe.wait() != 0:
             raise PipelineError(f"the dump is not a valid archive: {self.processes.error_of(self._probe)}")
         listing = (self._probe_out[0] if self._probe_out else b"").decode(errors="replace")
-        self._settings, kept_schemas = self._inspect_target()
+        self._settings, kept_schemas = self.target.settings_and_kept_schemas(KEPT_SCHEMAS)
         kept = []
         for line in listing.splitlines():
             schema = re.match(r"^\d+; \d+ \d+ SCHEMA - (.+) \S*$", line)
@@ -490,7 +367,7 @@ class Restore:
         )
         self._psql = self.processes.start(
             "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--file=-"],
-            endpoint=self.target, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         )
         self._send(PRELUDE.encode())
         self._copier = threading.Thread(target=self._copy_sql, daemon=True, name="restore-sql")
@@ -662,9 +539,9 @@ def verification_sql(expected: dict[str, Any]) -> str:
         f"        PERFORM set_config('{name}', CASE WHEN r.bytes >= {PARALLEL_MIN_BYTES} THEN '{on}' "
         f"ELSE defaults[{index}] END, true);"
         for index, (name, on) in enumerate(zip(PARALLEL_SETTINGS, PARALLEL_ON), start=1))
-    # The literal last: a table's name in it may read like a placeholder.
-    return (VERIFY.replace("{settings}", settings).replace("{parallel_defaults}", parallel_defaults)
-            .replace("{parallel}", parallel).replace("{expected}", f"{tag}{literal}{tag}::jsonb"))
+    # The literal last: a table's name in it may read like a slot.
+    return sql.load("verify", user_tables=USER_TABLES, checksum=CHECKSUM, settings=settings,
+                    parallel_defaults=parallel_defaults, parallel=parallel, expected=f"{tag}{literal}{tag}::jsonb")
 
 
 def _describe_entry(line: str) -> str:

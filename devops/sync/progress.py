@@ -1,7 +1,7 @@
 """The dump + restore's progress: bytes moved against an estimate from the source's size, the rate, the
 tables restored out of the total (from the target's pg_stat_progress_copy), and an ETA.
 
-``transfer`` gives a sink for engine.dump (it sees every chunk of the dump; sync.restore feeds it the
+``transfer`` gives a sink for dumps.dump (it sees every chunk of the dump; sync.restore feeds it the
 dump read from S3) and watches the target while the block runs. Progress is never what the sync depends
 on: any error here only leaves a figure out.
 """
@@ -16,32 +16,15 @@ from devops.console import Console
 from devops.postgres import Endpoint
 from devops.progress import Transfer
 
-# What a plain custom-format dump roughly holds: the user tables (heap and TOAST), not their indexes.
-SIZE_QUERY = """
-SELECT coalesce(sum(pg_table_size(c.oid)), 0)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
-"""
 # COPY FROM running in the target's database now (PostgreSQL 14+): one row per table being restored.
 COPYING_QUERY = "SELECT relid FROM pg_stat_progress_copy WHERE datname = current_database() AND command = 'COPY FROM'"
 POLL_SECONDS = 0.5
 
 
-def source_size(endpoint: Endpoint) -> int:
-    """The estimate of a dump's size: the source's table sizes (0 when they cannot be read)."""
-    try:
-        with contextlib.closing(endpoint.connect()) as conn, conn.cursor() as cur:
-            cur.execute(SIZE_QUERY)
-            return int(cur.fetchone()[0])
-    except Exception:  # noqa: BLE001 - no estimate: the line still shows bytes and rate
-        return 0
-
-
 @contextlib.contextmanager
 def transfer(console: Console, label: str, estimate: int, target: Endpoint, tables: int,
              interval: float) -> Iterator[Transfer]:
-    """``estimate``: the bytes expected (source_size for a dump; a recorded dump's size for a restore)."""
+    """``estimate``: the bytes expected (Database.size for a dump; a recorded dump's size for a restore)."""
     progress = Transfer(console, label, estimate, tables, interval)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_copies, args=(target, progress, stop), daemon=True,

@@ -1,9 +1,10 @@
-"""How the sync tasks' reports look: the engine (devops/sync/engine.py) builds each report as data, and
+"""How the sync tasks' reports look: the flow (devops/sync/flow.py) builds each report (report.py), and
 everything a person reads about it is printed here, from that data alone. So a report computed elsewhere
-(an ECS task's `--dry-run --json`) is shown and confirmed locally exactly as a local one.
+(an ECS task's `--dry-run --json`) is shown, refused or confirmed locally exactly as a local one.
 
     banner       the task's opening banner
     plan         sync.neon-to-rds / sync.rds-to-neon's plan, sync.restore's plan
+    divergence   the guard's verdict, its table of changes, the choices; ``refusal``, its error
     confirm      the one question before overwriting a database
     finish       the closing summary: tables, dumps, phases, verdict
     dumps        sync.list's table
@@ -17,6 +18,7 @@ from typing import Any
 from devops.console import Console, age, cell
 from devops.errors import DevopsError
 from devops.progress import size
+from devops.sync.report import Change, Divergence, DumpList, PlanRow, Report, Status, Verdict
 
 
 def banner(console: Console, title: str, when: datetime.datetime | None, target: str, dry_run: bool = False) -> None:
@@ -26,113 +28,203 @@ def banner(console: Console, title: str, when: datetime.datetime | None, target:
         console.banner("DRY RUN - No changes will be made")
 
 
-def side(label: str, url: str, where: str, version: str) -> dict[str, str]:
-    """One database as a report names it: "Neon", its masked URL, host/database, its PostgreSQL version."""
-    return {"label": label, "url": url, "where": where, "version": version}
+def plan(console: Console, report: Report) -> None:
+    (sync_plan if report.operation == "sync" else restore_plan)(console, report)
 
 
-def sync_plan(console: Console, report: dict[str, Any]) -> None:
-    src, tgt = report["sides"]["source"], report["sides"]["target"]
+def plan_confirmed(console: Console, report: Report, expected: str) -> None:
+    """--expect-target: the plan was shown and confirmed already (`--on ecs` asks before its real run)."""
+    console.info(f"The plan was confirmed for {report.sides['target'].label} holding {expected}: checking that it "
+                 "still does")
+
+
+def sync_plan(console: Console, report: Report) -> None:
+    src, tgt = report.sides["source"], report.sides["target"]
     console.banner("SYNC PLAN")
     console.fields([
-        ("Source", f"{src['label']} ({src['url']}, PostgreSQL {src['version']})"),
-        ("Target", f"{tgt['label']} ({tgt['url']}, PostgreSQL {tgt['version']})"),
-        ("S3 Dump", report["dump"]),
-        ("Safety copy", f"{report['safety_copy']} (or an earlier dump, if it holds the target's data)"),
-        ("Tools", ", ".join(f"{tool} {version}" for tool, version in report["tools"].items())),
+        ("Source", f"{src.label} ({src.url}, PostgreSQL {src.version})"),
+        ("Target", f"{tgt.label} ({tgt.url}, PostgreSQL {tgt.version})"),
+        ("S3 Dump", report.dump.url),
+        ("Safety copy", f"{report.safety_copy.url} (or an earlier dump, if it holds the target's data)"),
+        ("Tools", ", ".join(f"{tool} {version}" for tool, version in (report.tools or {}).items())),
         *_downgrade(report),
     ])
     console.line()
-    _rows(console, report["plan"], f"{src['label']} rows", f"{tgt['label']} rows")
-    console.fields([(f"{src['label']} rows", sum(r["source_rows"] or 0 for r in report["plan"].values())),
-                    (f"{tgt['label']} rows", f"{report['target_state']['rows']} (will be replaced)")])
+    _rows(console, report.plan, f"{src.label} rows", f"{tgt.label} rows")
+    console.fields([(f"{src.label} rows", sum(r.source_rows or 0 for r in report.plan.values())),
+                    (f"{tgt.label} rows", f"{report.target_state.rows} (will be replaced)")])
     console.line()
 
 
-def restore_plan(console: Console, report: dict[str, Any]) -> None:
-    tgt, dump = report["sides"]["target"], report["restored_dump"]
+def restore_plan(console: Console, report: Report) -> None:
+    tgt, dump = report.sides["target"], report.restored_dump
     console.banner("RESTORE PLAN")
-    console.fields([("Dump", f"{dump['url']} ({dump['reason']}, {dump['created']})"),
-                    ("Target", f"{tgt['label']} ({tgt['url']}, PostgreSQL {tgt['version']})"),
-                    ("Safety copy", report["safety_copy"]),
+    console.fields([("Dump", f"{dump.url} ({dump.reason}, {dump.created})"),
+                    ("Target", f"{tgt.label} ({tgt.url}, PostgreSQL {tgt.version})"),
+                    ("Safety copy", report.safety_copy.url),
                     *_downgrade(report)])
     console.line()
-    _rows(console, report["plan"], "dump rows", f"{tgt['label']} rows")
+    _rows(console, report.plan, "dump rows", f"{tgt.label} rows")
 
 
-def _rows(console: Console, plan: dict[str, dict[str, Any]], source: str, target: str) -> None:
-    console.table([[name, cell(rows["source_rows"]),
-                    cell(rows["target_rows"]) + (" (will be replaced)" if rows["target_rows"] is not None else "")]
+def _rows(console: Console, plan: dict[str, PlanRow], source: str, target: str) -> None:
+    console.table([[name, cell(rows.source_rows),
+                    cell(rows.target_rows) + (" (will be replaced)" if rows.target_rows is not None else "")]
                    for name, rows in sorted(plan.items())],
                   headers=["table", source, target])
     console.line()
 
 
-def _downgrade(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _downgrade(report: Report) -> list[tuple[str, str]]:
     """The plan's 'Versions: PostgreSQL 17 -> 15: a downgrade ...' field, on a downgrade only."""
-    versions = report.get("versions") or {}
-    if not versions.get("downgrade"):
+    versions = report.versions
+    if not versions.downgrade:
         return []
-    newer, older = (versions[key].split(".")[0] for key in ("source", "target"))
+    newer, older = (version.split(".")[0] for version in (versions.source or "?", versions.target))
     return [("Versions", f"PostgreSQL {newer} -> {older}: a downgrade (an object using what {older} lacks fails "
                          "the restore, which then changes nothing)")]
 
 
-def confirm(console: Console, report: dict[str, Any], yes: bool) -> bool:
+# ---- the divergence guard --------------------------------------------------------------------------------
+
+
+def _commands(report: Report) -> tuple[str, str | None]:
+    """(the same command with --force, the sync that would first bring the target's writes to the other side)."""
+    if report.operation == "restore":
+        return f"inv sync.restore --key {report.key} --to {report.to} --force", None
+    source, target = report.direction.split("-to-")
+    return f"inv sync.{report.direction} --force", f"inv sync.{target}-to-{source}"
+
+
+def divergence(console: Console, report: Report, found: Divergence) -> None:
+    """The guard's verdict as part of the plan: one line, and for a change the table and the choices."""
+    label = report.sides["target"].label
+    if found.verdict == Verdict.FIRST_SYNC:
+        console.info(f"Divergence check: {found.note}; proceeding as usual")
+        return
+    since = _since(found)
+    if found.verdict == Verdict.UNCHANGED:
+        console.passed(f"Divergence check: {label} is unchanged since {since}: nothing on it would be lost")
+        if found.note:
+            console.info(found.note[0].upper() + found.note[1:])
+        return
+    say = console.warn if found.verdict == Verdict.FORCED else console.fail
+    say(f"Divergence check: {label} was written to since {since}. These writes would be lost:")
+    console.line()
+    console.table([[c.table, cell(c.recorded_rows), cell(c.rows), _what(c)] for c in found.changes],
+                  headers=[f"changed on {label}", "rows then", "rows now", "change"])
+    console.line()
+    if found.verdict == Verdict.FORCED:
+        console.warn(f"--force: overwriting {label} anyway; these writes will be only in the safety copy "
+                     f"({report.safety_copy.url})")
+        return
+    rerun, other_way = _commands(report)
+    width = max(len(rerun), len(other_way or "")) + 2
+    console.line("  Choices:")
+    if other_way:
+        console.line(f"    {other_way:<{width}}first: the other side gets {label}'s data, these writes "
+                     "included (guarded the same way)")
+    console.line(f"    {rerun:<{width}}overwrite anyway: the safety copy of {label} keeps these writes")
+
+
+def refusal(report: Report) -> DevopsError:
+    """The error of a target the guard refuses to overwrite (a local plan's or an ECS task's dry run's)."""
+    rerun, other_way = _commands(report)
+    changed = ", ".join(c.table for c in report.divergence.changes)
+    first = f"{other_way}, or " if other_way else ""
+    return DevopsError(f"refused: {report.sides['target'].label} was written to since its last recorded sync "
+                       f"({changed}) and those writes would be lost; nothing was changed. Run {first}{rerun}",
+                       details=report.to_json())
+
+
+def dry_run_complete(console: Console, report: Report) -> None:
+    if report.divergence.verdict == Verdict.DIVERGED:
+        console.warn(f"A real run would stop here (pass --force to overwrite {report.sides['target'].label} anyway)")
+    console.info(f"Dry run complete. Run without --dry-run to {report.operation}.")
+
+
+def _since(found: Divergence) -> str:
+    last = found.last_recorded
+    if last is None:
+        return "?"
+    recorded = last.recorded or "?"
+    try:
+        ago = age((datetime.datetime.now(datetime.timezone.utc)
+                   - datetime.datetime.fromisoformat(recorded)).total_seconds())
+        when = f"{recorded[:19].replace('T', ' ')} UTC, {ago} ago"
+    except ValueError:
+        when = recorded
+    return f"{when} ({last.reason or '?'}, {last.record})"
+
+
+def _what(change: Change) -> str:
+    if change.kind != "changed":
+        return change.kind
+    if change.rows_added:
+        return f"{change.rows_added} row(s) added"
+    if change.rows_removed:
+        return f"{change.rows_removed} row(s) removed"
+    return "content changed (same row count)"
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+
+
+def confirm(console: Console, report: Report, yes: bool) -> bool:
     """Ask before overwriting the report's target, unless --yes; True when it asked (and so may have waited)."""
-    tgt, state = report["sides"]["target"], report["target_state"]
-    what = f"{tgt['label']} at {tgt['where']} ({state['tables']} tables, {state['rows']} rows)"
+    tgt, state = report.sides["target"], report.target_state
+    what = f"{tgt.label} at {tgt.where} ({state.tables} tables, {state.rows} rows)"
     return console.confirm(f"overwrite {what}", yes, warning=f"This replaces everything in {what}.")
 
 
-def refused_by_plan(report: dict[str, Any], rerun: str) -> DevopsError | None:
-    """A dry run's report whose divergence verdict a real run would refuse: the refusal, with the fix."""
-    if (report.get("divergence") or {}).get("verdict") != "diverged":
-        return None
-    label = report["sides"]["target"]["label"]
-    changed = ", ".join(report["divergence"].get("changed_tables") or ["its schema"])
-    return DevopsError(f"refused: {label} was written to since its last recorded sync ({changed}) and those "
-                       f"writes would be lost; nothing was changed. Sync the other way first, or run {rerun} --force")
+def broken_lock(console: Console, holder: dict[str, Any]) -> None:
+    console.warn(f"Removed the sync lock of {holder.get('purpose')} on {holder.get('host')} "
+                 f"(pid {holder.get('pid')}, started {holder.get('started')})")
 
 
-def finish(console: Console, report: dict[str, Any]) -> None:
-    tables, ok = report["tables"], report["status"] == "ok"
-    tgt = report["sides"]["target"]
-    operation = report["operation"].upper()
+def safety_copy_reused(console: Console, label: str, url: str) -> None:
+    console.info(f"Safety copy: {url} already holds {label}'s current data (same rows, checksums, sequences and "
+                 "schema): not dumped again")
+
+
+def finish(console: Console, report: Report) -> None:
+    tables, ok = report.tables or [], report.status == Status.OK
+    tgt = report.sides["target"]
+    operation = report.operation.upper()
     console.banner(f"{operation} COMPLETE" if ok else f"{operation} ROLLED BACK: THE RESTORED DATA DIFFERED")
-    dumps = [(name, report[name]) for name in ("dump", "safety_copy") if isinstance(report.get(name), dict)]
+    dumps = [(name, copy) for name, copy in (("dump", report.dump), ("safety_copy", report.safety_copy))
+             if copy is not None and copy.size is not None]
     console.fields([
-        ("Target", f"{tgt['label']} ({tgt['where']})"),
-        ("Tables", f"{len(tables)} ({sum(r['match'] for r in tables)} match)"),
-        ("Rows", sum(r["target_rows"] or 0 for r in tables)),
-        *[(name.replace("_", " ").capitalize(), f"{info['url']} ({size(info['size'])})") for name, info in dumps],
+        ("Target", f"{tgt.label} ({tgt.where})"),
+        ("Tables", f"{len(tables)} ({sum(r.match for r in tables)} match)"),
+        ("Rows", sum(r.target_rows or 0 for r in tables)),
+        *[(name.replace("_", " ").capitalize(), f"{copy.url} ({size(copy.size)})") for name, copy in dumps],
     ])
     console.line()
-    console.table([[r["table"], cell(r["source_rows"]), cell(r["target_rows"]), "yes" if r["match"] else "NO"]
+    console.table([[r.table, cell(r.source_rows), cell(r.target_rows), "yes" if r.match else "NO"]
                    for r in tables], headers=["table", "source rows", "target rows", "match"])
     console.line()
-    console.table([[name, f"{seconds:.1f}s"] for name, seconds in report["seconds"].items()],
+    console.table([[name, f"{seconds:.1f}s"] for name, seconds in (report.seconds or {}).items()],
                   headers=["phase", "time"])
     console.line()
-    for entry in report["left_out"]:
+    for entry in report.left_out or []:
         console.info(f"Left out on purpose (not allowed on a managed service): {entry}")
-    for name in report["sequence_mismatches"]:
+    for name in report.sequence_mismatches or []:
         console.fail(f"Sequence {name} differs between source and target")
     if ok:
-        console.passed(f"Row counts and checksums match (checked before COMMIT) - {report['operation']} successful!")
+        console.passed(f"Row counts and checksums match (checked before COMMIT) - {report.operation} successful!")
     else:
-        console.fail(f"Verification failed: {sum(not r['match'] for r in tables)} table(s) and "
-                     f"{len(report['sequence_mismatches'])} sequence(s) differ; {tgt['label']} was left as it was "
+        console.fail(f"Verification failed: {sum(not r.match for r in tables)} table(s) and "
+                     f"{len(report.sequence_mismatches or [])} sequence(s) differ; {tgt.label} was left as it was "
                      "(the restore was rolled back)")
 
 
-def dumps(console: Console, report: dict[str, Any]) -> None:
-    entries = report["dumps"]
-    if not entries:
-        console.info(f"No dumps in s3://{report['bucket']}")
+def dumps(console: Console, report: DumpList) -> None:
+    if not report.dumps:
+        console.info(f"No dumps in s3://{report.bucket}")
     # A dump of a sync or restore that did not commit: the target was left as it was (or it is running now).
-    console.table([[e["key"], size(e["size"]), age(e["age_seconds"]), e["source"],
-                    e["reason"] if e["committed"] else f"{e['reason']} (did not commit)",
-                    ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e["tables"].items()),
-                    e["sha256"][:12]] for e in entries],
+    console.table([[e.key, size(e.size), age(e.age_seconds), e.source,
+                    e.reason if e.committed else f"{e.reason} (did not commit)",
+                    ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e.tables.items()),
+                    e.sha256[:12]] for e in report.dumps],
                   headers=["key", "size", "age", "source", "reason", "rows", "sha256"])

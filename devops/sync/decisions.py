@@ -1,0 +1,124 @@
+"""The sync's decisions, as functions of data: they print nothing and touch no server (render.py says what
+they mean to a person; flow.py acts on them). The divergence guard's verdict is in guard.py.
+
+A new check belongs here when it can be decided from what the flow has already read: give it data, return
+data (an error to raise, a choice), and test it in tests/test_sync_decisions.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from typing import Any
+
+from devops.errors import DevopsError
+from devops.postgres import TableStats
+from devops.sync.guard import Judgement
+from devops.sync.report import TableResult, Verdict
+from devops.sync.store import Known
+
+
+class Outcome(enum.Enum):
+    """What follows the plan."""
+    PROCEED = "proceed"
+    DRY_RUN = "dry-run"  # the plan was all that was asked for
+    REFUSE = "refuse"    # the guard's verdict: the target was written to since
+
+
+def after_plan(verdict: Verdict, dry_run: bool) -> Outcome:
+    if dry_run:
+        return Outcome.DRY_RUN
+    return Outcome.REFUSE if verdict == Verdict.DIVERGED else Outcome.PROCEED
+
+
+# ---- what a database holds ---------------------------------------------------------------------------------
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two fingerprints say the same rows, checksums, sequences and schema."""
+    return all(a.get(part) == b.get(part) for part in ("tables", "sequences", "schema"))
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """A short hash of what a fingerprint says the database holds (and which database it is): the plan's
+    `target_state.fingerprint`, which `--expect-target` checks again before anything is written."""
+    text = json.dumps({part: record.get(part) for part in ("tables", "sequences", "schema", "server")},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def unexpected_target(expect_target: str, fingerprint: dict[str, Any], label: str) -> DevopsError | None:
+    """--expect-target: the refusal when the target no longer holds what the confirmed plan showed."""
+    now = content_hash(fingerprint)
+    if not expect_target or expect_target == now:
+        return None
+    return DevopsError(f"refused: {label} changed after the confirmed plan (its fingerprint is {now}, the plan's "
+                       f"{expect_target}); nothing was changed. Run the command again to see the new plan")
+
+
+# ---- the safety copy ---------------------------------------------------------------------------------------
+
+
+def must_look_again(judgement: Judgement, fingerprint: dict[str, Any], asked: bool) -> bool:
+    """Whether the target must be checked for writes since the plan before its safety copy is decided.
+
+    Only after the confirmation asked (it may have waited for minutes), and only where the verdict or the
+    reuse of a dump depends on what the plan read. (With --yes, the plan was a fraction of a second ago, a gap
+    smaller than the one between this decision and the restore's start.)
+    """
+    return asked and (reusable_dump(judgement, fingerprint) is not None or judgement.verdict == Verdict.UNCHANGED)
+
+
+def reusable_dump(judgement: Judgement, fingerprint: dict[str, Any]) -> Known | None:
+    """The newest record of the target (the dump it was last restored from, or its last dump) when it holds
+    exactly what the target holds now: that dump already is the safety copy, no need to dump it again."""
+    known = judgement.known
+    return known if known is not None and same_content(known.record, fingerprint) else None
+
+
+# ---- the verification --------------------------------------------------------------------------------------
+
+
+def compare(expected: dict[str, dict[str, Any]], actual: dict[str, TableStats]) -> list[TableResult]:
+    """One row per table on either side: rows and checksum expected vs found, and whether they match."""
+    rows = []
+    for name in sorted(set(expected) | set(actual)):
+        want, got = expected.get(name), actual.get(name)
+        rows.append(TableResult(name, want["rows"] if want else None, got.rows if got else None,
+                                bool(want and got and want["rows"] == got.rows and want["checksum"] == got.checksum)))
+    return rows
+
+
+def compare_sequences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    return [name for name in sorted(set(expected) | set(actual)) if expected.get(name) != actual.get(name)]
+
+
+# ---- versions ----------------------------------------------------------------------------------------------
+
+
+def version_num(text: str | None) -> int | None:
+    """'17.2' (a manifest's server_version) -> 170002."""
+    try:
+        major, _, minor = str(text).partition(".")
+        return int(major) * 10000 + int(minor or 0)
+    except ValueError:
+        return None
+
+
+def downgrade(source_version: int | None, target_version: int) -> tuple[int, int] | None:
+    """(source major, target major) when the data comes from a newer major than the target runs; else None."""
+    if not source_version or source_version // 10000 <= target_version // 10000:
+        return None
+    return source_version // 10000, target_version // 10000
+
+
+def downgrade_hint(majors: tuple[int, int] | None, label: str) -> str:
+    """Advice added to a restore error on a downgrade."""
+    if not majors:
+        return ""
+    newer, older = majors
+    fix = (f'run RDS on {newer} (db_engine_version = "{newer}" in terraform/environments/dev, then upgrade the '
+           "instance)" if label == "RDS" else f"use a Neon project on PostgreSQL {newer}")
+    return (f" -- the data comes from PostgreSQL {newer} and {label} runs {older}, which lacks what this object "
+            f"uses: {fix}, or change the object in the source")

@@ -1,0 +1,168 @@
+"""What the flow reads of a database and writes to S3: its state (``probe``), a dump of it (``dump``), the
+records of both (``fingerprint``, ``manifest``), and the restore's verified COMMIT (``commit_verified``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.postgres import TableStats
+from devops.progress import Steps
+from devops.sync.database import Database
+from devops.sync.decisions import compare_sequences
+from devops.sync.pipeline import Processes, Restore, VerificationFailed, dump_args, pump, read_chunks
+from devops.sync.preflight import Environment
+from devops.sync.store import utcnow, utcnow_precise
+
+
+def schema_hash(db: Database, snapshot: str | None = None) -> str:
+    """sha256 of the database's schema (pg_dump --schema-only, plain): any DDL change shows in it.
+
+    The random key of the \\restrict/\\unrestrict lines that recent pg_dump versions write is left out.
+    """
+    args = ["pg_dump", "--schema-only", "--no-owner", "--no-acl", *([f"--snapshot={snapshot}"] if snapshot else [])]
+    processes = Processes()
+    try:
+        proc = processes.start("pg_dump --schema-only", args, endpoint=db.endpoint)
+        digest = hashlib.sha256()
+        for line in proc.stdout:  # a schema is small: a line at a time is fine
+            if not line.startswith((b"\\restrict ", b"\\unrestrict ")):
+                digest.update(line)
+        if proc.wait() != 0:
+            raise DevopsError(f"pg_dump --schema-only of {db.label} failed: {processes.error_of(proc)}")
+        return digest.hexdigest()
+    finally:
+        processes.close()
+
+
+def fingerprint(env: Environment, db: Database, tables: dict[str, TableStats], sequences: dict[str, Any],
+                schema: str) -> dict[str, Any]:
+    """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and the
+    pg_dump that took it), and which database it is (server_identity)."""
+    return {"side": db.side, "where": db.endpoint.where(), "server": db.identity or None,
+            "recorded": utcnow_precise(),
+            "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
+            "sequences": sequences, "schema": schema, "pg_dump": env.tools.versions.get("pg_dump")}
+
+
+@dataclasses.dataclass
+class State:
+    """What a database holds now: its fingerprint and table stats, read in one snapshot, and the
+    transactions that snapshot had seen (transactions_seen), to tell cheaply later whether it still holds."""
+
+    fingerprint: dict[str, Any]
+    tables: dict[str, TableStats]
+    seen: str
+
+    def still_current(self, db: Database) -> bool:
+        """True when nothing was written since (no transaction id taken, sequences where they were)."""
+        return db.still_holds(self.seen, self.fingerprint["sequences"])
+
+
+def probe(env: Environment, db: Database, console: Console | None = None) -> State:
+    """One read of a database: every table's rows and checksum, the schema hash and the sequences.
+
+    This is the one scan of the target per sync: the plan shows its counts, the divergence guard and the
+    safety copy compare its fingerprint with the newest record. With ``console``, its progress (tables read).
+    """
+    with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=1) as pool, \
+            Steps(console, f"Reading {db.label}", env.settings.progress_interval) as steps:
+        schema = pool.submit(schema_hash, db, snapshot.name)
+        seen = snapshot.transactions_seen()
+        tables = snapshot.tables(on_table=steps.update)
+        schema_sha = schema.result()
+        sequences = snapshot.sequences()
+    return State(fingerprint(env, db, tables, sequences, schema_sha), tables, seen)
+
+
+@dataclasses.dataclass
+class Dump:
+    key: str
+    sha256: str
+    size: int
+    tables: dict[str, TableStats]
+    sequences: dict[str, int | None]
+    schema: str
+    seconds: float
+
+
+def dump(env: Environment, db: Database, key: str, processes: Processes, extra_sinks: tuple[Any, ...] = ()) -> Dump:
+    """pg_dump of a database, streamed to S3 (and to ``extra_sinks``), with its stats from the same snapshot.
+
+    Returns once pg_dump succeeded and the upload is complete; any failure aborts the upload.
+    """
+    started = time.monotonic()
+    with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=2) as pool:
+        # Beside pg_dump, on the snapshot's own connection: no parallel workers (pg_dump needs those cores).
+        stats = pool.submit(snapshot.tables, parallel=False)
+        schema = pool.submit(schema_hash, db, snapshot.name)
+        proc = processes.start("pg_dump", dump_args(env.compression, snapshot.name), endpoint=db.endpoint)
+        with env.store.writer(key) as writer:
+            pump(read_chunks(proc.stdout), [writer, *extra_sinks])
+            if proc.wait() != 0:
+                raise DevopsError(f"pg_dump of {db.label} failed: {processes.error_of(proc)}")
+            sha256 = writer.close()
+        tables, schema_sha = stats.result(), schema.result()
+        sequences = snapshot.sequences()
+    return Dump(key, sha256, writer.size, tables, sequences, schema_sha, round(time.monotonic() - started, 2))
+
+
+def manifest(env: Environment, db: Database, result: Dump, direction: str, reason: str) -> dict[str, Any]:
+    return {
+        "key": result.key,
+        "bucket": env.store.bucket,
+        "direction": direction,
+        "reason": reason,
+        "source": {"side": db.side, "url": db.endpoint.masked(), "server_version": db.version_text},
+        "tools": env.tools.versions,
+        "format": "custom",
+        "compression": env.compression,
+        "sha256": result.sha256,
+        "size": result.size,
+        "tables": {name: {"rows": s.rows, "checksum": s.checksum} for name, s in result.tables.items()},
+        "sequences": result.sequences,
+        "seconds": result.seconds,
+        # The dumped database as it was in the dump's snapshot; a later sync compares against it.
+        "fingerprint": fingerprint(env, db, result.tables, result.sequences, result.schema),
+        "created": utcnow().isoformat(),
+    }
+
+
+@dataclasses.dataclass
+class Verified:
+    """What the restore's transaction held when it was checked, before COMMIT, and whether it committed
+    (only when every table and sequence matched the source)."""
+
+    tables: dict[str, TableStats]
+    sequences: dict[str, Any]
+    sequence_mismatches: list[str]
+    left_out: list[str]
+    committed: bool
+
+
+def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any],
+                    console: Console | None = None, interval: float = 10) -> Verified:
+    """Commit the restore only if the target's tables (rows, checksums) and sequences equal ``expected``;
+    with ``console``, the verification's progress (tables checked)."""
+    def announce() -> None:  # only once the restore reached the verification (not after a failed restore)
+        if console is not None:
+            console.info(f"Verifying every table (rows and checksums) and sequence in {restore.target.label} "
+                         "before COMMIT...")
+
+    try:
+        with Steps(console, f"Verifying {restore.target.label}", interval, poll=restore.verified_tables):
+            result = restore.commit({"tables": expected, "sequences": sequences}, announce)
+    except VerificationFailed as failed:
+        found = failed.found
+        return Verified(_as_stats(found["tables"]), found["sequences"],
+                        compare_sequences(sequences, found["sequences"]), restore.result.left_out, False)
+    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True)
+
+
+def _as_stats(tables: dict[str, dict[str, Any]]) -> dict[str, TableStats]:
+    return {name: TableStats(*name.split(".", 1), int(t["rows"]), str(t["checksum"])) for name, t in tables.items()}
