@@ -22,11 +22,14 @@ bench shares the host's PID namespace, `docker run --pid host`). Targets: sync <
 sync, inv peak RSS < 150 MB.
 
 Run it in the dev image, which has the toolbox's client tools (the host's pg_dump may be older than the
-stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row:
+stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row; a machine with extra CA certificates
+or a provider mirror mounts them at the same paths (the toolbox row's shim names the image by its CAs):
 
     # from the repository's root
     docker run --rm --network host --pid host -u 0 -v "$PWD:$PWD" -w "$PWD" \
-        -v /var/run/docker.sock:/var/run/docker.sock -e TF_PROVIDER_MIRROR devops-toolbox:<hash>-dev \
+        -v /var/run/docker.sock:/var/run/docker.sock -e TF_PROVIDER_MIRROR -e DEVOPS_TOOLBOX_CA \
+        [-v "$DEVOPS_TOOLBOX_CA:$DEVOPS_TOOLBOX_CA:ro"] [-v "$TF_PROVIDER_MIRROR:$TF_PROVIDER_MIRROR:ro"] \
+        devops-toolbox:<hash>-dev \
         python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--methods toolbox,image,pipe,seeds]
                                         [--baseline DIR] [--sandbox-dir .toolbox-tmp/bench-sandbox] [--reuse] [--keep]
 

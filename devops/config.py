@@ -39,13 +39,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_neon_major": "17",
     "sandbox_rds_major": "",
     # The stand-ins' server limits, as the real services set them (../shared/WORLD.md): a small Neon compute
-    # (0.25 CU: 104 connections) and RDS's default class (db.t4g.micro: LEAST(DBInstanceClassMemory/9531392,
-    # 5000), about 87), both with PostgreSQL's default lock table of 64 locks per transaction and connection.
-    # A test can make them tight.
+    # (0.25 CU: 104 connections, PostgreSQL's default lock table of 64 locks per transaction and connection)
+    # and the dev RDS as Terraform makes it (db.t4g.micro: LEAST(DBInstanceClassMemory/9531392, 5000), about
+    # 87 connections; its parameter group's max_locks_per_transaction, db_max_locks_per_transaction's
+    # default: tests/test_config.py keeps the two equal). A test can make them tight.
     "sandbox_neon_max_connections": 104,
     "sandbox_rds_max_connections": 87,
     "sandbox_neon_max_locks_per_transaction": 64,
-    "sandbox_rds_max_locks_per_transaction": 64,
+    "sandbox_rds_max_locks_per_transaction": 384,
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
     "dump_compression": "auto",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image

@@ -4,6 +4,7 @@ import pytest
 
 from devops.config import REPO_ROOT, Settings
 from devops.errors import DevopsError
+from devops.sandbox.stand_ins import terraform_default
 
 
 def test_defaults_are_the_seeds():
@@ -80,3 +81,11 @@ def test_project_name_rule_is_terraforms():
 def test_unknown_setting_is_refused():
     with pytest.raises(DevopsError, match="unknown devops setting.*projct_name"):
         Settings.load({"projct_name": "x"}, environ={})
+
+
+def test_the_rds_stand_in_has_the_lock_table_terraform_gives_the_dev_rds():
+    """The sandbox models the dev RDS as terraform/environments/dev makes it: its parameter group's
+    max_locks_per_transaction (db_max_locks_per_transaction's default), not PostgreSQL's 64."""
+    settings = Settings.load({}, environ={})
+    assert settings.sandbox_rds_max_locks_per_transaction == int(terraform_default(settings, "db_max_locks_per_transaction"))
+    assert terraform_default(settings, "db_engine_version") == "17"

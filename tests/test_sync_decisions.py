@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 from devops.postgres import TableStats
-from devops.sync.decisions import (Outcome, after_plan, compare, compare_sequences, content_hash, downgrade,
-                                   downgrade_hint, must_look_again, reusable_dump, unexpected_target, version_num)
+from devops.sync.decisions import (LockTable, Outcome, after_plan, compare, compare_sequences, content_hash,
+                                   downgrade, downgrade_hint, locks_needed, must_look_again, reusable_dump,
+                                   too_many_locks, unexpected_target, version_num)
 from devops.sync.guard import changes, judge, same_database
 from devops.sync.report import (Change, Copy, PlanRow, Report, Side, Status, TableResult, TargetState, Verdict,
                                 Versions)
@@ -124,6 +125,24 @@ def test_after_the_plan_a_dry_run_stops_and_a_diverged_target_is_refused():
     assert after_plan(Verdict.DIVERGED, dry_run=False) == Outcome.REFUSE
     assert all(after_plan(v, dry_run=False) == Outcome.PROCEED
                for v in (Verdict.FIRST_SYNC, Verdict.UNCHANGED, Verdict.FORCED))
+
+
+def test_a_restore_that_would_not_fit_in_the_lock_table_is_refused_after_the_guard():
+    assert after_plan(Verdict.UNCHANGED, dry_run=False, locks_fit=False) == Outcome.TOO_MANY_LOCKS
+    assert after_plan(Verdict.DIVERGED, dry_run=False, locks_fit=False) == Outcome.REFUSE  # the guard says first
+    assert after_plan(Verdict.UNCHANGED, dry_run=True, locks_fit=False) == Outcome.DRY_RUN
+
+
+def test_the_locks_a_restore_needs_and_the_refusal_names_both_numbers_and_the_fix_of_that_side():
+    # Measured on a generated schema of 300 tables (5,881 objects a side): 12,461 locks held.
+    assert 12_461 <= locks_needed(5_881, 5_881) <= 12_461 * 1.05
+    assert too_many_locks(8_000, LockTable(64, 126), "Neon") is None  # 8,064 locks: fits
+    neon = too_many_locks(12_567, LockTable(64, 126), "Neon")
+    assert neon.startswith("refused: ") and "12,567 locks" in neon and "8,064" in neon and "nothing was changed" in neon
+    assert "at least 197 slots" in neon and "1 CU" in neon
+    rds = too_many_locks(12_567, LockTable(64, 109), "RDS")
+    assert "max_locks_per_transaction to at least 116" in rds and "db_max_locks_per_transaction" in rds
+    assert too_many_locks(10, LockTable(0, 0), "RDS") is None  # not read (an older record): not judged
 
 
 def test_the_newest_dump_is_the_safety_copy_only_when_it_holds_what_the_target_holds():

@@ -57,7 +57,8 @@ def test_the_stand_ins_run_the_limits_of_the_real_services(sandbox_settings, neo
     for url, side in ((neon, "neon"), (rds, "rds")):
         assert int(dbtools.scalar(url, "SHOW max_connections")) == getattr(sandbox_settings,
                                                                          f"sandbox_{side}_max_connections")
-        assert int(dbtools.scalar(url, "SHOW max_locks_per_transaction")) == 64
+        assert int(dbtools.scalar(url, "SHOW max_locks_per_transaction")) == getattr(
+            sandbox_settings, f"sandbox_{side}_max_locks_per_transaction")
     assert (sandbox_settings.sandbox_neon_max_connections, sandbox_settings.sandbox_rds_max_connections) == (104, 87)
 
 

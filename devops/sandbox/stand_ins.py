@@ -44,7 +44,7 @@ def terraform_default(settings: Settings, variable: str) -> str:
     """A variable's default in the environment's Terraform code (variables.tf), e.g. db_engine_version."""
     text = (settings.terraform_dir / "variables.tf").read_text()
     block = re.search(r'variable\s+"' + re.escape(variable) + r'"\s*\{(.*?)\n\}', text, re.S)
-    default = re.search(r'^\s*default\s*=\s*"([^"]*)"', block.group(1), re.M) if block else None
+    default = re.search(r'^\s*default\s*=\s*"?([^"\n]*?)"?\s*$', block.group(1), re.M) if block else None
     if not default:
         raise DevopsError(f"no default for variable {variable} in {settings.terraform_dir / 'variables.tf'}")
     return default.group(1)
@@ -97,6 +97,8 @@ class Sandbox:
             # The emulated RDS runs the RDS stand-in's major: every Terraform run against the sandbox
             # (activate, validate --drift) keeps it, as a tfvars entry would on AWS.
             "TF_VAR_db_engine_version": state.get("rds_major") or None,
+            # And its parameter group the stand-in's lock table.
+            "TF_VAR_db_max_locks_per_transaction": str(self.settings.sandbox_rds_max_locks_per_transaction),
         }
 
     def _boto_session(self) -> boto3.Session:

@@ -16,6 +16,8 @@ import psycopg2
 from devops.errors import DevopsError
 from devops.masking import first_line
 from devops.postgres import Endpoint, TableStats, sequence_values, server_identity, table_stats, transactions_seen
+from devops.sync import sql
+from devops.sync.decisions import LockTable
 
 # What a plain custom-format dump roughly holds: the user tables (heap and TOAST), not their indexes.
 SIZE_QUERY = """
@@ -24,6 +26,9 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
 """
+
+
+LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.load("own_schemas"))
 
 
 def version_text(version_num: int) -> str:
@@ -38,6 +43,7 @@ class Database:
         self.label = endpoint.label
         self.version = 0  # server_version_num, once read_server ran
         self.identity: dict[str, Any] = {}  # postgres.server_identity: which database this is
+        self.lock_table = LockTable(0, 0)  # its lock table's size, once read_server ran
         self._conn: Any = None
 
     @property
@@ -71,9 +77,11 @@ class Database:
             self._conn = None
 
     def read_server(self) -> None:
-        """The server's version and identity (preflight)."""
-        with self.session("the server identity") as conn:
+        """The server's version, identity and lock table (preflight)."""
+        with self.session("the server identity") as conn, conn.cursor() as cur:
             self.version, self.identity = int(conn.server_version), server_identity(conn, self.endpoint)
+            cur.execute(sql.load("lock_table"))
+            self.lock_table = LockTable(*cur.fetchone())
 
     def counts(self) -> dict[str, TableStats]:
         """Every table's rows, without checksums (the plan's counts of the source)."""
@@ -88,6 +96,12 @@ class Database:
                 return int(cur.fetchone()[0])
         except DevopsError:  # no estimate: the progress line still shows bytes and rate
             return 0
+
+    def lockable_objects(self) -> int:
+        """How many objects of its own the database holds: the locks that dropping them, or creating them
+        again, takes (sql/lockable_objects.sql)."""
+        with self.session("the objects") as conn:
+            return _count_objects(conn)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Snapshot"]:
@@ -115,6 +129,12 @@ class Database:
             return settings, {name for (name,) in cur.fetchall()}
 
 
+def _count_objects(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute(LOCKABLE_OBJECTS)
+        return int(cur.fetchone()[0])
+
+
 class Snapshot:
     """Reads inside a Database.snapshot's transaction (its connection, from one thread at a time)."""
 
@@ -135,6 +155,10 @@ class Snapshot:
 
     def transactions_seen(self) -> str:
         return self._read("the transactions", transactions_seen)
+
+    def lockable_objects(self) -> int:
+        """Database.lockable_objects, in the snapshot."""
+        return self._read("the objects", _count_objects)
 
     def sequences(self) -> dict[str, int | None]:
         """Every sequence's last value (sequences are outside transactions: their value now)."""

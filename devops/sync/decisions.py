@@ -7,9 +7,11 @@ data (an error to raise, a choice), and test it in tests/test_sync_decisions.py.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
+import math
 from typing import Any
 
 from devops.errors import DevopsError
@@ -24,12 +26,56 @@ class Outcome(enum.Enum):
     PROCEED = "proceed"
     DRY_RUN = "dry-run"  # the plan was all that was asked for
     REFUSE = "refuse"    # the guard's verdict: the target was written to since
+    TOO_MANY_LOCKS = "too-many-locks"  # the restore's transaction would not fit in the target's lock table
 
 
-def after_plan(verdict: Verdict, dry_run: bool) -> Outcome:
+def after_plan(verdict: Verdict, dry_run: bool, locks_fit: bool = True) -> Outcome:
     if dry_run:
         return Outcome.DRY_RUN
-    return Outcome.REFUSE if verdict == Verdict.DIVERGED else Outcome.PROCEED
+    if verdict == Verdict.DIVERGED:
+        return Outcome.REFUSE
+    return Outcome.PROCEED if locks_fit else Outcome.TOO_MANY_LOCKS
+
+
+# ---- the lock table ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LockTable:
+    """A server's lock table: max_locks_per_transaction x slots (connections, prepared transactions,
+    background processes) locks for the whole server (sql/lock_table.sql)."""
+    max_locks: int
+    slots: int
+
+    @property
+    def capacity(self) -> int:
+        return self.max_locks * self.slots
+
+
+def locks_needed(dropped: int, created: int) -> int:
+    """The locks the restore's one transaction holds at its peak: one per object it drops (the target's own,
+    Database.lockable_objects) and per object it creates (the source's), measured (tests/test_sync_big.py:
+    the drop takes its objects' count and about 40 more, the restore about 12% more than its objects'
+    count), with room for the catalogs' and the verification's own."""
+    return dropped + math.ceil(created * 1.12) + 100
+
+
+def too_many_locks(needed: int, table: LockTable, label: str) -> str | None:
+    """The refusal when the restore would not fit in the target's lock table (before anything is written):
+    both numbers, and what to change on that side."""
+    if not table.capacity or needed <= table.capacity:
+        return None
+    if label == "RDS":
+        fix = (f"raise RDS's max_locks_per_transaction to at least {math.ceil(needed / table.slots)} "
+               "(db_max_locks_per_transaction in terraform/environments/dev, its parameter group; the instance "
+               "applies it at its next reboot)")
+    else:
+        # Neon sizes max_connections (and so the lock table) by the compute's size, not by a setting.
+        fix = (f"give the Neon project's compute at least {math.ceil(needed / table.max_locks)} slots (a bigger "
+               "compute: max_connections grows with its size, 104 at 0.25 CU, 419 at 1 CU)")
+    return (f"refused: the restore replaces everything in {label} in one transaction, which needs about {needed:,} "
+            f"locks, and {label}'s lock table holds {table.capacity:,} (max_locks_per_transaction {table.max_locks} x "
+            f"{table.slots} slots); nothing was changed. To sync this database, {fix}, or sync fewer objects")
 
 
 # ---- what a database holds ---------------------------------------------------------------------------------

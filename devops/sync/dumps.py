@@ -58,6 +58,7 @@ class State:
     fingerprint: dict[str, Any]
     tables: dict[str, TableStats]
     seen: str
+    objects: int  # Database.lockable_objects
 
     def still_current(self, db: Database) -> bool:
         """True when nothing was written since (no transaction id taken, sequences where they were)."""
@@ -75,9 +76,10 @@ def probe(env: Environment, db: Database, console: Console | None = None) -> Sta
         schema = pool.submit(schema_hash, db, snapshot.name)
         seen = snapshot.transactions_seen()
         tables = snapshot.tables(on_table=steps.update)
+        objects = snapshot.lockable_objects()
         schema_sha = schema.result()
         sequences = snapshot.sequences()
-    return State(fingerprint(env, db, tables, sequences, schema_sha), tables, seen)
+    return State(fingerprint(env, db, tables, sequences, schema_sha), tables, seen, objects)
 
 
 @dataclasses.dataclass
@@ -89,6 +91,7 @@ class Dump:
     sequences: dict[str, int | None]
     schema: str
     seconds: float
+    objects: int  # Database.lockable_objects: what a restore of it creates
 
 
 def dump(env: Environment, db: Database, key: str, processes: Processes, extra_sinks: tuple[Any, ...] = ()) -> Dump:
@@ -108,8 +111,9 @@ def dump(env: Environment, db: Database, key: str, processes: Processes, extra_s
                 raise DevopsError(f"pg_dump of {db.label} failed: {processes.error_of(proc)}")
             sha256 = writer.close()
         tables, schema_sha = stats.result(), schema.result()
-        sequences = snapshot.sequences()
-    return Dump(key, sha256, writer.size, tables, sequences, schema_sha, round(time.monotonic() - started, 2))
+        sequences, objects = snapshot.sequences(), snapshot.lockable_objects()
+    return Dump(key, sha256, writer.size, tables, sequences, schema_sha, round(time.monotonic() - started, 2),
+                objects)
 
 
 def manifest(env: Environment, db: Database, result: Dump, direction: str, reason: str) -> dict[str, Any]:
@@ -126,6 +130,7 @@ def manifest(env: Environment, db: Database, result: Dump, direction: str, reaso
         "size": result.size,
         "tables": {name: {"rows": s.rows, "checksum": s.checksum} for name, s in result.tables.items()},
         "sequences": result.sequences,
+        "objects": result.objects,  # the locks a restore of it takes to create them (decisions.locks_needed)
         "seconds": result.seconds,
         # The dumped database as it was in the dump's snapshot; a later sync compares against it.
         "fingerprint": fingerprint(env, db, result.tables, result.sequences, result.schema),
@@ -143,6 +148,7 @@ class Verified:
     sequence_mismatches: list[str]
     left_out: list[str]
     committed: bool
+    locks: int | None  # held by the restore's transaction at its peak (pipeline.RestoreResult.locks)
 
 
 def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any],
@@ -160,8 +166,9 @@ def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], seque
     except VerificationFailed as failed:
         found = failed.found
         return Verified(_as_stats(found["tables"]), found["sequences"],
-                        compare_sequences(sequences, found["sequences"]), restore.result.left_out, False)
-    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True)
+                        compare_sequences(sequences, found["sequences"]), restore.result.left_out, False,
+                        restore.result.locks)
+    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True, result.locks)
 
 
 def _as_stats(tables: dict[str, dict[str, Any]]) -> dict[str, TableStats]:

@@ -41,14 +41,15 @@ from devops.errors import DevopsError
 from devops.sync import render
 from devops.sync.database import Database
 from devops.sync.decisions import (Outcome, after_plan, compare, content_hash, downgrade, downgrade_hint,
-                                   must_look_again, reusable_dump, unexpected_target, version_num)
+                                   locks_needed, must_look_again, reusable_dump, too_many_locks, unexpected_target,
+                                   version_num)
 from devops.sync.dumps import Verified, commit_verified, dump, fingerprint, manifest, probe, schema_hash
 from devops.sync.guard import Judgement, judge
 from devops.sync.pipeline import Processes, Restore
 from devops.sync.preflight import Environment, prepare, store_of
 from devops.sync.progress import transfer
-from devops.sync.report import (Copy, DumpList, Listed, PlanRow, Report, RestoredDump, Side, Status, TargetState,
-                                Verdict, Versions)
+from devops.sync.report import (Copy, DumpList, Listed, Locks, PlanRow, Report, RestoredDump, Side, Status,
+                                TargetState, Verdict, Versions)
 from devops.sync.store import dump_key, utcnow
 
 LABELS = {"neon": "Neon", "rds": "RDS"}
@@ -115,7 +116,7 @@ class Phases:
 class SyncSource:
     """The source of a sync: a database, dumped once (to S3 and into the restore at the same time)."""
 
-    transfer_phase, transfer_title = "dump + restore + verify", "Dump + restore"
+    check_phase, transfer_phase, transfer_title = None, "dump + restore + verify", "Dump + restore"
 
     def __init__(self, env: Environment, direction: Direction):
         self.env, self.direction = env, direction
@@ -123,17 +124,21 @@ class SyncSource:
         self.key = ""
         self.written: Copy | None = None
         self._counts: dict[str, int] = {}
+        self.objects = 0  # Database.lockable_objects: what the restore creates
         self._manifest: dict[str, Any] = {}
 
     @property
     def version(self) -> int:
         return self.db.version
 
-    def check(self, console: Console) -> None:
-        pass  # a database is read as it is
+    def name_dump(self, when: Any) -> Copy:
+        """The dump this sync writes of its source, named for the second ``when``."""
+        self.key = dump_key(self.db.side, when)
+        return Copy(self.env.store.url(self.key))
 
     def counts(self) -> dict[str, int]:
         self._counts = {name: t.rows for name, t in self.db.counts().items()}
+        self.objects = self.db.lockable_objects()
         return self._counts
 
     def announce(self, console: Console, target: Database) -> None:
@@ -162,12 +167,14 @@ class SyncSource:
 class DumpSource:
     """The source of a restore: an earlier dump in S3, checked against its manifest's sha256."""
 
-    transfer_phase, transfer_title = "restore + verify", "Restore"
+    check_phase, transfer_phase, transfer_title = "checksum", "restore + verify", "Restore"
 
     def __init__(self, env: Environment, key: str):
         self.env, self.key = env, key
         self.recorded = env.store.manifest(key)
         self.written = None
+        # What the restore creates (a dump's manifest says since the lock-table check; 0 for older dumps).
+        self.objects = int(self.recorded.get("objects") or 0)
 
     @property
     def version(self) -> int | None:
@@ -182,6 +189,9 @@ class DumpSource:
             raise DevopsError(f"checksum mismatch for {self.env.store.url(self.key)}: the dump is damaged or was "
                               "replaced (expected sha256 from its manifest); nothing was changed")
         console.passed(f"Checksum matches ({digest.hexdigest()[:16]}...)")
+
+    def name_dump(self, when: Any) -> None:
+        return None  # a restore writes no dump of its source: it is one
 
     def counts(self) -> dict[str, int]:
         return {name: t.get("rows") for name, t in self.recorded.get("tables", {}).items()}
@@ -303,8 +313,8 @@ def run(settings: Settings, console: Console, job: Job, options: Options) -> Rep
 def _run(env: Environment, console: Console, job: Job, options: Options, phases: Phases) -> Report:
     target = env.databases[job.target]
     source = job.source(env)
-    if isinstance(source, DumpSource):
-        with phases("checksum"):                                                          # 2. source check
+    if source.check_phase:
+        with phases(source.check_phase):                                                  # 2. source check
             source.check(console)
     with phases("divergence check"), ThreadPoolExecutor(max_workers=2) as pool:           # 3. divergence
         counting = pool.submit(source.counts)
@@ -320,14 +330,18 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
     if refusal:
         raise refusal
     render.divergence(console, report, judgement.divergence())
+    locks_refusal = too_many_locks(report.locks.needed, target.lock_table, target.label)
     console.line(RULE)
-    outcome = after_plan(judgement.verdict, options.dry_run)
+    outcome = after_plan(judgement.verdict, options.dry_run, locks_fit=locks_refusal is None)
     if outcome == Outcome.DRY_RUN:
-        render.dry_run_complete(console, report)
+        render.dry_run_complete(console, report, locks_refusal)
         report.status, report.seconds = Status.DRY_RUN, phases.seconds
         return report
     if outcome == Outcome.REFUSE:
         raise render.refusal(dataclasses.replace(report, status=Status.REFUSED, seconds=phases.seconds))
+    if outcome == Outcome.TOO_MANY_LOCKS:
+        raise DevopsError(locks_refusal, details=dataclasses.replace(report, status=Status.REFUSED,
+                                                                     seconds=phases.seconds).to_json())
     asked = render.confirm(console, report, options.yes)                                  # 5. confirm
 
     with env.store.lock(job.purpose, options.break_lock) as lock, \
@@ -338,10 +352,7 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
         # lock is held, so that their order is the order the operations held it in. The plan's were a forecast.
         when = env.store.free_time(job.sides, utcnow())
         safety_key = dump_key(target.side, when)
-        source.key = dump_key(source.db.side, when) if isinstance(source, SyncSource) else source.key
-        report.safety_copy = Copy(env.store.url(safety_key))
-        if isinstance(source, SyncSource):
-            report.dump = Copy(env.store.url(source.key))
+        report.safety_copy, report.dump = Copy(env.store.url(safety_key)), source.name_dump(when)
         processes = Processes()
         try:
             with phases("safety copy"):                                                   # 7. safety copy
@@ -375,6 +386,7 @@ def plan_report(env: Environment, job: Job, source: SyncSource | DumpSource, tar
     when = env.store.free_time(job.sides, utcnow())
     target_counts = {name: t.rows for name, t in state.tables.items()}
     majors = downgrade(source.version, target.version)
+    needed = locks_needed(state.objects, source.objects)
     report = Report(
         operation=job.operation, dry_run=options.dry_run, target=aws.target_label(env.settings),
         sides={"target": side_of(target)},
@@ -384,12 +396,13 @@ def plan_report(env: Environment, job: Job, source: SyncSource | DumpSource, tar
         divergence=judgement.divergence(),
         versions=Versions(_version_text(source.version), target.version_text, majors is not None),
         safety_copy=Copy(env.store.url(dump_key(target.side, when))),
+        locks=Locks(needed, target.lock_table.capacity, target.lock_table.max_locks, target.lock_table.slots),
     )
     if isinstance(source, SyncSource):
         report.direction, report.tools = job.direction.name, env.tools.versions
         report.source, report.destination = source.db.endpoint.masked(), target.endpoint.masked()
         report.sides = {"source": side_of(source.db), "target": side_of(target)}
-        report.dump = Copy(env.store.url(dump_key(source.db.side, when)))
+        report.dump = source.name_dump(when)
     else:
         report.key, report.to = job.key, job.to
         report.restored_dump = RestoredDump(env.store.url(job.key), source.recorded.get("reason", "?"),
@@ -453,6 +466,7 @@ def finish(report: Report, phases: Phases, expected: dict[str, Any], verified: V
     report.tables = compare(expected, verified.tables)
     report.sequence_mismatches = verified.sequence_mismatches
     report.left_out = verified.left_out
+    report.locks.held = verified.locks
     report.seconds = {**phases.seconds, "total": phases.total()}
     if source.written is not None:
         report.dump = source.written

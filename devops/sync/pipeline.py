@@ -209,6 +209,7 @@ def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
 @dataclass
 class RestoreResult:
     left_out: list[str] = field(default_factory=list)
+    locks: int | None = None  # the heavyweight locks the restore's transaction held before the verification
 
 
 class VerificationFailed(PipelineError):
@@ -221,7 +222,11 @@ class VerificationFailed(PipelineError):
 
 
 RESTORED = "devops-restored"
-RESTORED_MARKER = f"\nDO $devops$ BEGIN RAISE WARNING '{RESTORED}'; END $devops$;\n".encode()
+# After the restore's last statement: says it ran them all, and how many locks the transaction holds (every
+# object it dropped and created: what the lock table must have room for, decisions.locks_needed).
+RESTORED_MARKER = (f"\nDO $devops$ BEGIN RAISE WARNING '{RESTORED} %', "
+                   "(SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()); END $devops$;\n").encode()
+RESTORED_LOCKS = re.compile(rb"devops-restored (\d+)")
 VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
 PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
 # The lines psql prints after an error's: the server's DETAIL and HINT.
@@ -484,10 +489,11 @@ class Restore:
             self._psql.stdin.flush()
         except BrokenPipeError:
             raise self._failure() from None
-        while RESTORED.encode() not in self.processes.stderr_tail(self._psql):
+        while not (restored := RESTORED_LOCKS.search(self.processes.stderr_tail(self._psql))):
             if self._psql.poll() is not None:
                 raise self._failure()
             time.sleep(0.05)
+        self.result.locks = int(restored.group(1))
         verifying()
         try:
             self._send(verification_sql(expected).encode())

@@ -47,6 +47,7 @@ def sync_plan(console: Console, report: Report) -> None:
         ("S3 Dump", report.dump.url),
         ("Safety copy", f"{report.safety_copy.url} (or an earlier dump, if it holds the target's data)"),
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in (report.tools or {}).items())),
+        *_locks(report),
         *_downgrade(report),
     ])
     console.line()
@@ -62,6 +63,7 @@ def restore_plan(console: Console, report: Report) -> None:
     console.fields([("Dump", f"{dump.url} ({dump.reason}, {dump.created})"),
                     ("Target", f"{tgt.label} ({tgt.url}, PostgreSQL {tgt.version})"),
                     ("Safety copy", report.safety_copy.url),
+                    *_locks(report),
                     *_downgrade(report)])
     console.line()
     _rows(console, report.plan, "dump rows", f"{tgt.label} rows")
@@ -73,6 +75,16 @@ def _rows(console: Console, plan: dict[str, PlanRow], source: str, target: str) 
                    for name, rows in sorted(plan.items())],
                   headers=["table", source, target])
     console.line()
+
+
+def _locks(report: Report) -> list[tuple[str, str]]:
+    """The plan's 'Locks: about 12,570 of 41,856 in RDS's lock table (...)' field."""
+    locks = report.locks
+    if locks is None or not locks.capacity:
+        return []
+    return [("Locks", f"about {locks.needed:,} of {locks.capacity:,} in {report.sides['target'].label}'s lock "
+                      f"table (max_locks_per_transaction {locks.max_locks} x {locks.slots} slots): the restore "
+                      "drops and creates every object in one transaction")]
 
 
 def _downgrade(report: Report) -> list[tuple[str, str]]:
@@ -137,9 +149,11 @@ def refusal(report: Report) -> DevopsError:
                        details=report.to_json())
 
 
-def dry_run_complete(console: Console, report: Report) -> None:
+def dry_run_complete(console: Console, report: Report, too_many_locks: str | None = None) -> None:
     if report.divergence.verdict == Verdict.DIVERGED:
         console.warn(f"A real run would stop here (pass --force to overwrite {report.sides['target'].label} anyway)")
+    elif too_many_locks is not None:
+        console.warn(f"A real run would stop here: {too_many_locks}")
     console.info(f"Dry run complete. Run without --dry-run to {report.operation}.")
 
 
@@ -198,6 +212,8 @@ def finish(console: Console, report: Report) -> None:
         ("Target", f"{tgt.label} ({tgt.where})"),
         ("Tables", f"{len(tables)} ({sum(r.match for r in tables)} match)"),
         ("Rows", sum(r.target_rows or 0 for r in tables)),
+        *([("Locks", f"{report.locks.held:,} held at the peak (about {report.locks.needed:,} expected; the lock "
+                     f"table holds {report.locks.capacity:,})")] if report.locks and report.locks.held else []),
         *[(name.replace("_", " ").capitalize(), f"{copy.url} ({size(copy.size)})") for name, copy in dumps],
     ])
     console.line()

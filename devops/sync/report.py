@@ -60,6 +60,17 @@ class Versions:
 
 
 @dataclasses.dataclass
+class Locks:
+    """The restore's transaction against the target's lock table: the locks it needs (an estimate from both
+    sides' objects, decisions.locks_needed), the table's size, and, after the restore, how many it held."""
+    needed: int
+    capacity: int
+    max_locks: int
+    slots: int
+    held: int | None = None
+
+
+@dataclasses.dataclass
 class Change:
     """One thing written on a target since its newest record: a table, or "(schema)"."""
     table: str
@@ -125,6 +136,7 @@ class Report:
     divergence: Divergence
     versions: Versions
     safety_copy: Copy
+    locks: Locks | None = None
     # A sync's
     direction: str | None = None
     source: str | None = None

@@ -17,16 +17,48 @@ resource "aws_db_subnet_group" "this" {
   }
 }
 
+# The instance's own parameters: the default group's max_locks_per_transaction (64) is too small for a sync
+# (see var.db_max_locks_per_transaction), and TLS is required explicitly (RDS's default from 15 on, here on
+# any major). One group per major (a parameter group belongs to a family): a major upgrade creates the next
+# one before the instance moves to it.
+resource "aws_db_parameter_group" "this" {
+  name        = "${local.name_prefix}-postgres${local.db_major}"
+  family      = "postgres${local.db_major}"
+  description = "dev PostgreSQL ${local.db_major}: a lock table for whole-database syncs, TLS required"
+
+  # Static: RDS applies it at the instance's next reboot (the plan shows the group's change; the instance
+  # shows "pending-reboot" until then: aws rds reboot-db-instance --db-instance-identifier <id>).
+  parameter {
+    name         = "max_locks_per_transaction"
+    value        = tostring(var.db_max_locks_per_transaction)
+    apply_method = "pending-reboot"
+  }
+
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+
+  tags = {
+    Name = "${local.name_prefix}-postgres${local.db_major}"
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_157: Multi-AZ doubles the RDS bill; dev tolerates an AZ outage (Neon keeps the data while dev is off)
   #checkov:skip=CKV_AWS_118: enhanced monitoring needs an IAM role and bills its per-second OS metrics to CloudWatch Logs; the basic 1-minute CloudWatch metrics are enough for dev
   #checkov:skip=CKV_AWS_353: Performance Insights is for profiling production load; dev's handful of users does not need it, and pg_stat_statements answers the same questions for free
   #checkov:skip=CKV_AWS_129: exporting the PostgreSQL log bills CloudWatch Logs ingestion into a log group RDS creates outside Terraform, kept forever; RDS keeps its own log files, readable in the console
   #checkov:skip=CKV2_AWS_30: query logging (log_statement) writes every statement, syncs' full restores included: log volume and cost for nothing dev looks at
-  identifier     = "${var.project_name}-dev-db"
-  engine         = "postgres"
-  engine_version = var.db_engine_version
-  instance_class = var.db_instance_class
+  identifier           = "${var.project_name}-dev-db"
+  engine               = "postgres"
+  engine_version       = var.db_engine_version
+  instance_class       = var.db_instance_class
+  parameter_group_name = aws_db_parameter_group.this.name
 
   allocated_storage = var.db_allocated_storage
   storage_type      = "gp3"

@@ -1,5 +1,6 @@
 locals {
   name_prefix = "${var.project_name}-dev"
+  db_major    = split(".", var.db_engine_version)[0]
 
   # Applied to every resource through the provider's default_tags.
   common_tags = {

@@ -71,6 +71,17 @@ variable "db_engine_version" {
   default     = "17"
 }
 
+# A sync replaces the whole database in one transaction, which holds a lock per object it drops and per
+# object it creates: about 18,000 for a schema of 500 tables and 1,100 indexes (dropped and created again),
+# twice that for 1,000 tables. The server's lock table holds about max_locks_per_transaction x
+# (max_connections + background processes), about 110 slots on a db.t4g.micro: 64 (PostgreSQL's default)
+# gives ~7,000 locks, 384 ~42,000, for ~15 MB of shared memory. Static: a reboot applies a change.
+variable "db_max_locks_per_transaction" {
+  description = "max_locks_per_transaction of the dev RDS (its lock table's size per connection slot)."
+  type        = number
+  default     = 384
+}
+
 variable "db_instance_class" {
   description = "RDS instance class."
   type        = string
