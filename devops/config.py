@@ -36,7 +36,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_pg_bin": "",
     # The stand-ins' server majors, as the real services run them: Neon creates projects on 17; RDS runs
     # Terraform's db_engine_version (empty: that variable's default; the sandbox passes it to Terraform).
-    "sandbox_neon_major": "17",
+    "sandbox_neon_major": "18",
     "sandbox_rds_major": "",
     # The stand-ins' server limits, as the real services set them (../shared/WORLD.md): a small Neon compute
     # (0.25 CU: 104 connections, PostgreSQL's default lock table of 64 locks per transaction and connection)
@@ -129,7 +129,7 @@ class Settings:
             terraform_dir=_repo_path(values["terraform_dir"]),
             sandbox_dir=_repo_path(values["sandbox_dir"]),
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),
-            sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "17",
+            sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "18",
             sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
             **{name: _number(values[name], name, int) for name in SANDBOX_LIMITS},
             dump_compression=str(values["dump_compression"] or "auto"),

@@ -3,18 +3,22 @@ once), and a Terraform CLI configuration that uses the machine's provider mirror
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from devops import toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
-from devops.sandbox import Sandbox
+from devops.errors import DevopsError
+from devops.sandbox import PostgresCluster, Sandbox, Server, find_pg_bin, free_port
 from devops.sandbox.provider_mirror import use_provider_mirror
 from tests import dbtools
 from tests.faults import S3FaultProxy
@@ -68,10 +72,10 @@ def sandbox_settings():
     SCRATCH.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="devops-sandbox-", dir=SCRATCH))
     root.chmod(0o755)
-    # The strictest pairing the real services run: Neon on 17, RDS on an older major (15), so that every sync
+    # The strictest pairing the real services run: Neon on 18, RDS on an older major (15), so that every sync
     # crosses majors through the same client tools. A host without both majors sets them (scripts/test).
     yield Settings.load({"sandbox_dir": str(root / "sandbox"),
-                         "sandbox_neon_major": os.environ.get("INVOKE_DEVOPS_SANDBOX_NEON_MAJOR", "17"),
+                         "sandbox_neon_major": os.environ.get("INVOKE_DEVOPS_SANDBOX_NEON_MAJOR", "18"),
                          "sandbox_rds_major": os.environ.get("INVOKE_DEVOPS_SANDBOX_RDS_MAJOR", "15")}, environ={})
     shutil.rmtree(root, ignore_errors=True)
 
@@ -175,6 +179,48 @@ def neon_secret(sandbox, ops, neon):
     yield secrets
     secrets.put_secret_value(SecretId=ops["neon_url_secret_arn"], SecretString=neon)
 
+
+
+@pytest.fixture(scope="session")
+def server_of_major(sandbox):
+    """A function that starts a PostgreSQL server of a given major in the role of a stand-in ("neon" or
+    "rds": that stand-in's role, password, database and limits) and returns its URL; all stopped at the end of
+    the session. A task reaches it instead of the stand-in through NEON_DATABASE_URL or the RDS address
+    override (``redirect``)."""
+    started: list[tuple[PostgresCluster, Path]] = []
+
+    def start(major: str, role: str) -> str:
+        try:
+            bin_dir = find_pg_bin(major)
+        except DevopsError:
+            pytest.fail(f"no PostgreSQL {major} server binaries: the dev image has every major (./toolbox/inv test)")
+        root = Path(tempfile.mkdtemp(prefix=f"devops-{role}{major}-", dir=SCRATCH))
+        root.chmod(0o755)
+        cluster = PostgresCluster(bin_dir, root / "data", sandbox.load_state().get("run_as"))
+        server = Server(name=f"{role}{major}", port=free_port(), superuser_password=secrets.token_urlsafe(18))
+        stand_in = sandbox.load_state()[role]
+        cluster.init(server, sandbox.limits(role))
+        cluster.start()
+        started.append((cluster, root))
+        Sandbox._create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])
+        return dataclasses.replace(server, user=stand_in["user"], password=stand_in["password"],
+                                   database=stand_in["database"]).url()
+
+    yield start
+    for cluster, root in started:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def redirect(env: dict[str, str], neon: str | None = None, rds: str | None = None) -> dict[str, str]:
+    """A task's environment with Neon and/or RDS at the given URLs (servers of server_of_major)."""
+    env = dict(env)
+    if neon:
+        env["NEON_DATABASE_URL"] = neon
+    if rds:
+        parts = urlsplit(rds)
+        env["INVOKE_DEVOPS_RDS_ADDRESS"] = f"{parts.hostname}:{parts.port}"
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -79,9 +79,11 @@ OBJECT_QUERIES = {
                  "FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname NOT IN "
                  "('pg_catalog', 'information_schema') AND "
                  + NOT_EXTENSION.format(catalog="'pg_operator'", oid="o.oid") + " ORDER BY 1, 2",
+    # NOT NULL is catalogued as a constraint (contype 'n') from PostgreSQL 18 on: compared through the
+    # columns' is_nullable instead, which every major has.
     "constraints": "SELECT conrelid::regclass::text, conname, contype::text, condeferrable FROM pg_constraint "
-                   "WHERE conrelid <> 0 AND connamespace::regnamespace::text NOT IN ('pg_catalog', "
-                   "'information_schema') ORDER BY 1, 2",
+                   "WHERE conrelid <> 0 AND contype <> 'n' AND connamespace::regnamespace::text NOT IN "
+                   "('pg_catalog', 'information_schema') ORDER BY 1, 2",
     "indexes": "SELECT schemaname, tablename, indexname FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', "
                "'information_schema') ORDER BY 1, 2, 3",
     "triggers": "SELECT tgrelid::regclass::text, tgname, tgfoid::regproc::text, tgtype, tgenabled::text "

@@ -88,4 +88,4 @@ def test_the_rds_stand_in_has_the_lock_table_terraform_gives_the_dev_rds():
     max_locks_per_transaction (db_max_locks_per_transaction's default), not PostgreSQL's 64."""
     settings = Settings.load({}, environ={})
     assert settings.sandbox_rds_max_locks_per_transaction == int(terraform_default(settings, "db_max_locks_per_transaction"))
-    assert terraform_default(settings, "db_engine_version") == "17"
+    assert terraform_default(settings, "db_engine_version") == "18"

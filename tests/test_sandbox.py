@@ -149,9 +149,9 @@ def test_the_rds_stand_in_runs_terraforms_engine_version_unless_set(sandbox_sett
 
     variables = (REPO_ROOT / "terraform/environments/dev/variables.tf").read_text()
     default = re.search(r'variable "db_engine_version" \{[^}]*default\s*=\s*"(\d+)"', variables).group(1)
-    assert terraform_default(sandbox_settings, "db_engine_version") == default == "17"
+    assert terraform_default(sandbox_settings, "db_engine_version") == default == "18"
     unset = dataclasses.replace(sandbox_settings, sandbox_rds_major="")
-    assert Sandbox(unset).majors() == {"neon": "17", "rds": default}
+    assert Sandbox(unset).majors() == {"neon": "18", "rds": default}
     assert Sandbox(sandbox_settings).majors()["rds"] == sandbox_settings.sandbox_rds_major
 
 

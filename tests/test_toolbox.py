@@ -1,5 +1,5 @@
 """The toolbox: the sh shim (toolbox/inv), the host-side re-run through the docker SDK, and the reason the
-image exists (pg_dump 17 against a PostgreSQL 17 server, which an older host pg_dump refuses).
+image exists (pg_dump 18 against a PostgreSQL 18 server, which an older host pg_dump refuses).
 
 Tests that need a Docker engine run wherever one is reachable. In the dev image (`./toolbox/inv test`, CI)
 the host's engine socket is mounted and the repository sits at its host path, so a container started from
@@ -619,15 +619,15 @@ def test_a_failed_sandbox_up_leaves_no_sandbox_container(engine, scratch):
 
 
 # --------------------------------------------------------------------------------------------------
-# Why the toolbox exists: the Neon stand-in in the toolbox is PostgreSQL 17
+# Why the toolbox exists: Neon creates projects on PostgreSQL 18, newer than most hosts' pg_dump
 
 
 @pytest.fixture
-def postgres17(engine):
-    """A PostgreSQL 17 server from the dev image on 127.0.0.1 (trust auth on loopback: no password)."""
+def postgres18(engine):
+    """A PostgreSQL 18 server from the dev image on 127.0.0.1 (trust auth on loopback: no password)."""
     port = free_port()
-    name = f"devops-test-pg17-{uuid.uuid4().hex[:8]}"
-    bin_dir = "/usr/lib/postgresql/17/bin"
+    name = f"devops-test-pg18-{uuid.uuid4().hex[:8]}"
+    bin_dir = "/usr/lib/postgresql/18/bin"
     script = (f"{bin_dir}/initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec {bin_dir}/postgres "
               f"-D /tmp/pg -c listen_addresses=127.0.0.1 -c unix_socket_directories= -p {port}")
     subprocess.run([engine, "run", "-d", "--rm", "--network", "host", "--name", name, toolbox.image("dev"),
@@ -636,7 +636,7 @@ def postgres17(engine):
         deadline = time.monotonic() + 60
         while subprocess.run([engine, "exec", name, f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
                              capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, "PostgreSQL 17 did not start"
+            assert time.monotonic() < deadline, "PostgreSQL 18 did not start"
             time.sleep(0.3)
         yield port
     finally:
@@ -655,45 +655,45 @@ def _host_pg_dump(engine: str) -> list[str] | None:
     return [binary] if binary else None
 
 
-def test_an_older_host_pg_dump_refuses_postgres_17_and_the_toolbox_succeeds(engine, postgres17):
+def test_an_older_host_pg_dump_refuses_postgres_18_and_the_toolbox_succeeds(engine, postgres18):
     host_pg_dump = _host_pg_dump(engine)
     version_out = subprocess.run([*host_pg_dump, "--version"], capture_output=True, text=True).stdout \
         if host_pg_dump else ""
     found = re.search(r"(\d+)\.(\d+)", version_out)
-    if not found or int(found.group(1)) >= 17:
-        pytest.skip(f"this host has no pg_dump older than 17 to show the refusal ({version_out.strip() or 'none'})")
+    if not found or int(found.group(1)) >= 18:
+        pytest.skip(f"this host has no pg_dump older than 18 to show the refusal ({version_out.strip() or 'none'})")
     host_version = found.group(0)
-    target = ["-h", "127.0.0.1", "-p", str(postgres17), "-U", "postgres", "-Fc", "postgres"]
+    target = ["-h", "127.0.0.1", "-p", str(postgres18), "-U", "postgres", "-Fc", "postgres"]
 
     refused = subprocess.run([*host_pg_dump, *target], capture_output=True, text=True)
     assert refused.returncode != 0
     assert "server version mismatch" in refused.stderr
     # The tasks say it before trying, in one line that names the way out.
     with pytest.raises(PipelineError, match=rf"pg_dump {host_version} is older than the Neon server "
-                                            r"\(PostgreSQL 17\).*toolbox"):
+                                            r"\(PostgreSQL 18\).*toolbox"):
         check_tools_match_servers(ToolVersions({"pg_dump": host_version, "pg_restore": host_version,
-                                                "psql": host_version}), {"Neon": 170000})
+                                                "psql": host_version}), {"Neon": 180000})
 
     in_toolbox = subprocess.run([engine, "run", "--rm", "--network", "host", toolbox.image("toolbox"),
                                  "pg_dump", *target], capture_output=True, text=True)
     assert in_toolbox.returncode == 0, in_toolbox.stderr
     version = subprocess.run([engine, "run", "--rm", toolbox.image("toolbox"), "pg_dump", "--version"],
                              capture_output=True, text=True).stdout
-    assert re.search(r"\) 17\.\d+", version), version
+    assert re.search(r"\) 18\.\d+", version), version
 
 
 def test_the_dev_image_has_the_server_majors_neon_and_rds_run(engine):
-    """In the container the sandbox's stand-ins run PostgreSQL 17 (Neon) and 15 (an older RDS), and the
-    client tools on PATH stay 17's."""
+    """In the container there are servers of every major Neon and RDS run (14 to 18: the stand-ins and
+    tests/test_sync_majors.py start them), and the client tools on PATH are 18's."""
     script = ("from devops.sandbox import find_pg_bin, server_major; "
-              "print(*[server_major(find_pg_bin(m)) for m in ('17', '15')])")
+              "print(*[server_major(find_pg_bin(m)) for m in ('14', '15', '16', '17', '18')])")
     result = subprocess.run([engine, "run", "--rm", "-v", f"{REPO_ROOT}:{REPO_ROOT}:ro", "-w", str(REPO_ROOT),
                              toolbox.image("dev"), "sh", "-c", f'python -c "{script}" && pg_restore --version'],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     majors, tools = result.stdout.splitlines()
-    assert majors == "17 15"
-    assert re.search(r"\) 17\.\d+", tools), tools
+    assert majors == "14 15 16 17 18"
+    assert re.search(r"\) 18\.\d+", tools), tools
 
 
 def test_image_labels_carry_the_pinned_versions(engine):

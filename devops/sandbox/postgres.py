@@ -27,8 +27,8 @@ SERVER_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
-PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
-                "/usr/local/opt/postgresql@*/bin")
+PG_BIN_GLOBS = ("/usr/lib/postgresql/*/bin", "/opt/postgresql/*/bin", "/usr/pgsql-*/bin",
+                "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin")
 
 
 def find_pg_bin(major: str, configured: str = "", search: tuple[str, ...] = PG_BIN_GLOBS,

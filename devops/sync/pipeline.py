@@ -80,7 +80,7 @@ def tool_versions(path: str | None = None) -> ToolVersions:
         binary = shutil.which(tool, path=path)
         if binary is None:
             raise PipelineError(f"{tool} not found on PATH: install the PostgreSQL client tools "
-                                "(postgresql-client-17) or run the tasks in the toolbox (./toolbox/inv)")
+                                "(postgresql-client-18) or run the tasks in the toolbox (./toolbox/inv)")
         out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         found = re.search(r"(\d+)(?:\.(\d+))?", out)
         versions[tool] = found.group(0) if found else "0"

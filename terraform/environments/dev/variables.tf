@@ -62,13 +62,14 @@ variable "private_subnet_cidrs" {
 # Database
 # ---------------------------------------------------------------------------
 
-# The major Neon creates projects on (17), so that a Neon -> RDS sync is never a downgrade. An RDS already
-# on an older major keeps it by setting this (db_engine_version = "15" in a tfvars file): the sync
-# supports targets on 14 and later, and names a downgrade in its plan.
+# The major Neon creates new projects on (18 since June 2026; Neon's changelog), so that a Neon -> RDS sync
+# of a new project is never a downgrade. An RDS already on an older major keeps it by setting this
+# (db_engine_version = "15" in a tfvars file): the sync supports targets on 14 and later, and names a
+# downgrade in its plan.
 variable "db_engine_version" {
   description = "PostgreSQL engine version (major, or major.minor)."
   type        = string
-  default     = "17"
+  default     = "18"
 }
 
 # A sync replaces the whole database in one transaction, which holds a lock per object it drops and per
