@@ -1,10 +1,14 @@
-"""The sandbox's AWS emulator: moto's server, with one fix to how it reads bucket policies.
+"""The sandbox's AWS emulator: moto's server, with two fixes where it answers otherwise than AWS.
 
 moto 5 evaluates a bucket policy's Condition without the request's context keys, and takes a condition
 on a key it does not know as satisfied. The dev bucket's TLS-only policy ("Deny s3:* when
 aws:SecureTransport is false") then denies every object write. AWS takes a condition on an absent key
 as not satisfied (except for the ...IfExists and Null operators), so the statement does not apply: the
 fix does the same, which is what AWS does for requests over HTTPS.
+
+moto 5 keeps a DB parameter group's parameters as they were sent, without the Source AWS reports
+("user" for a parameter set in the group): the Terraform AWS provider reads a group's parameters with
+Source "user", finds none, and plans to set them again after every apply. The fix records the source.
 
 It also serves one request at a time: moto's backends are plain dicts shared by the server's threads, and
 Terraform's parallel calls can race in them (seen: a security group's egress rule applied, answered with
@@ -26,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 from moto.iam import access_control
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.rds.models import DBParameterGroup
 from werkzeug.serving import run_simple
 
 from devops.emulator_tasks import TaskRunner
@@ -47,6 +52,15 @@ def _statement_applies_only_when_its_conditions_hold(
 
 
 access_control.IAMPolicyStatement.is_action_permitted = _statement_applies_only_when_its_conditions_hold
+
+_update_parameters = DBParameterGroup.update_parameters
+
+
+def _parameters_set_by_the_user(self: DBParameterGroup, new_parameters: Iterable[dict[str, Any]]) -> None:
+    _update_parameters(self, [{**parameter, "Source": "user"} for parameter in new_parameters])
+
+
+DBParameterGroup.update_parameters = _parameters_set_by_the_user
 
 
 

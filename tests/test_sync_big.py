@@ -52,8 +52,9 @@ def sync(env: dict, direction: str, *flags: str) -> dict:
     report = json.loads(result.stdout)
     assert report["status"] == "ok" and report["committed"] is True
     locks = report["locks"]
-    # The estimate the refusal is decided on is never below what the restore held, and close to it.
-    assert locks["held"] <= locks["needed"] <= locks["held"] * 1.1 and locks["needed"] <= locks["capacity"], locks
+    # The estimate the refusal is decided on is never below what the restore held, and close to it (between
+    # majors too: a source on 18 counts NOT NULL constraints an older target has no objects for).
+    assert locks["held"] <= locks["needed"] <= locks["held"] * 1.25 and locks["needed"] <= locks["capacity"], locks
     return report
 
 

@@ -675,8 +675,8 @@ def test_an_older_host_pg_dump_refuses_postgres_18_and_the_toolbox_succeeds(engi
                                                 "psql": host_version}), {"Neon": 180000})
 
     in_toolbox = subprocess.run([engine, "run", "--rm", "--network", "host", toolbox.image("toolbox"),
-                                 "pg_dump", *target], capture_output=True, text=True)
-    assert in_toolbox.returncode == 0, in_toolbox.stderr
+                                 "pg_dump", *target], capture_output=True)  # an archive: bytes
+    assert in_toolbox.returncode == 0 and in_toolbox.stdout.startswith(b"PGDMP"), in_toolbox.stderr
     version = subprocess.run([engine, "run", "--rm", toolbox.image("toolbox"), "pg_dump", "--version"],
                              capture_output=True, text=True).stdout
     assert re.search(r"\) 18\.\d+", version), version
