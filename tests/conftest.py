@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -186,7 +185,7 @@ def server_of_major(sandbox):
     """A function that starts a PostgreSQL server of a given major in the role of a stand-in ("neon" or
     "rds": that stand-in's role, password, database and limits) and returns its URL; all stopped at the end of
     the session. A task reaches it instead of the stand-in through NEON_DATABASE_URL or the RDS address
-    override (``redirect``)."""
+    override (tests/helpers.py: ``redirect``)."""
     started: list[tuple[PostgresCluster, Path]] = []
 
     def start(major: str, role: str) -> str:
@@ -210,17 +209,6 @@ def server_of_major(sandbox):
     for cluster, root in started:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def redirect(env: dict[str, str], neon: str | None = None, rds: str | None = None) -> dict[str, str]:
-    """A task's environment with Neon and/or RDS at the given URLs (servers of server_of_major)."""
-    env = dict(env)
-    if neon:
-        env["NEON_DATABASE_URL"] = neon
-    if rds:
-        parts = urlsplit(rds)
-        env["INVOKE_DEVOPS_RDS_ADDRESS"] = f"{parts.hostname}:{parts.port}"
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,14 @@ def log_of(line: str) -> Path:
 
 def assert_private(path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600, oct(path.stat().st_mode)
+
+
+def redirect(env: dict[str, str], neon: str | None = None, rds: str | None = None) -> dict[str, str]:
+    """A task's environment with Neon and/or RDS at the given URLs (servers of server_of_major)."""
+    env = dict(env)
+    if neon:
+        env["NEON_DATABASE_URL"] = neon
+    if rds:
+        parts = urlsplit(rds)
+        env["INVOKE_DEVOPS_RDS_ADDRESS"] = f"{parts.hostname}:{parts.port}"
+    return env

@@ -9,8 +9,7 @@ import json
 import pytest
 
 from tests import dbtools
-from tests.conftest import redirect
-from tests.helpers import assert_no_secret, forget_syncs, inv
+from tests.helpers import assert_no_secret, forget_syncs, inv, redirect
 
 
 def major_of(url: str) -> int:
