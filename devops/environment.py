@@ -207,6 +207,11 @@ def show_plan(console: Console, operation: Operation, current: str, changes: tup
             console.line(f"  Resources to be {heading}:")
             console.table(sorted(by_type.items()), headers=("type", "count"))
     console.line()
+    if any(c.type == "aws_db_parameter_group" for c in changes):
+        # Static parameters (max_locks_per_transaction): RDS marks the instance pending-reboot, not applied.
+        console.warn("The RDS parameter group changes: its static parameters (max_locks_per_transaction) apply "
+                     "at the instance's next reboot (aws rds reboot-db-instance --db-instance-identifier "
+                     "<project>-dev-db)")
     if flags.sync_data:
         where = ", in an ECS task in the VPC" if flags.on == "ecs" else ""
         what = (f"{operation.sync_label} before Terraform ({operation.sync_task}{where}"

@@ -6,6 +6,7 @@ minutes of the emulator's provider waits), and puts it back in pilot light if an
 
 from __future__ import annotations
 
+import io
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +17,8 @@ from invoke.exceptions import Exit
 from devops import environment
 from devops.config import ECS_SERVICES, Settings
 from devops.console import Console
-from devops.environment import ACTIVATE, DEACTIVATE, Change, Planned, plan_changes, refuse_always_on_destroy
+from devops.environment import (ACTIVATE, DEACTIVATE, PILOT, Change, Flags, Planned, plan_changes,
+                                refuse_always_on_destroy, show_plan)
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
 from tests import dbtools
@@ -61,6 +63,14 @@ def steps(result) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------------
 # The plan, as pure logic
+
+
+def test_the_plan_view_says_when_a_parameter_group_change_waits_for_a_reboot():
+    group = Change("aws_db_parameter_group.this", "aws_db_parameter_group", ("update",))
+    for changes, said in (((group,), True), ((), False)):
+        out = io.StringIO()
+        show_plan(Console(out=out), ACTIVATE, PILOT, changes, Flags())
+        assert ("apply at the instance's next reboot" in out.getvalue()) is said
 
 
 def test_plan_changes_reads_the_saved_plan_and_refuses_always_on_destroys():
