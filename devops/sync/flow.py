@@ -86,7 +86,7 @@ class Options:
 
     @classmethod
     def of(cls, flags: dict[str, Any]) -> "Options":
-        """From the sync tasks' flags (tasks.py: SYNC): those the engine reads."""
+        """From the sync tasks' flags (tasks.py: SYNC): those the flow reads."""
         return cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
 
 

@@ -3,7 +3,7 @@
 Data moves both ways by full replace (Neon -> RDS on activation, RDS -> Neon on deactivation), so a
 write made on the target since the last sync would be silently destroyed by the next one. Every sync,
 dump and restore records what a database held (its fingerprint: rows and checksum per table, sequences,
-schema hash, and which server it is); before overwriting a target, the engine compares what the target
+schema hash, and which server it is); before overwriting a target, the flow compares what the target
 holds now with the newest of those records. Changed since: the sync stops before anything is written,
 unless --force.
 

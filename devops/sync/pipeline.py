@@ -302,7 +302,7 @@ class Restore:
 
     The first bytes (the archive's table of contents) go to ``pg_restore -l`` to find the entries to leave
     out; they are kept in memory (the TOC is small) and replayed into the real restore. ``hint`` is added to
-    the error when an archive entry fails (the engine's advice, e.g. on a downgrade between majors).
+    the error when an archive entry fails (the flow's advice, e.g. on a downgrade between majors).
     """
 
     def __init__(self, target: Database, processes: Processes, workdir: str, hint: str = ""):

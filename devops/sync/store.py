@@ -106,7 +106,7 @@ class DumpStore:
     def __init__(self, s3: Any, bucket: str, warn: Callable[[str], None] | None = None):
         self.s3 = s3
         self.bucket = bucket
-        # Where a listing reports what it skipped (an unreadable manifest); the engine passes console.warn.
+        # Where a listing reports what it skipped (an unreadable manifest); the flow passes console.warn.
         self.warn = warn or (lambda message: None)
 
     def _skip(self, exc: UnreadableManifest) -> None:
