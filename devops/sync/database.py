@@ -50,22 +50,24 @@ class Database:
     def version_text(self) -> str:
         return version_text(self.version)
 
-    @property
-    def major(self) -> int:
-        return self.version // 10000
+    @contextlib.contextmanager
+    def errors_named(self, reading: str) -> Iterator[None]:
+        """psycopg2's errors as one line: "cannot read {reading} of RDS: ..."."""
+        try:
+            yield
+        except psycopg2.Error as exc:
+            raise DevopsError(f"cannot read {reading} of {self.label}: {first_line(exc)}") from None
 
     @contextlib.contextmanager
     def session(self, reading: str) -> Iterator[Any]:
         """The connection for one piece of work, its transaction ended afterwards (an idle connection must
-        hold no lock that the restore's DROPs would wait on). ``reading`` names the work in an error:
-        "cannot read {reading} of RDS: ..."."""
+        hold no lock that the restore's DROPs would wait on); errors named by ``reading``."""
         if self._conn is None or self._conn.closed:
             self._conn = self.endpoint.connect()
         conn = self._conn
         try:
-            yield conn
-        except psycopg2.Error as exc:
-            raise DevopsError(f"cannot read {reading} of {self.label}: {first_line(exc)}") from None
+            with self.errors_named(reading):
+                yield conn
         finally:
             if not conn.closed:
                 with contextlib.suppress(psycopg2.Error):
@@ -144,10 +146,8 @@ class Snapshot:
         self.name = name
 
     def _read(self, reading: str, read: Callable[[Any], Any]) -> Any:
-        try:
+        with self.database.errors_named(reading):
             return read(self.conn)
-        except psycopg2.Error as exc:
-            raise DevopsError(f"cannot read {reading} of {self.database.label}: {first_line(exc)}") from None
 
     def tables(self, on_table: Callable[[int, int], None] | None = None, parallel: bool = True) -> dict[str, TableStats]:
         """Every table's rows and checksum, as the snapshot sees them."""

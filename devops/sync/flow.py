@@ -39,7 +39,7 @@ from devops.config import Settings
 from devops.console import RULE, Console
 from devops.errors import DevopsError
 from devops.sync import render
-from devops.sync.database import Database
+from devops.sync.database import Database, version_text
 from devops.sync.decisions import (Outcome, after_plan, compare, content_hash, downgrade, downgrade_hint,
                                    locks_needed, must_look_again, reusable_dump, too_many_locks, unexpected_target,
                                    version_num)
@@ -67,10 +67,6 @@ class Direction:
     @property
     def arrow(self) -> str:
         return f"{LABELS[self.source]} -> {LABELS[self.target]}"
-
-    @property
-    def reverse(self) -> "Direction":
-        return Direction(self.target, self.source)
 
 
 DIRECTIONS = {d.name: d for d in (Direction("neon", "rds"), Direction("rds", "neon"))}
@@ -394,7 +390,8 @@ def plan_report(env: Environment, job: Job, source: SyncSource | DumpSource, tar
               for name in sorted(set(source_counts) | set(target_counts))},
         target_state=TargetState(len(state.tables), sum(target_counts.values()), content_hash(state.fingerprint)),
         divergence=judgement.divergence(),
-        versions=Versions(_version_text(source.version), target.version_text, majors is not None),
+        versions=Versions(version_text(source.version) if source.version else None, target.version_text,
+                          majors is not None),
         safety_copy=Copy(env.store.url(dump_key(target.side, when))),
         locks=Locks(needed, target.lock_table.capacity, target.lock_table.max_locks, target.lock_table.slots),
     )
@@ -412,10 +409,6 @@ def plan_report(env: Environment, job: Job, source: SyncSource | DumpSource, tar
 
 def side_of(db: Database) -> Side:
     return Side(db.label, db.endpoint.masked(), db.endpoint.where(), db.version_text)
-
-
-def _version_text(version: int | None) -> str | None:
-    return f"{version // 10000}.{version % 10000}" if version else None
 
 
 def safety_copy(env: Environment, console: Console, job: Job, target: Database, key: str, processes: Processes,
@@ -479,7 +472,7 @@ def finish(report: Report, phases: Phases, expected: dict[str, Any], verified: V
 
 def list_dumps(settings: Settings, console: Console) -> DumpList:
     render.banner(console, "SYNC DUMPS", None, aws.target_label(settings))
-    store, _ = store_of(settings, console)
+    store = store_of(settings, console)
     now = utcnow()
     entries = []
     for item in store.dumps():

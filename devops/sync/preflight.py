@@ -34,13 +34,17 @@ class Environment:
             database.close()
 
 
-def store_of(settings: Settings, console: Console) -> tuple[DumpStore, dict[str, Any]]:
-    """The dumps bucket (checked) and the Terraform outputs that name it."""
-    s3 = aws.client(settings, "s3")
-    outputs = Terraform(settings).outputs(s3)
+def checked_store(settings: Settings, console: Console, s3: Any, outputs: dict[str, Any]) -> DumpStore:
+    """The dumps bucket the Terraform outputs name (else the setting's), checked."""
     store = DumpStore(s3, outputs.get("db_backups_bucket_name") or settings.bucket_name, warn=console.warn)
     store.check_bucket()
-    return store, outputs
+    return store
+
+
+def store_of(settings: Settings, console: Console) -> DumpStore:
+    """The dumps bucket, for a task that needs nothing else (sync.list)."""
+    s3 = aws.client(settings, "s3")
+    return checked_store(settings, console, s3, Terraform(settings).outputs(s3))
 
 
 def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Environment:
@@ -55,8 +59,7 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
     databases = {side: Database(side, neon_endpoint(settings, console) if side == "neon"
                                 else rds_endpoint(settings, outputs)) for side in sides}
     tools = tool_versions()
-    store = DumpStore(s3, outputs.get("db_backups_bucket_name") or settings.bucket_name, warn=console.warn)
-    store.check_bucket()
+    store = checked_store(settings, console, s3, outputs)
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
         list(pool.map(Database.read_server, databases.values()))
     check_tools_match_servers(tools, {db.label: db.version for db in databases.values()})
