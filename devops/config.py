@@ -29,6 +29,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # host:port to reach the app at instead of the ALB's DNS name (sent as the Host header) for
     # `inv validate`'s health URL: a tunnel, or the sandbox's app stand-in.
     "alb_address": "",
+    # TLS: every connection to Neon and RDS is verified (sslmode=verify-full) against a CA file: Neon's against
+    # the system's CA store (its certificates chain to public CAs) unless NEON_DATABASE_URL sets sslmode;
+    # RDS's against AWS's RDS CA bundle, which the toolbox image carries (RDS_CA_BUNDLE). A file here (any
+    # path on the host: the toolbox mounts it) replaces that side's: a private CA, or the sandbox's.
+    "neon_ca_file": "",
+    "rds_ca_file": "",
     "terraform_dir": "terraform/environments/dev",
     "sandbox_dir": ".sandbox",
     # PostgreSQL server binaries (initdb, pg_ctl, postgres) for the sandbox's stand-ins: a directory, or a
@@ -47,6 +53,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_rds_max_connections": 87,
     "sandbox_neon_max_locks_per_transaction": 64,
     "sandbox_rds_max_locks_per_transaction": 384,
+    # The round-trip time, in milliseconds, that the sandbox's network (devops/sandbox/network.py) adds between
+    # the tasks and the stand-ins of Neon, RDS and AWS: 20-80 from a laptop to the real services.
+    "sandbox_rtt_ms": 0,
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
     "dump_compression": "auto",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
@@ -65,6 +74,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 SANDBOX_LIMITS = tuple(f"sandbox_{side}_{limit}" for side in ("neon", "rds")
                        for limit in ("max_connections", "max_locks_per_transaction"))
 DEFAULT_REGION = "us-east-1"
+# Where the toolbox image keeps AWS's RDS CA bundle (toolbox/Dockerfile: RDS_CA_PACKAGE).
+RDS_CA_BUNDLE = "/usr/local/share/devops-toolbox/rds-global-bundle.pem"
 # The rule of terraform/environments/dev/variables.tf's project_name validation (a test keeps them equal).
 PROJECT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 ENVIRONMENT = "dev"
@@ -85,9 +96,12 @@ class Settings:
     sandbox_rds_max_connections: int = CONFIG_DEFAULTS["sandbox_rds_max_connections"]
     sandbox_neon_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_neon_max_locks_per_transaction"]
     sandbox_rds_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_rds_max_locks_per_transaction"]
+    sandbox_rtt_ms: float = 0
     dump_compression: str = "auto"
     rds_address: str = ""
     alb_address: str = ""
+    neon_ca_file: str = ""
+    rds_ca_file: str = ""
     aws_profile: str = ""
     aws_endpoint_url: str = ""
     log_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["log_dir"]
@@ -132,9 +146,12 @@ class Settings:
             sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "18",
             sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
             **{name: _number(values[name], name, int) for name in SANDBOX_LIMITS},
+            sandbox_rtt_ms=_number(values["sandbox_rtt_ms"], "sandbox_rtt_ms", float, zero=True),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),
             alb_address=str(values["alb_address"] or ""),
+            neon_ca_file=_ca_file(values["neon_ca_file"], "neon_ca_file"),
+            rds_ca_file=_ca_file(values["rds_ca_file"], "rds_ca_file"),
             aws_profile=env.get("AWS_PROFILE", ""),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL", ""),
             neon_database_url=env.get("NEON_DATABASE_URL", ""),
@@ -210,14 +227,27 @@ def _major(value: Any, setting: str) -> str:
     return text
 
 
-def _number(value: Any, setting: str, kind: type) -> Any:
+def _number(value: Any, setting: str, kind: type, zero: bool = False) -> Any:
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        number = 0
-    if number <= 0:
-        raise DevopsError(f"invalid {setting} {value!r}: expected a positive number (INVOKE_DEVOPS_{setting.upper()})")
+        number = -1
+    if number < 0 or (number == 0 and not zero):
+        expected = "a number, 0 or more" if zero else "a positive number"
+        raise DevopsError(f"invalid {setting} {value!r}: expected {expected} (INVOKE_DEVOPS_{setting.upper()})")
     return number
+
+
+def _ca_file(value: Any, setting: str) -> str:
+    """A CA file setting: empty, or a PEM file that exists (checked now: libpq's own error names no setting)."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    path = _repo_path(text)
+    if not path.is_file():
+        raise DevopsError(f"{setting} {text!r}: no such file; name the PEM file of the CA that signed the server's "
+                          f"certificate (INVOKE_DEVOPS_{setting.upper()})")
+    return str(path)
 
 
 def _repo_path(value: Any) -> Path:

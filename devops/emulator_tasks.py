@@ -12,10 +12,10 @@ task definition's first container through the local Docker engine, as ECS's agen
   region, and here the emulator's endpoint and test credentials in place of the task role's.
 - the network: the host's (``--network host``), so the stand-ins on 127.0.0.1 are reachable. The sandbox
   writes a JSON file (DEVOPS_EMULATOR_TASKS_CONFIG) with ``extra_hosts`` (the emulated RDS endpoint's
-  host name -> 127.0.0.1, so it resolves inside the container as it does in the VPC) and ``environment``
-  (INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:<port>: the stand-in listens on a random port, not 5432, and without
-  the TLS the tasks require of a remote host; INVOKE_DEVOPS_ALB_ADDRESS: the app stand-in, since the
-  emulated ALB's name resolves nowhere).
+  host name -> 127.0.0.1, so it resolves inside the container as it does in the VPC), ``volumes`` (the
+  sandbox's CA file, read-only) and ``environment`` (INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:<port>: the
+  stand-in listens on a random port, not 5432; the CA settings; INVOKE_DEVOPS_ALB_ADDRESS: the app
+  stand-in, since the emulated ALB's name resolves nowhere).
 - the output: each line into the emulated CloudWatch Logs, in the awslogs group and stream
   (``prefix/container/task-id``) the definition names, as it is printed.
 - the end: the task goes STOPPED with the container's exitCode and a stoppedReason ("Essential container
@@ -157,6 +157,7 @@ class TaskRunner:
             container = engine.containers.create(
                 image, command=override.get("command") or definition.get("command"),
                 environment=environment, network_mode="host", extra_hosts=config.get("extra_hosts") or None,
+                volumes=config.get("volumes") or None,
                 mem_limit=f"{memory}m" if memory else None, labels={LABEL: task.task_arn},
                 name=f"ecs-task-{task.id}")
         except ImageNotFound:

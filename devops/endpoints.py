@@ -10,21 +10,32 @@ import os
 from typing import Any
 
 from devops import aws
-from devops.config import Settings
+from devops.config import RDS_CA_BUNDLE, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.postgres import Endpoint, make_endpoint, parse_url
+from devops.postgres import Endpoint, address_of, make_endpoint, parse_url
+
+
+NEON_CA_SETTING = "neon_ca_file (INVOKE_DEVOPS_NEON_CA_FILE)"
+RDS_CA_SETTING = "rds_ca_file (INVOKE_DEVOPS_RDS_CA_FILE)"
 
 
 def neon_endpoint(settings: Settings, console: Console) -> Endpoint:
-    endpoint, notes = parse_url(settings.neon_database_url, "Neon", "NEON_DATABASE_URL")
+    """Neon from its URL, verified against the system's CA store (Neon's certificates chain to public CAs),
+    or neon_ca_file's CA, unless the URL sets sslmode; channel_binding as the URL says."""
+    endpoint, notes = parse_url(settings.neon_database_url, "Neon", "NEON_DATABASE_URL",
+                                ca_file=settings.neon_ca_file, ca_setting=NEON_CA_SETTING)
     for note in notes:
         console.info(note)
     return endpoint
 
 
 def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None) -> Endpoint:
-    """RDS from the Terraform outputs and the Secrets Manager secret, through the address override."""
+    """RDS from the Terraform outputs and the Secrets Manager secret, through the address override.
+
+    Its certificate is verified against AWS's RDS CA bundle (or rds_ca_file's) for the endpoint's name, also
+    through a tunnel: the tunnel's address is where libpq connects (hostaddr), the name what it verifies.
+    """
     missing = [name for name in ("database_endpoint", "database_secret_arn", "database_name",
                                  "db_instance_identifier") if not outputs.get(name)]
     if missing:
@@ -38,9 +49,21 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None) -
                          "(INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:15432)")
     secret = aws.read_secret_json(settings, outputs["database_secret_arn"])
     host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
+    hostaddr = ""
     if override:
-        host, port = override[0], override[1] or port
-    return make_endpoint("RDS", host, port, secret["username"], secret["password"], outputs["database_name"])
+        hostaddr, port = address_of(override[0]), override[1] or port
+    return make_endpoint("RDS", host, port, secret["username"], secret["password"], outputs["database_name"],
+                         ca_file=rds_ca_file(settings), ca_setting=RDS_CA_SETTING, hostaddr=hostaddr)
+
+
+def rds_ca_file(settings: Settings) -> str:
+    """rds_ca_file, else the RDS CA bundle the toolbox image carries."""
+    if settings.rds_ca_file:
+        return settings.rds_ca_file
+    if not os.path.isfile(RDS_CA_BUNDLE):
+        raise DevopsError(f"no RDS CA bundle at {RDS_CA_BUNDLE} (the toolbox image carries it): run the task in the "
+                          f"toolbox (./toolbox/inv), or set {RDS_CA_SETTING} to AWS's global-bundle.pem")
+    return RDS_CA_BUNDLE
 
 
 class PrivateRds(DevopsError):

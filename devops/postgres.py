@@ -1,4 +1,4 @@
-"""PostgreSQL endpoints and what the tasks read from a database: version, tables, counts, checksums.
+"""PostgreSQL endpoints, and what every read of a database's tables shares: which tables, which checksum.
 
 An Endpoint never puts its password in a URL, an argv or a message: libpq tools get it through the
 environment of their own process (``libpq_env``), psycopg2 as a keyword argument.
@@ -7,17 +7,18 @@ environment of their own process (``libpq_env``), psycopg2 as a keyword argument
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from typing import Any, Callable
+import socket
+import ssl
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg2
-from psycopg2 import sql
 
 from devops.errors import DevopsError
 from devops.masking import first_line, register_secret
 
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 CONNECT_TIMEOUT = 10
 # libpq URL query parameters the tools understand, passed on as PG* variables.
 LIBPQ_PARAMS = {
@@ -35,7 +36,7 @@ CANONICAL_SETTINGS = (
 )
 # The user tables that are counted and checksummed: every table (partitioned ones too) outside the system
 # schemas and other sessions' temporary ones, except an extension's. The restore's verification
-# (devops.sync.pipeline.VERIFY) reads the same set with the same expression.
+# (devops/sync/sql/verify.sql) reads the same set with the same expression (sql/count_tables.sql).
 USER_TABLES = """
     SELECT n.nspname, c.relname, pg_table_size(c.oid) AS bytes
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -67,37 +68,61 @@ class Endpoint:
     dbname: str
     password: str = dataclasses.field(default="", repr=False)
     params: tuple[tuple[str, str], ...] = ()
+    # The address to connect to when it is not the host's (a tunnel's): the host is then only the name
+    # the server's certificate is verified against (libpq's hostaddr).
+    hostaddr: str = ""
+    # What to set when the server's certificate is not trusted: "neon_ca_file (INVOKE_DEVOPS_NEON_CA_FILE)".
+    ca_setting: str = ""
 
     def masked(self) -> str:
         return f"postgresql://****@{self.host}:{self.port}/{self.dbname}"
 
     def where(self) -> str:
-        return f"{self.host}:{self.port}/{self.dbname}"
+        via = f" (via {self.hostaddr})" if self.hostaddr else ""
+        return f"{self.host}:{self.port}/{self.dbname}{via}"
 
     def connect(self, timeout: int = CONNECT_TIMEOUT) -> Any:
         """A psycopg2 connection, or one clear error naming the endpoint (never the password)."""
         try:
             return psycopg2.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname,
-                connect_timeout=timeout, **dict(self.params),
+                connect_timeout=timeout, **({"hostaddr": self.hostaddr} if self.hostaddr else {}),
+                **dict(self.params),
             )
         except psycopg2.OperationalError as exc:
-            raise DevopsError(f"cannot connect to {self.label} at {self.where()}: {first_line(exc)}") from None
+            raise DevopsError(self.refusal(first_line(exc))) from None
+
+    def refusal(self, error: str) -> str:
+        """libpq's connection error as one line that names the side and, for TLS, what to set."""
+        where = f"{self.label} at {self.where()}"
+        ca = dict(self.params).get("sslrootcert", "")
+        if "certificate verify failed" in error or "self-signed certificate" in error:
+            return (f"{where}: its TLS certificate is not signed by a CA trusted here ({ca or 'the default'}); "
+                    f"set {self.ca_setting or 'sslrootcert'} to the PEM file of the CA that signed it")
+        if "does not support SSL" in error:
+            return (f"{where} offers no TLS, and the tasks reach {self.label} over verified TLS only "
+                    f"(sslmode={dict(self.params).get('sslmode')}): check that the address leads to {self.label}")
+        if "does not match host name" in error:
+            return (f"{where}: its TLS certificate is for another name ({error}); connect by the name on the "
+                    "certificate (a tunnel: set the address override, the name stays verified)")
+        return f"cannot connect to {where}: {error}"
 
     def libpq_env(self) -> dict[str, str]:
         """Environment for pg_dump/pg_restore/psql: the connection without any argv."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGDATABASE": self.dbname,
                "PGCONNECT_TIMEOUT": str(CONNECT_TIMEOUT)}
+        if self.hostaddr:
+            env["PGHOSTADDR"] = self.hostaddr
         env.update({LIBPQ_PARAMS[key]: value for key, value in self.params if key in LIBPQ_PARAMS})
         if self.password:
             env["PGPASSWORD"] = self.password
         return env
 
 
-def parse_url(url: str, label: str, variable: str) -> tuple[Endpoint, list[str]]:
+def parse_url(url: str, label: str, variable: str, ca_file: str = "", ca_setting: str = "") -> tuple[Endpoint, list[str]]:
     """An Endpoint from a postgresql:// URL, and notes about what was adjusted.
 
-    TLS is required for any non-local host unless the URL sets sslmode itself. A Neon pooler host
+    TLS is verified (make_endpoint) unless the URL sets sslmode itself. A Neon pooler host
     (ep-...-pooler.<region>.aws.neon.tech) is replaced by the direct one: pg_dump must not go through
     PgBouncer in transaction mode.
     """
@@ -129,26 +154,44 @@ def parse_url(url: str, label: str, variable: str) -> tuple[Endpoint, list[str]]
         notes.append(f"{label}: using the direct host {direct} instead of the pooler {host} "
                      "(pg_dump cannot run through PgBouncer)")
         host = direct
-    return make_endpoint(label, host, port, user, password, dbname, params), notes
+    return make_endpoint(label, host, port, user, password, dbname, params, ca_file=ca_file,
+                         ca_setting=ca_setting), notes
 
 
 def make_endpoint(label: str, host: str, port: int, user: str, password: str, dbname: str,
-                  params: dict[str, str] | None = None) -> Endpoint:
-    """An Endpoint that requires TLS for any non-local host unless ``params`` set sslmode."""
+                  params: dict[str, str] | None = None, ca_file: str = "", ca_setting: str = "",
+                  hostaddr: str = "") -> Endpoint:
+    """An Endpoint over verified TLS: sslmode=verify-full against ``ca_file`` (else the system's CA store),
+    unless ``params`` set sslmode (then as they say; ``ca_file`` only where they name no sslrootcert)."""
     params = dict(params or {})
-    if host not in LOCAL_HOSTS and "sslmode" not in params:
-        params["sslmode"] = "require"
+    if "sslmode" not in params:
+        params["sslmode"] = "verify-full"
+        params.setdefault("sslrootcert", ca_file or system_ca_file())
+    elif ca_file:
+        params.setdefault("sslrootcert", ca_file)
     register_secret(password)
-    return Endpoint(label, host, int(port), user, dbname, password, tuple(sorted(params.items())))
+    return Endpoint(label, host, int(port), user, dbname, password, tuple(sorted(params.items())),
+                    hostaddr=hostaddr, ca_setting=ca_setting)
 
 
-def server_version(conn: Any) -> int:
-    """server_version_num, e.g. 150018."""
-    return int(conn.server_version)
+def system_ca_file() -> str:
+    """The system's CA store as one PEM file (libpq's sslrootcert=system would ask the OpenSSL that libpq was
+    built with, whose default paths a wheel's bundled OpenSSL may not share with this system)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile,
+                      "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return "system"
 
 
-def major(version_num: int) -> int:
-    return version_num // 10000
+def address_of(host: str) -> str:
+    """A host's IP address (libpq's hostaddr takes no name); the host itself when it cannot be resolved
+    (libpq then says so)."""
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,76 +204,3 @@ class TableStats:
     @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
-
-
-def table_stats(conn: Any, checksums: bool = True, on_table: Callable[[int, int], None] | None = None,
-                parallel: bool = True) -> dict[str, TableStats]:
-    """Every user table in every non-system schema: exact row count and an order-independent checksum.
-
-    The checksum is the sum of a 64-bit hash of each row's text, computed by the server in one scan (no
-    sort, nothing sent back but two numbers); the session uses fixed output settings so that the same
-    rows give the same sum on any server. It reads in the connection's transaction (in the one whose
-    snapshot a pg_dump imports, exactly what that pg_dump saw), which the caller ends: the fixed settings
-    are local to it. ``on_table(done, total)`` follows the scan.
-    ``parallel``: a large table's checksum may use the server's parallel workers (PARALLEL_ON); off where
-    the scan runs beside a dump of the same server, which needs those cores more.
-    """
-    with conn.cursor() as cur:
-        for name, value in CANONICAL_SETTINGS:
-            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
-        cur.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in PARALLEL_SETTINGS))
-        defaults = cur.fetchone()
-        cur.execute(USER_TABLES)
-        stats = {}
-        aggregate = CHECKSUM if checksums else "NULL"
-        tables = cur.fetchall()
-        current = defaults
-        for done, (schema, table, size) in enumerate(tables):
-            if on_table:
-                on_table(done, len(tables))
-            values = PARALLEL_ON if parallel and checksums and (size or 0) >= PARALLEL_MIN_BYTES else defaults
-            if values != current:  # a round trip only where it changes
-                cur.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in PARALLEL_SETTINGS),
-                            [item for pair in zip(PARALLEL_SETTINGS, values) for item in pair])
-                current = values
-            cur.execute(sql.SQL("SELECT count(*), " + aggregate + " FROM {} AS t").format(sql.Identifier(schema, table)))
-            rows, checksum = cur.fetchone()
-            stats[f"{schema}.{table}"] = TableStats(schema, table, int(rows), "" if checksum is None else str(checksum))
-    return stats
-
-
-def server_identity(conn: Any, endpoint: Endpoint) -> dict[str, str | None]:
-    """Which database this is: the cluster's system identifier, the database's name, and where it was reached.
-
-    The system identifier is None where pg_control_system() is not granted (some managed services revoke it).
-    """
-    identifier = None
-    with conn.cursor() as cur:
-        try:
-            cur.execute("SELECT system_identifier::text FROM pg_control_system()")
-            identifier = cur.fetchone()[0]
-        except psycopg2.Error:
-            conn.rollback()
-        cur.execute("SELECT current_database()")
-        database = cur.fetchone()[0]
-    conn.rollback()
-    return {"system_identifier": identifier, "database": database, "host": f"{endpoint.host}:{endpoint.port}"}
-
-
-def transactions_seen(conn: Any) -> str:
-    """The current snapshot's transaction ids (xmin:xmax:in-progress), cluster-wide.
-
-    Every write, DDL included, takes a transaction id, so the same value later means no write committed or
-    began in between (sequences excepted: nextval takes none). Read-only work leaves it as it is; other
-    databases of the same server, and ANALYZE, move it too.
-    """
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_current_snapshot()::text")
-        return cur.fetchone()[0]
-
-
-def sequence_values(conn: Any) -> dict[str, int | None]:
-    """Every sequence's last value (None when never used)."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences ORDER BY 1")
-        return {name: value for name, value in cur.fetchall()}

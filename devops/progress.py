@@ -121,9 +121,10 @@ class Transfer:
 
 
 class Steps:
-    """Work counted in tables (the guard's read of a database, the verification before COMMIT): 'label:
-    N/M tables, elapsed' every ``interval`` seconds without a terminal, one line redrawn in place on one.
-    ``done``/``total`` are set with ``update``, or read from ``poll`` on each tick. Nothing is printed for
+    """Work counted in tables (the verification before COMMIT): 'label: N/M tables, elapsed' every
+    ``interval`` seconds without a terminal, one line redrawn in place on one. ``done``/``total`` are set
+    with ``update``, or read from ``poll`` on each tick; work that is one statement (the guard's read of a
+    database) shows 'label: elapsed'. Nothing is printed for
     work shorter than an interval (without a terminal), and no console means no progress at all."""
 
     def __init__(self, console: Console | None, label: str, interval: float,
@@ -154,9 +155,10 @@ class Steps:
     def _tick(self) -> None:
         if self.poll and (counted := self.poll()):
             self.update(*counted)
-        if not self.total:  # the count of tables is not known yet: "0/0 tables" would say nothing
+        if not self.total and self.poll:  # the count of tables is not known yet: "0/0 tables" would say nothing
             return
-        line = f"{self.label}: {self.done}/{self.total} tables, {duration(time.monotonic() - self._started)}"
+        counted = f"{self.done}/{self.total} tables, " if self.total else ""
+        line = f"{self.label}: {counted}{duration(time.monotonic() - self._started)}"
         if self.terminal:
             self._drawn = True
             redraw(self.console, line)

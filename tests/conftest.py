@@ -17,7 +17,7 @@ from devops import toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import PostgresCluster, Sandbox, Server, find_pg_bin, free_port
+from devops.sandbox import HOST, PostgresCluster, Sandbox, Server, certificates, find_pg_bin, free_port
 from devops.sandbox.provider_mirror import use_provider_mirror
 from tests import dbtools
 from tests.faults import S3FaultProxy
@@ -195,10 +195,15 @@ def server_of_major(sandbox):
             pytest.fail(f"no PostgreSQL {major} server binaries: the dev image has every major (./toolbox/inv test)")
         root = Path(tempfile.mkdtemp(prefix=f"devops-{role}{major}-", dir=SCRATCH))
         root.chmod(0o755)
-        cluster = PostgresCluster(bin_dir, root / "data", sandbox.load_state().get("run_as"))
-        server = Server(name=f"{role}{major}", port=free_port(), superuser_password=secrets.token_urlsafe(18))
-        stand_in = sandbox.load_state()[role]
-        cluster.init(server, sandbox.limits(role))
+        state = sandbox.load_state()
+        cluster = PostgresCluster(bin_dir, root / "data", state.get("run_as"))
+        server = Server(name=f"{role}{major}", port=free_port(), superuser_password=secrets.token_urlsafe(18),
+                        ca=state["ca"])
+        stand_in = state[role]
+        # TLS only, with a certificate of the sandbox's CA for the names the stand-in's has.
+        tls = certificates.issue(Path(state["ca"]).parent, root, [HOST, "localhost", state["rds_endpoint"]],
+                                 state.get("run_as"))
+        cluster.init(server, sandbox.limits(role), tls)
         cluster.start()
         started.append((cluster, root))
         Sandbox._create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])

@@ -93,16 +93,20 @@ class Server:
     user: str = ""
     password: str = ""
     database: str = ""
+    ca: str = ""  # the CA file that verifies its certificate; "" for a server without TLS
 
-    def url(self) -> str:
+    def url(self, verified: bool = False) -> str:
+        """Its URL; ``verified``: with sslmode=verify-full against its CA (what a task does by default)."""
         user, password = quote(self.user, safe=""), quote(self.password, safe="")
-        return f"postgresql://{user}:{password}@{HOST}:{self.port}/{self.database}"
+        tls = f"?sslmode=verify-full&sslrootcert={quote(self.ca)}" if verified and self.ca else ""
+        return f"postgresql://{user}:{password}@{HOST}:{self.port}/{self.database}{tls}"
 
     def connect(self, as_superuser: bool = False, database: str | None = None) -> Any:
         user, password = ("postgres", self.superuser_password) if as_superuser else (self.user, self.password)
+        tls = {"sslmode": "verify-full", "sslrootcert": self.ca} if self.ca else {}
         return psycopg2.connect(
             host=HOST, port=self.port, user=user, password=password,
-            dbname=database or ("postgres" if as_superuser else self.database), connect_timeout=5,
+            dbname=database or ("postgres" if as_superuser else self.database), connect_timeout=5, **tls,
         )
 
 
@@ -122,8 +126,11 @@ class PostgresCluster:
             command = ["runuser", "-u", self.run_as, "--", *command]
         return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
-    def init(self, server: Server, limits: dict[str, int] | None = None) -> None:
-        """A new cluster for ``server``, with SERVER_SETTINGS and ``limits`` (max_connections, ...)."""
+    def init(self, server: Server, limits: dict[str, int] | None = None,
+             tls: tuple[Path, Path] | None = None) -> None:
+        """A new cluster for ``server``, with SERVER_SETTINGS and ``limits`` (max_connections, ...). With
+        ``tls`` (certificate, key), it accepts TLS connections only, as Neon and RDS do (pg_hba's hostssl
+        lines alone); without, plaintext only (a server that offers no TLS)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         pwfile = self.root / "pwfile"
@@ -141,14 +148,24 @@ class PostgresCluster:
             raise DevopsError(f"initdb for the {server.name} stand-in failed: {_last_line(result.stderr)}")
         settings = {**SERVER_SETTINGS, **{name: str(value) for name, value in (limits or {}).items()},
                     "port": str(server.port)}
+        if tls:
+            settings.update(ssl="on", ssl_cert_file=str(tls[0]), ssl_key_file=str(tls[1]))
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\n# sandbox\n" + "".join(f"{k} = '{v}'\n" for k, v in settings.items()))
+        kind = "hostssl" if tls else "hostnossl"
+        (self.data / "pg_hba.conf").write_text(
+            ("# sandbox: TLS only, as Neon and RDS\n" if tls else "# sandbox: a server without TLS\n")
+            + "".join(f"{kind} all all {net} scram-sha-256\n" for net in ("127.0.0.1/32", "::1/128")))
 
     def start(self) -> None:
         result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
         if result.returncode != 0:
             raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
                               f" (see {self.log})")
+
+    def reload(self) -> None:
+        """Read the configuration and the certificate files again (a new certificate needs no restart)."""
+        self._run("pg_ctl", "-D", str(self.data), "reload")
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; mode "immediate" is a crash (tests use it to kill a server mid-sync)."""

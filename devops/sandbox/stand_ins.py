@@ -26,6 +26,8 @@ from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
 from devops.files import write_private
+from devops.sandbox import certificates
+from devops.sandbox.network import Network
 from devops.sandbox.postgres import HOST, PostgresCluster, Server, _unprivileged_user, find_pg_bin
 from devops.sandbox.processes import _http_ok, _terminate_group, free_port, pid_alive, port_open, wait_for
 from devops.terraform import Terraform
@@ -33,7 +35,7 @@ from devops.terraform import Terraform
 
 STATE_FILE = "state.json"
 TASKS_CONFIG = "ecs-tasks.json"
-COMPONENTS = ("neon", "rds", "emulator", "app", "terraform")
+COMPONENTS = ("neon", "rds", "emulator", "app", "network", "terraform")
 SAMPLE_DATA = Path(__file__).with_name("sample_data.sql")
 NEON_ROLE = "neondb_owner"
 NEON_DATABASE = "neondb"
@@ -151,6 +153,12 @@ class Sandbox:
             rows.append({"component": "app", "address": f"http://{HOST}:{app['port']}/api/health",
                          "running": pid_alive(app.get("pid")) and port_open(app["port"]),
                          "detail": "app stand-in behind the ALB address override (devops.alb_address)"})
+        if "network" in state:
+            network = state["network"]
+            rows.append({"component": "network", "address": f"{HOST}:{network['control']}",
+                         "running": pid_alive(network.get("pid")) and port_open(network["control"]),
+                         "detail": f"the tasks' way to Neon, RDS and AWS: {self.settings.sandbox_rtt_ms:g} ms "
+                                   "round trips (devops.sandbox_rtt_ms), counted"})
         if "terraform" in state:
             rows.append({"component": "terraform", "address": str(self.settings.terraform_dir),
                          "running": bool(state["terraform"].get("applied")),
@@ -191,6 +199,7 @@ class Sandbox:
         state: dict[str, Any] = {"project_name": self.settings.project_name, "run_as": run_as,
                                  "pg_bin": {name: str(path) for name, path in bin_dirs.items()},
                                  "rds_major": majors["rds"]}
+        state["ca"] = str(certificates.make_ca(self.dir / "ca"))
         state["emulator"] = self._start_emulator()
         self._save_state(state)
         state["app"] = self._start_app()
@@ -200,7 +209,7 @@ class Sandbox:
             # PostgreSQL servers are created and loaded.
             applied = pool.submit(self._apply_terraform, state)
             for name in ("neon", "rds"):
-                state[name] = dataclasses.asdict(self._start_server(name, bin_dirs[name], run_as))
+                state[name] = dataclasses.asdict(self._start_server(name, bin_dirs[name], run_as, state["ca"]))
                 self._save_state(state)
             neon = self._server(state, "neon")
             self._create_app_database(neon, NEON_ROLE, secrets.token_urlsafe(18), NEON_DATABASE)
@@ -216,20 +225,27 @@ class Sandbox:
         self._create_app_database(rds, secret["username"], secret["password"], outputs["database_name"])
         state["rds"] = dataclasses.asdict(rds)
         state["rds_endpoint"] = outputs["database_endpoint"]
+        # RDS's certificate names its endpoint: the tasks verify that name, through a tunnel too.
+        certificates.issue(self.dir / "ca", self.dir / "rds", [HOST, "localhost", outputs["database_endpoint"]], run_as)
+        self.cluster("rds").reload()
+        state["network"] = self._start_network(state)
         self._save_state(state)
-        self._write_tasks_config(outputs["database_endpoint"], rds.port, state["app"]["port"])
+        self._write_tasks_config(outputs["database_endpoint"], rds.port, state["app"]["port"], state["ca"])
         self.console.info(f"RDS stand-in: role {rds.user} has the password from {outputs['database_secret_arn']}")
         return state
 
-    def _write_tasks_config(self, rds_endpoint: str, rds_port: int, app_port: int) -> None:
+    def _write_tasks_config(self, rds_endpoint: str, rds_port: int, app_port: int, ca: str) -> None:
         """What the emulator's ECS tasks need to reach the RDS stand-in: the endpoint's host name resolves
-        to 127.0.0.1 in the container; the stand-in listens on a random port (not 5432) and without TLS
-        (which the tasks require of any host but a local one), so the RDS address override points at it.
+        to 127.0.0.1 in the container; the stand-in listens on a random port (not 5432), so the RDS address
+        override points at it (its certificate's name still verified). The tasks trust the sandbox's CA,
+        mounted in the container, for both sides, as the image trusts AWS's and the public ones in the VPC.
         The emulated ALB's name resolves nowhere, in the VPC too: validate's health URL goes to the app
         stand-in, as from the host."""
         config = {"extra_hosts": {rds_endpoint: HOST},
+                  "volumes": {ca: {"bind": ca, "mode": "ro"}},
                   "environment": {"INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds_port}",
-                                  "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{app_port}"}}
+                                  "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{app_port}",
+                                  "INVOKE_DEVOPS_NEON_CA_FILE": ca, "INVOKE_DEVOPS_RDS_CA_FILE": ca}}
         (self.dir / TASKS_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
     def _start_emulator(self) -> dict[str, Any]:
@@ -290,11 +306,34 @@ class Sandbox:
         return {setting: getattr(self.settings, f"sandbox_{name}_{setting}")
                 for setting in ("max_connections", "max_locks_per_transaction")}
 
-    def _start_server(self, name: str, bin_dir: Path, run_as: str | None) -> Server:
+    def _start_network(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The proxy in front of the stand-ins and the emulator (devops/sandbox/network.py)."""
+        upstreams = {"neon": state["neon"]["port"], "rds": state["rds"]["port"], "aws": state["emulator"]["port"]}
+        routes = {name: free_port() for name in upstreams}
+        control = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devops.sandbox.network", "--control", str(control),
+             "--rtt-ms", str(self.settings.sandbox_rtt_ms),
+             *(f"--route={name}:{routes[name]}:{upstream}" for name, upstream in upstreams.items())],
+            stdout=subprocess.DEVNULL, stderr=(self.dir / "network.log").open("w"), stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=REPO_ROOT,
+        )
+        wait_for(lambda: process.poll() is None and port_open(control), 30, "the sandbox's network")
+        self.console.info(f"Network: Neon, RDS and AWS through {HOST}:{routes['neon']}, {routes['rds']}, "
+                          f"{routes['aws']} ({self.settings.sandbox_rtt_ms:g} ms round trips)")
+        return {"pid": process.pid, "control": control, "routes": routes}
+
+    def network(self) -> Network:
+        """The control of the sandbox's network: its round-trip time, what crossed it."""
+        return Network(self.load_state()["network"]["control"])
+
+    def _start_server(self, name: str, bin_dir: Path, run_as: str | None, ca: str) -> Server:
         cluster = PostgresCluster(bin_dir, self.dir / name, run_as)
         server = Server(name=name, port=free_port(), superuser_password=secrets.token_urlsafe(18),
-                        version=cluster.version())
-        cluster.init(server, self.limits(name))
+                        version=cluster.version(), ca=ca)
+        cluster.root.mkdir(parents=True, exist_ok=True)
+        tls = certificates.issue(self.dir / "ca", cluster.root, [HOST, "localhost"], run_as)
+        cluster.init(server, self.limits(name), tls)
         cluster.start()
         self.console.info(f"PostgreSQL {server.version} for the {name} stand-in on {HOST}:{server.port}")
         return server
@@ -356,7 +395,7 @@ class Sandbox:
             if not quiet:
                 self.console.info(f"No sandbox in {self.dir}: nothing to stop")
             return
-        for component in ("emulator", "app"):
+        for component in ("network", "emulator", "app"):
             pid = state.get(component, {}).get("pid")
             if pid_alive(pid):
                 _terminate_group(pid)
@@ -383,12 +422,17 @@ class Sandbox:
         if not state.get("terraform", {}).get("applied"):
             raise DevopsError(f"no sandbox running in {self.dir}: start it with `inv sandbox.up`")
         neon, rds = self._server(state, "neon"), self._server(state, "rds")
+        routes = state["network"]["routes"]
         values: dict[str, str | None] = {
-            "NEON_DATABASE_URL": neon.url(),
+            # The tasks reach each stand-in through the sandbox's network, over TLS verified with its CA.
+            "NEON_DATABASE_URL": dataclasses.replace(neon, port=routes["neon"]).url(),
             **self.aws_environment(state),
-            "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{rds.port}" if tunnel else None,
+            "AWS_ENDPOINT_URL": f"http://{HOST}:{routes['aws']}",
+            "INVOKE_DEVOPS_RDS_ADDRESS": f"{HOST}:{routes['rds']}" if tunnel else None,
             "INVOKE_DEVOPS_ALB_ADDRESS": f"{HOST}:{state['app']['port']}" if "app" in state else None,
-            "SANDBOX_RDS_URL": rds.url(),
+            "INVOKE_DEVOPS_NEON_CA_FILE": state["ca"],
+            "INVOKE_DEVOPS_RDS_CA_FILE": state["ca"],
+            "SANDBOX_RDS_URL": rds.url(verified=True),
         }
         if self.settings.sandbox_dir != Settings().sandbox_dir:
             values["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.dir)

@@ -52,4 +52,4 @@ def _show_status(sandbox: Sandbox, console: Console) -> None:
         console.line()
         console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is private, as on AWS: run tasks that need "
                      f"it with --on ecs, or through the tunnel `inv sandbox.env --tunnel` models "
-                     f"(devops.rds_address = {HOST}:{state['rds']['port']})")
+                     f"(devops.rds_address = {HOST}:{state['network']['routes']['rds']})")

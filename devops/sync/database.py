@@ -4,18 +4,24 @@ Every query the operation makes of a database goes through its one connection, o
 server's version and identity, the plan's counts, the snapshot that pg_dump and the counts share, the
 sequences, the restore's look at the target's settings. psycopg2's errors become one DevopsError naming
 the database, here only. (pg_dump, pg_restore and psql are processes with connections of their own.)
+
+Each read is one round trip (one query string; ../shared/WORLD.md: 20-80 ms each from a laptop): the
+connection is in autocommit mode, so psycopg2 sends no BEGIN and no ROLLBACK of its own, and a read that
+needs several statements sends them together (sql/read_tables.sql).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+import dataclasses
+from typing import Any, Iterator
 
 import psycopg2
+import psycopg2.extensions
 
 from devops.errors import DevopsError
 from devops.masking import first_line
-from devops.postgres import Endpoint, TableStats, sequence_values, server_identity, table_stats, transactions_seen
+from devops.postgres import Endpoint, TableStats
 from devops.sync import sql
 from devops.sync.decisions import LockTable
 
@@ -26,14 +32,44 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
 """
-
-
-LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.load("own_schemas"))
+LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)
+# Which database this is: the cluster's system identifier (NULL where pg_control_system() is not granted, as
+# some managed services do), the database's name; and the server's lock table (sql/lock_table.sql).
+SERVER = f"""
+SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier::text FROM pg_control_system()) END,
+       current_database(), lock_table.*
+FROM ({sql.load("lock_table")}) AS lock_table
+"""
+# The snapshot's transaction ids (xmin:xmax:in-progress), cluster-wide. Every write, DDL included, takes a
+# transaction id, so the same value later means no write committed or began in between (sequences excepted:
+# nextval takes none, so they are compared too). Read-only work leaves it; other databases of the same
+# server, and ANALYZE, move it too.
+TRANSACTIONS_SEEN = "pg_current_snapshot()::text"
+# The probe's and the dump's read, in the snapshot: tables, transactions seen, objects, sequences, schema.
+READ_STATE = f", {TRANSACTIONS_SEEN}, ({LOCKABLE_OBJECTS}), ({sql.SEQUENCES}), ({sql.SCHEMA_HASH})"
 
 
 def version_text(version_num: int) -> str:
     """150018 -> '15.18'."""
     return f"{version_num // 10000}.{version_num % 10000}"
+
+
+def _stats(tables: dict[str, Any]) -> dict[str, TableStats]:
+    """read_tables.sql's jsonb as TableStats, in name order."""
+    return {name: TableStats(*name.split(".", 1), int(t["rows"]), t["checksum"] or "")
+            for name, t in sorted(tables.items())}
+
+
+@dataclasses.dataclass
+class Reading:
+    """What one read of a database in a snapshot found."""
+
+    tables: dict[str, TableStats]
+    seen: str  # TRANSACTIONS_SEEN
+    objects: int  # sql/lockable_objects.sql: the locks dropping them, or creating them again, takes
+    sequences: dict[str, int | None]
+    schema: str  # sql/schema_hash.sql
 
 
 class Database:
@@ -42,13 +78,18 @@ class Database:
         self.endpoint = endpoint
         self.label = endpoint.label
         self.version = 0  # server_version_num, once read_server ran
-        self.identity: dict[str, Any] = {}  # postgres.server_identity: which database this is
+        self.identity: dict[str, Any] = {}  # which database this is (read_server)
         self.lock_table = LockTable(0, 0)  # its lock table's size, once read_server ran
         self._conn: Any = None
 
     @property
     def version_text(self) -> str:
         return version_text(self.version)
+
+    @property
+    def schema_by(self) -> str:
+        """How its schema hash is taken: hashes compare only when taken the same way (guard.changes)."""
+        return f"catalog-1 {self.version // 10000}"
 
     @contextlib.contextmanager
     def errors_named(self, reading: str) -> Iterator[None]:
@@ -60,18 +101,24 @@ class Database:
 
     @contextlib.contextmanager
     def session(self, reading: str) -> Iterator[Any]:
-        """The connection for one piece of work, its transaction ended afterwards (an idle connection must
-        hold no lock that the restore's DROPs would wait on); errors named by ``reading``."""
+        """A cursor on the connection for one piece of work, no transaction left open afterwards (an idle
+        connection must hold no lock that the restore's DROPs would wait on); errors named by ``reading``."""
         if self._conn is None or self._conn.closed:
             self._conn = self.endpoint.connect()
+            self._conn.autocommit = True
         conn = self._conn
         try:
-            with self.errors_named(reading):
-                yield conn
+            with self.errors_named(reading), conn.cursor() as cur:
+                yield cur
         finally:
-            if not conn.closed:
+            if not conn.closed and conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                 with contextlib.suppress(psycopg2.Error):
                     conn.rollback()
+
+    def _one(self, reading: str, query: str) -> tuple[Any, ...]:
+        with self.session(reading) as cur:
+            cur.execute(query)
+            return cur.fetchone()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -80,86 +127,59 @@ class Database:
 
     def read_server(self) -> None:
         """The server's version, identity and lock table (preflight)."""
-        with self.session("the server identity") as conn, conn.cursor() as cur:
-            self.version, self.identity = int(conn.server_version), server_identity(conn, self.endpoint)
-            cur.execute(sql.load("lock_table"))
-            self.lock_table = LockTable(*cur.fetchone())
+        identifier, database, max_locks, slots = self._one("the server identity", SERVER)
+        self.version = int(self._conn.server_version)
+        self.identity = {"system_identifier": identifier, "database": database,
+                         "host": f"{self.endpoint.host}:{self.endpoint.port}"}
+        self.lock_table = LockTable(max_locks, slots)
 
-    def counts(self) -> dict[str, TableStats]:
-        """Every table's rows, without checksums (the plan's counts of the source)."""
-        with self.session("the tables") as conn:
-            return table_stats(conn, checksums=False)
-
-    def size(self) -> int:
-        """The estimate of a dump's size: the tables' sizes (0 when they cannot be read)."""
-        try:
-            with self.session("the tables' sizes") as conn, conn.cursor() as cur:
-                cur.execute(SIZE_QUERY)
-                return int(cur.fetchone()[0])
-        except DevopsError:  # no estimate: the progress line still shows bytes and rate
-            return 0
-
-    def lockable_objects(self) -> int:
-        """How many objects of its own the database holds: the locks that dropping them, or creating them
-        again, takes (sql/lockable_objects.sql)."""
-        with self.session("the objects") as conn:
-            return _count_objects(conn)
+    def counts(self) -> tuple[dict[str, TableStats], int, int]:
+        """Every table's rows, without checksums (the plan's counts of a source); how many objects of its own
+        it holds (what a restore of it creates); and the estimate of a dump's size (the tables' sizes)."""
+        tables, objects, size = self._one("the tables", sql.read_tables(
+            f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY})", checksums=False))
+        return _stats(tables), int(objects), int(size)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Snapshot"]:
         """A read-only repeatable-read transaction whose snapshot is exported (for pg_dump --snapshot):
         what is read through the Snapshot is exactly what those pg_dumps see. It ends on exit, once every
         pg_dump that imports it has started (they are waited for inside the block)."""
-        with self.session("a snapshot") as conn, conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cur.execute("SELECT pg_export_snapshot()")
-            yield Snapshot(self, conn, cur.fetchone()[0])
+        with self.session("a snapshot") as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT pg_export_snapshot()")
+            try:
+                yield Snapshot(self, cur, cur.fetchone()[0])
+            finally:
+                with contextlib.suppress(psycopg2.Error):
+                    cur.execute("ROLLBACK")
 
     def still_holds(self, seen: str, sequences: dict[str, Any]) -> bool:
-        """True when nothing was written since a snapshot that had seen ``seen`` (transactions_seen) and
+        """True when nothing was written since a snapshot that had seen ``seen`` (TRANSACTIONS_SEEN) and
         ``sequences`` (no transaction id taken since, the sequences where they were)."""
-        with self.session("the transactions") as conn:
-            return transactions_seen(conn) == seen and sequence_values(conn) == sequences
+        now_seen, now_sequences = self._one("the transactions", f"SELECT {TRANSACTIONS_SEEN}, ({sql.SEQUENCES})")
+        return now_seen == seen and now_sequences == sequences
 
     def settings_and_kept_schemas(self, kept_schemas_query: str) -> tuple[set[str], set[str]]:
         """The server's setting names (so that the restore sends none it lacks) and the schemas the full
         replace keeps."""
-        with self.session("the settings") as conn, conn.cursor() as cur:
-            cur.execute("SELECT name FROM pg_settings")
-            settings = {name for (name,) in cur.fetchall()}
-            cur.execute(kept_schemas_query)
-            return settings, {name for (name,) in cur.fetchall()}
-
-
-def _count_objects(conn: Any) -> int:
-    with conn.cursor() as cur:
-        cur.execute(LOCKABLE_OBJECTS)
-        return int(cur.fetchone()[0])
+        settings, kept = self._one("the settings", f"SELECT array(SELECT name FROM pg_settings), "
+                                                   f"array({kept_schemas_query})")
+        return set(settings), set(kept)
 
 
 class Snapshot:
     """Reads inside a Database.snapshot's transaction (its connection, from one thread at a time)."""
 
-    def __init__(self, database: Database, conn: Any, name: str):
+    def __init__(self, database: Database, cur: Any, name: str):
         self.database = database
-        self.conn = conn
+        self.cur = cur
         self.name = name
 
-    def _read(self, reading: str, read: Callable[[Any], Any]) -> Any:
-        with self.database.errors_named(reading):
-            return read(self.conn)
-
-    def tables(self, on_table: Callable[[int, int], None] | None = None, parallel: bool = True) -> dict[str, TableStats]:
-        """Every table's rows and checksum, as the snapshot sees them."""
-        return self._read("the tables", lambda conn: table_stats(conn, on_table=on_table, parallel=parallel))
-
-    def transactions_seen(self) -> str:
-        return self._read("the transactions", transactions_seen)
-
-    def lockable_objects(self) -> int:
-        """Database.lockable_objects, in the snapshot."""
-        return self._read("the objects", _count_objects)
-
-    def sequences(self) -> dict[str, int | None]:
-        """Every sequence's last value (sequences are outside transactions: their value now)."""
-        return self._read("the sequences", sequence_values)
+    def read(self, parallel: bool = True) -> Reading:
+        """Every table's rows and checksum, the transactions seen, the objects, the sequences (outside
+        transactions: their value now) and the schema's hash, as the snapshot sees them: one round trip.
+        ``parallel``: a large table's checksum may use the server's parallel workers (not beside a dump)."""
+        with self.database.errors_named("the tables"):
+            self.cur.execute(sql.read_tables(READ_STATE, parallel=parallel))
+            tables, seen, objects, sequences, schema = self.cur.fetchone()
+        return Reading(_stats(tables), seen, int(objects), sequences, schema)

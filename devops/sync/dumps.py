@@ -4,7 +4,6 @@ records of both (``fingerprint``, ``manifest``), and the restore's verified COMM
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,34 +19,15 @@ from devops.sync.preflight import Environment
 from devops.sync.store import utcnow, utcnow_precise
 
 
-def schema_hash(db: Database, snapshot: str | None = None) -> str:
-    """sha256 of the database's schema (pg_dump --schema-only, plain): any DDL change shows in it.
-
-    The random key of the \\restrict/\\unrestrict lines that recent pg_dump versions write is left out.
-    """
-    args = ["pg_dump", "--schema-only", "--no-owner", "--no-acl", *([f"--snapshot={snapshot}"] if snapshot else [])]
-    processes = Processes()
-    try:
-        proc = processes.start("pg_dump --schema-only", args, endpoint=db.endpoint)
-        digest = hashlib.sha256()
-        for line in proc.stdout:  # a schema is small: a line at a time is fine
-            if not line.startswith((b"\\restrict ", b"\\unrestrict ")):
-                digest.update(line)
-        if proc.wait() != 0:
-            raise DevopsError(f"pg_dump --schema-only of {db.label} failed: {processes.error_of(proc)}")
-        return digest.hexdigest()
-    finally:
-        processes.close()
-
-
 def fingerprint(env: Environment, db: Database, tables: dict[str, TableStats], sequences: dict[str, Any],
                 schema: str) -> dict[str, Any]:
-    """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and the
-    pg_dump that took it), and which database it is (server_identity)."""
+    """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and how it was
+    taken: Database.schema_by), and which database it is (Database.identity)."""
     return {"side": db.side, "where": db.endpoint.where(), "server": db.identity or None,
             "recorded": utcnow_precise(),
             "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
-            "sequences": sequences, "schema": schema, "pg_dump": env.tools.versions.get("pg_dump")}
+            "sequences": sequences, "schema": schema, "schema_by": db.schema_by,
+            "pg_dump": env.tools.versions.get("pg_dump")}
 
 
 @dataclasses.dataclass
@@ -69,17 +49,13 @@ def probe(env: Environment, db: Database, console: Console | None = None) -> Sta
     """One read of a database: every table's rows and checksum, the schema hash and the sequences.
 
     This is the one scan of the target per sync: the plan shows its counts, the divergence guard and the
-    safety copy compare its fingerprint with the newest record. With ``console``, its progress (tables read).
+    safety copy compare its fingerprint with the newest record. With ``console``, its progress (the time it
+    takes: the scan is one statement).
     """
-    with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=1) as pool, \
-            Steps(console, f"Reading {db.label}", env.settings.progress_interval) as steps:
-        schema = pool.submit(schema_hash, db, snapshot.name)
-        seen = snapshot.transactions_seen()
-        tables = snapshot.tables(on_table=steps.update)
-        objects = snapshot.lockable_objects()
-        schema_sha = schema.result()
-        sequences = snapshot.sequences()
-    return State(fingerprint(env, db, tables, sequences, schema_sha), tables, seen, objects)
+    with db.snapshot() as snapshot, Steps(console, f"Reading {db.label}", env.settings.progress_interval):
+        found = snapshot.read()
+    return State(fingerprint(env, db, found.tables, found.sequences, found.schema), found.tables, found.seen,
+                 found.objects)
 
 
 @dataclasses.dataclass
@@ -100,20 +76,18 @@ def dump(env: Environment, db: Database, key: str, processes: Processes, extra_s
     Returns once pg_dump succeeded and the upload is complete; any failure aborts the upload.
     """
     started = time.monotonic()
-    with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=2) as pool:
+    with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=1) as pool:
         # Beside pg_dump, on the snapshot's own connection: no parallel workers (pg_dump needs those cores).
-        stats = pool.submit(snapshot.tables, parallel=False)
-        schema = pool.submit(schema_hash, db, snapshot.name)
+        reading = pool.submit(snapshot.read, parallel=False)
         proc = processes.start("pg_dump", dump_args(env.compression, snapshot.name), endpoint=db.endpoint)
         with env.store.writer(key) as writer:
             pump(read_chunks(proc.stdout), [writer, *extra_sinks])
             if proc.wait() != 0:
                 raise DevopsError(f"pg_dump of {db.label} failed: {processes.error_of(proc)}")
             sha256 = writer.close()
-        tables, schema_sha = stats.result(), schema.result()
-        sequences, objects = snapshot.sequences(), snapshot.lockable_objects()
-    return Dump(key, sha256, writer.size, tables, sequences, schema_sha, round(time.monotonic() - started, 2),
-                objects)
+        found = reading.result()
+    return Dump(key, sha256, writer.size, found.tables, found.sequences, found.schema,
+                round(time.monotonic() - started, 2), found.objects)
 
 
 def manifest(env: Environment, db: Database, result: Dump, direction: str, reason: str) -> dict[str, Any]:
@@ -149,6 +123,7 @@ class Verified:
     left_out: list[str]
     committed: bool
     locks: int | None  # held by the restore's transaction at its peak (pipeline.RestoreResult.locks)
+    schema: str = ""  # the restored schema's hash (pipeline.RestoreResult.schema)
 
 
 def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any],
@@ -168,7 +143,7 @@ def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], seque
         return Verified(_as_stats(found["tables"]), found["sequences"],
                         compare_sequences(sequences, found["sequences"]), restore.result.left_out, False,
                         restore.result.locks)
-    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True, result.locks)
+    return Verified(_as_stats(expected), dict(sequences), [], result.left_out, True, result.locks, result.schema)
 
 
 def _as_stats(tables: dict[str, dict[str, Any]]) -> dict[str, TableStats]:

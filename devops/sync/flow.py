@@ -43,7 +43,7 @@ from devops.sync.database import Database, version_text
 from devops.sync.decisions import (Outcome, after_plan, compare, content_hash, downgrade, downgrade_hint,
                                    locks_needed, must_look_again, reusable_dump, too_many_locks, unexpected_target,
                                    version_num)
-from devops.sync.dumps import Verified, commit_verified, dump, fingerprint, manifest, probe, schema_hash
+from devops.sync.dumps import Verified, commit_verified, dump, fingerprint, manifest, probe
 from devops.sync.guard import Judgement, judge
 from devops.sync.pipeline import Processes, Restore
 from devops.sync.preflight import Environment, prepare, store_of
@@ -120,7 +120,8 @@ class SyncSource:
         self.key = ""
         self.written: Copy | None = None
         self._counts: dict[str, int] = {}
-        self.objects = 0  # Database.lockable_objects: what the restore creates
+        self._size = 0  # the tables' sizes: the estimate of the dump's (its progress line)
+        self.objects = 0  # sql/lockable_objects.sql: what the restore creates
         self._manifest: dict[str, Any] = {}
 
     @property
@@ -133,8 +134,8 @@ class SyncSource:
         return Copy(self.env.store.url(self.key))
 
     def counts(self) -> dict[str, int]:
-        self._counts = {name: t.rows for name, t in self.db.counts().items()}
-        self.objects = self.db.lockable_objects()
+        tables, self.objects, self._size = self.db.counts()
+        self._counts = {name: t.rows for name, t in tables.items()}
         return self._counts
 
     def announce(self, console: Console, target: Database) -> None:
@@ -142,7 +143,7 @@ class SyncSource:
 
     def estimate(self) -> tuple[int, int]:
         """The bytes and tables the transfer is expected to move (for its progress line)."""
-        return self.db.size(), len(self._counts)
+        return self._size, len(self._counts)
 
     def stream(self, processes: Processes, sinks: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The source into ``sinks``: the tables and sequences the target must then hold."""
@@ -363,7 +364,7 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
     report = finish(report, phases, expected, verified, source)                          # 9. report
     render.finish(console, report)
     if report.status == Status.OK:                                                        # 10. record
-        source.record(target, fingerprint(env, target, verified.tables, verified.sequences, schema_hash(target)), when)
+        source.record(target, fingerprint(env, target, verified.tables, verified.sequences, verified.schema), when)
     return report
 
 

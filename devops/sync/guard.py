@@ -52,9 +52,10 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[Change]:
         kind = "new table" if old is None else "table dropped" if new is None else "changed"
         found.append(Change(name, kind, old_rows, new_rows, rows_added=max(delta, 0), rows_removed=max(-delta, 0),
                             content_changed=bool(old and new and old.get("checksum") != new.get("checksum"))))
-    # A schema hash taken by another pg_dump version may differ for nothing: compared only by the same one.
-    same_tool = recorded.get("pg_dump") in (None, current.get("pg_dump"))
-    if same_tool and recorded.get("schema") != current.get("schema"):
+    # A schema hash taken another way (an older record's pg_dump, another server major's catalogs) may differ
+    # for nothing: compared only when taken the same way.
+    same_method = recorded.get("schema_by") == current.get("schema_by")
+    if same_method and recorded.get("schema") != current.get("schema"):
         found.append(Change("(schema)", "definitions changed", None, None))
     return found
 

@@ -31,8 +31,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 from devops import runlog
 from devops.errors import DevopsError
 from devops.masking import mask
-from devops.postgres import (CANONICAL_SETTINGS, CHECKSUM, PARALLEL_MIN_BYTES, PARALLEL_ON, PARALLEL_SETTINGS,
-                             USER_TABLES, Endpoint)
+from devops.postgres import Endpoint
 from devops.sync import sql
 from devops.sync.database import Database
 
@@ -51,9 +50,8 @@ MANAGED_SERVICE_EXCLUSIONS = (
 # The full replace's prelude (sql/prelude.sql): BEGIN, then everything of the target's own dropped inside
 # the restore's transaction; the schemas it keeps (sql/kept_schemas.sql) keep their CREATE SCHEMA out of the
 # restore too.
-OWN_SCHEMAS = sql.load("own_schemas")
-KEPT_SCHEMAS = sql.load("kept_schemas", own_schemas=OWN_SCHEMAS)
-PRELUDE = sql.load("prelude", own_schemas=OWN_SCHEMAS, kept_schemas=KEPT_SCHEMAS) + "\n"
+KEPT_SCHEMAS = sql.load("kept_schemas", own_schemas=sql.OWN_SCHEMAS)
+PRELUDE = sql.load("prelude", own_schemas=sql.OWN_SCHEMAS, kept_schemas=KEPT_SCHEMAS) + "\n"
 PRELUDE_LINES = PRELUDE.count("\n")  # a psql error at or before this line came from the prelude
 
 
@@ -210,6 +208,7 @@ def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
 class RestoreResult:
     left_out: list[str] = field(default_factory=list)
     locks: int | None = None  # the heavyweight locks the restore's transaction held before the verification
+    schema: str = ""  # the restored schema's hash (sql/schema_hash.sql), from the verification
 
 
 class VerificationFailed(PipelineError):
@@ -228,6 +227,9 @@ RESTORED_MARKER = (f"\nDO $devops$ BEGIN RAISE WARNING '{RESTORED} %', "
                    "(SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()); END $devops$;\n").encode()
 RESTORED_LOCKS = re.compile(rb"devops-restored (\d+)")
 VERIFIED = re.compile(rb"devops-verified (\d+)/(\d+)")
+VERIFY_PROGRESS = "        RAISE WARNING 'devops-verified %/%', done, total;  -- read from psql's stderr"
+# The verification's last word: the restored schema's hash (sql/schema_hash.sql), for the target's record.
+SCHEMA = re.compile(r"devops-schema ([0-9a-f]{32})")
 PSQL_ERROR = re.compile(r"^psql:[^\n]*?:(\d+): (?:ERROR|FATAL):\s+(.*)$", re.M)
 # The lines psql prints after an error's: the server's DETAIL and HINT.
 PSQL_MORE = re.compile(r"^(DETAIL|HINT):\s+(.*)$", re.M)
@@ -503,6 +505,8 @@ class Restore:
             raise self._failure() from None
         if self._psql.wait() != 0:
             raise self._failure()
+        found = SCHEMA.search(self.processes.stderr_of(self._psql))
+        self.result.schema = found.group(1) if found else ""
         return self.result
 
 
@@ -538,16 +542,10 @@ def verification_sql(expected: dict[str, Any]) -> str:
     literal = json.dumps({"tables": expected["tables"], "sequences": expected["sequences"]}, sort_keys=True)
     tag = "$devops_expected$"
     assert tag not in literal
-    settings = "\n".join(f"    PERFORM set_config('{name}', '{value}', true);" for name, value in CANONICAL_SETTINGS)
-    # As table_stats: a large table's scan may use the server's parallel workers (postgres.PARALLEL_ON).
-    parallel_defaults = ", ".join(f"current_setting('{name}')" for name in PARALLEL_SETTINGS)
-    parallel = "\n".join(
-        f"        PERFORM set_config('{name}', CASE WHEN r.bytes >= {PARALLEL_MIN_BYTES} THEN '{on}' "
-        f"ELSE defaults[{index}] END, true);"
-        for index, (name, on) in enumerate(zip(PARALLEL_SETTINGS, PARALLEL_ON), start=1))
     # The literal last: a table's name in it may read like a slot.
-    return sql.load("verify", user_tables=USER_TABLES, checksum=CHECKSUM, settings=settings,
-                    parallel_defaults=parallel_defaults, parallel=parallel, expected=f"{tag}{literal}{tag}::jsonb")
+    return sql.load("verify", settings=sql.SETTINGS, parallel_defaults=sql.PARALLEL_DEFAULTS,
+                    count_tables=sql.count_tables(progress=VERIFY_PROGRESS), schema_hash=sql.SCHEMA_HASH,
+                    expected=f"{tag}{literal}{tag}::jsonb")
 
 
 def _describe_entry(line: str) -> str:

@@ -1,0 +1,176 @@
+"""The sandbox's network: one proxy process in front of the Neon and RDS stand-ins and the AWS emulator that
+adds a round-trip time of one's choosing and counts what crosses it.
+
+On 127.0.0.1 a round trip costs nothing; from a laptop to Neon or AWS it costs 20-80 ms (../shared/WORLD.md),
+so what a task spends is its round trips times that. The proxy holds each chunk for half the round-trip time
+in each direction (a wire with latency and no bandwidth limit), and counts per route:
+
+- connections, and those still open;
+- round trips: the times the client sends after the server last spoke (or first, on a new connection);
+  a query and its answer is one, a new PostgreSQL connection 4-5 (3 more with TLS), each batch of
+  statements one. A count is stable where a time is not: tests assert counts;
+- bytes each way.
+
+It forwards bytes and never reads them: TLS goes through end to end. Run by the sandbox as
+``python -m devops.sandbox.network --control PORT --route neon:LISTEN:UPSTREAM ... --rtt-ms N``; a small
+line protocol on the control port (``stats``, ``reset``, ``rtt MS``) is what ``Network`` speaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+from typing import Any
+
+HOST = "127.0.0.1"
+CHUNK = 256 * 1024
+
+
+@dataclasses.dataclass
+class Counts:
+    connections: int = 0
+    open: int = 0
+    round_trips: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class Proxy:
+    def __init__(self, routes: dict[str, tuple[int, int]], rtt_ms: float):
+        self.routes = routes  # name -> (listen port, upstream port)
+        self.rtt_ms = rtt_ms
+        self.counts = {name: Counts() for name in routes}
+
+    async def serve(self, control_port: int) -> None:
+        servers = [await asyncio.start_server(self._control, HOST, control_port)]
+        for name, (listen, upstream) in self.routes.items():
+            servers.append(await asyncio.start_server(
+                lambda r, w, name=name, upstream=upstream: self._connection(name, upstream, r, w), HOST, listen))
+        await asyncio.gather(*(server.serve_forever() for server in servers))
+
+    async def _connection(self, name: str, upstream: int, client_r: asyncio.StreamReader,
+                          client_w: asyncio.StreamWriter) -> None:
+        counts = self.counts[name]
+        try:
+            server_r, server_w = await asyncio.open_connection(HOST, upstream)
+        except OSError:
+            client_w.close()
+            return
+        for writer in (client_w, server_w):
+            with contextlib.suppress(OSError):
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        counts.connections += 1
+        counts.open += 1
+        last = ["down"]  # who spoke last: a client's send after the server's answer is a new round trip
+
+        def upward(size: int) -> None:
+            if last[0] == "down":
+                counts.round_trips += 1
+            last[0] = "up"
+            counts.bytes_up += size
+
+        def downward(size: int) -> None:
+            last[0] = "down"
+            counts.bytes_down += size
+
+        try:
+            await asyncio.gather(self._pipe(client_r, server_w, upward), self._pipe(server_r, client_w, downward))
+        finally:
+            counts.open -= 1
+            for writer in (client_w, server_w):
+                writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Any) -> None:
+        """Bytes from ``reader`` to ``writer``, each chunk delivered half a round trip after it arrived."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        writer.write_eof()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        delivering = asyncio.ensure_future(deliver())
+        try:
+            while True:
+                try:
+                    data = await reader.read(CHUNK)
+                except OSError:
+                    data = b""
+                if data:
+                    seen(len(data))
+                queue.put_nowait((loop.time() + self.rtt_ms / 2000, data))
+                if not data:
+                    break
+            await delivering
+        except (OSError, asyncio.CancelledError):
+            delivering.cancel()
+            writer.close()
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            words = (await reader.readline()).decode().split()
+            if words[:1] == ["reset"]:
+                self.counts = {name: Counts() for name in self.routes}
+            elif words[:1] == ["rtt"] and len(words) == 2:
+                self.rtt_ms = float(words[1])
+            reply = {"rtt_ms": self.rtt_ms, "routes": {name: {"port": self.routes[name][0],
+                                                              **dataclasses.asdict(counts)}
+                                                       for name, counts in self.counts.items()}}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+class Network:
+    """The control side, for the sandbox, the tests and the benches."""
+
+    def __init__(self, control_port: int):
+        self.control_port = control_port
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        with socket.create_connection((HOST, self.control_port), timeout=5) as sock:
+            sock.sendall(command.encode() + b"\n")
+            reply = sock.makefile("rb").readline()
+        return json.loads(reply)
+
+    def stats(self) -> dict[str, Any]:
+        """{"rtt_ms": N, "routes": {name: {"port", "connections", "open", "round_trips", "bytes_up", ...}}}."""
+        return self._ask("stats")
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def set_rtt(self, milliseconds: float) -> None:
+        self._ask(f"rtt {milliseconds}")
+
+    def counts(self) -> dict[str, Counts]:
+        return {name: Counts(**{f.name: route[f.name] for f in dataclasses.fields(Counts)})
+                for name, route in self.stats()["routes"].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--control", type=int, required=True)
+    parser.add_argument("--route", action="append", default=[], help="name:listen_port:upstream_port")
+    parser.add_argument("--rtt-ms", type=float, default=0)
+    args = parser.parse_args()
+    routes = {name: (int(listen), int(upstream)) for name, listen, upstream in
+              (route.split(":") for route in args.route)}
+    asyncio.run(Proxy(routes, args.rtt_ms).serve(args.control))
+
+
+if __name__ == "__main__":
+    main()
