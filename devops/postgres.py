@@ -26,8 +26,11 @@ LIBPQ_PARAMS = {
     "channel_binding": "PGCHANNELBINDING", "application_name": "PGAPPNAME", "options": "PGOPTIONS",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
 }
-# Fixed output settings, so that a row's text (and so its checksum) is the same on any server.
+# Fixed output settings, so that a row's text (and so its checksum) is the same on any server, and the schema's
+# text (sql/schema_hash.sql) the same in any session: with no search_path every name is schema-qualified, as in
+# the restore's session (pg_dump's script empties it).
 CANONICAL_SETTINGS = (
+    ("search_path", ""),
     ("TimeZone", "UTC"),
     ("DateStyle", "ISO, YMD"),
     ("IntervalStyle", "postgres"),

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import psycopg2
 import pytest
@@ -20,9 +21,48 @@ from tests.helpers import INV, without_log
 
 def test_status_shows_every_component_up(sandbox):
     rows = {row["component"]: row for row in sandbox.status()}
-    assert set(rows) == {"neon", "rds", "emulator", "app", "terraform"}
+    assert set(rows) == {"neon", "rds", "emulator", "app", "network", "terraform"}
     assert all(row["running"] for row in rows.values())
     assert sandbox.is_up()
+
+
+@pytest.mark.parametrize("side", ["neon", "rds"])
+def test_the_stand_ins_accept_tls_only_and_name_themselves_to_the_sandboxs_ca(sandbox, sandbox_state, side):
+    """As Neon and RDS: plaintext is refused by the server itself, and verify-full against the sandbox's CA
+    passes for the names the tasks use (RDS: its emulated endpoint's, reached at a tunnel's address)."""
+    server = sandbox_state[side]
+    login = dict(host=HOST, port=server["port"], user=server["user"], password=server["password"],
+                 dbname=server["database"], connect_timeout=5)
+    with pytest.raises(psycopg2.OperationalError, match="no encryption"):
+        psycopg2.connect(**login, sslmode="disable")
+    names = {"host": HOST} if side == "neon" else {"host": sandbox_state["rds_endpoint"], "hostaddr": HOST}
+    conn = psycopg2.connect(**{**login, **names}, sslmode="verify-full", sslrootcert=sandbox_state["ca"])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert cur.fetchone() == (True,)
+    conn.close()
+
+
+def test_the_network_delays_and_counts_each_round_trip(sandbox, sandbox_env):
+    """The proxy in front of the stand-ins: a round trip costs the RTT set, and is counted."""
+    network = sandbox.network()
+    conn = psycopg2.connect(sandbox_env["NEON_DATABASE_URL"], sslmode="verify-full",
+                            sslrootcert=sandbox_env["INVOKE_DEVOPS_NEON_CA_FILE"])
+    conn.autocommit = True
+    try:
+        network.reset()
+        network.set_rtt(50)
+        with conn.cursor() as cur:
+            started = time.monotonic()
+            for _ in range(4):
+                cur.execute("SELECT 1")
+            took = time.monotonic() - started
+        counts = network.counts()["neon"]
+    finally:
+        network.set_rtt(sandbox.settings.sandbox_rtt_ms)
+        conn.close()
+    assert counts.round_trips == 4 and counts.connections == 0  # opened before the reset
+    assert 0.2 <= took < 0.2 + 0.5, took
 
 
 def test_up_again_is_a_no_op(sandbox, sandbox_settings, sandbox_state):
@@ -90,7 +130,8 @@ def test_env_names_everything_tasks_need_and_keeps_rds_private_without_a_tunnel(
 def test_rds_address_override_maps_the_emulated_endpoint_onto_the_stand_in(sandbox, sandbox_env):
     settings = Settings.load({"rds_address": sandbox_env["INVOKE_DEVOPS_RDS_ADDRESS"]}, environ={})
     host, port = settings.rds_address_override()
-    assert (host, port) == (HOST, sandbox.load_state()["rds"]["port"])
+    # Through the sandbox's network, as a tunnel is a hop of its own.
+    assert (host, port) == (HOST, sandbox.load_state()["network"]["routes"]["rds"])
     assert sandbox.load_state()["rds_endpoint"].endswith(".rds.amazonaws.com")
 
 
@@ -101,7 +142,7 @@ def test_status_task_as_json(sandbox_env):
                             cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["up"] is True and len(report["components"]) == 5
+    assert report["up"] is True and len(report["components"]) == 6
 
 
 def test_task_banner_names_the_sandbox(sandbox_env):

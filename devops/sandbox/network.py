@@ -54,7 +54,6 @@ class Proxy:
 
     async def _connection(self, name: str, upstream: int, client_r: asyncio.StreamReader,
                           client_w: asyncio.StreamWriter) -> None:
-        counts = self.counts[name]
         try:
             server_r, server_w = await asyncio.open_connection(HOST, upstream)
         except OSError:
@@ -63,24 +62,24 @@ class Proxy:
         for writer in (client_w, server_w):
             with contextlib.suppress(OSError):
                 writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        counts.connections += 1
-        counts.open += 1
+        self.counts[name].connections += 1
+        self.counts[name].open += 1
         last = ["down"]  # who spoke last: a client's send after the server's answer is a new round trip
 
-        def upward(size: int) -> None:
+        def upward(size: int) -> None:  # self.counts[name]: a reset replaces it
             if last[0] == "down":
-                counts.round_trips += 1
+                self.counts[name].round_trips += 1
             last[0] = "up"
-            counts.bytes_up += size
+            self.counts[name].bytes_up += size
 
         def downward(size: int) -> None:
             last[0] = "down"
-            counts.bytes_down += size
+            self.counts[name].bytes_down += size
 
         try:
             await asyncio.gather(self._pipe(client_r, server_w, upward), self._pipe(server_r, client_w, downward))
         finally:
-            counts.open -= 1
+            self.counts[name].open -= 1
             for writer in (client_w, server_w):
                 writer.close()
 
@@ -121,8 +120,8 @@ class Proxy:
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             words = (await reader.readline()).decode().split()
-            if words[:1] == ["reset"]:
-                self.counts = {name: Counts() for name in self.routes}
+            if words[:1] == ["reset"]:  # the connections open now stay counted as open
+                self.counts = {name: Counts(open=counts.open) for name, counts in self.counts.items()}
             elif words[:1] == ["rtt"] and len(words) == 2:
                 self.rtt_ms = float(words[1])
             reply = {"rtt_ms": self.rtt_ms, "routes": {name: {"port": self.routes[name][0],

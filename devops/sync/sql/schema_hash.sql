@@ -24,9 +24,9 @@ SELECT md5(coalesce(string_agg(line, E'\n' ORDER BY line), '')) FROM (
     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attrelid IN (SELECT oid FROM rel WHERE relkind NOT IN ('i', 'I')) AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
-    SELECT format('view %s %s', r.oid::regclass, pg_get_viewdef(r.oid)) FROM rel r WHERE r.relkind IN ('v', 'm')
+    SELECT format('view %s %s', v.oid::regclass, pg_get_viewdef(v.oid)) FROM rel v WHERE v.relkind IN ('v', 'm')
     UNION ALL
-    SELECT format('index %s', pg_get_indexdef(r.oid)) FROM rel r WHERE r.relkind IN ('i', 'I')
+    SELECT format('index %s', pg_get_indexdef(v.oid)) FROM rel v WHERE v.relkind IN ('i', 'I')
     UNION ALL
     SELECT format('constraint %s %s %I %s', k.conrelid::regclass, k.contypid::regtype, k.conname,
                   pg_get_constraintdef(k.oid))
