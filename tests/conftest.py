@@ -188,7 +188,9 @@ def server_of_major(sandbox):
     override (tests/helpers.py: ``redirect``)."""
     started: list[tuple[PostgresCluster, Path]] = []
 
-    def start(major: str, role: str) -> str:
+    def start(major: str, role: str, tls: str = "sandbox") -> str:
+        """``tls``: "sandbox" (a certificate of the sandbox's CA, TLS only), "other-ca" (of a CA nobody
+        trusts), or "none" (a server that offers no TLS)."""
         try:
             bin_dir = find_pg_bin(major)
         except DevopsError:
@@ -197,13 +199,16 @@ def server_of_major(sandbox):
         root.chmod(0o755)
         state = sandbox.load_state()
         cluster = PostgresCluster(bin_dir, root / "data", state.get("run_as"))
+        ca_dir = Path(state["ca"]).parent if tls == "sandbox" else root / "other-ca"
+        if tls == "other-ca":
+            certificates.make_ca(ca_dir, "a CA nobody trusts")
         server = Server(name=f"{role}{major}", port=free_port(), superuser_password=secrets.token_urlsafe(18),
-                        ca=state["ca"])
+                        ca=str(ca_dir / "ca.pem") if tls != "none" else "")
         stand_in = state[role]
-        # TLS only, with a certificate of the sandbox's CA for the names the stand-in's has.
-        tls = certificates.issue(Path(state["ca"]).parent, root, [HOST, "localhost", state["rds_endpoint"]],
-                                 state.get("run_as"))
-        cluster.init(server, sandbox.limits(role), tls)
+        # TLS only, with a certificate for the names the stand-in's has.
+        files = (certificates.issue(ca_dir, root, [HOST, "localhost", state["rds_endpoint"]], state.get("run_as"))
+                 if tls != "none" else None)
+        cluster.init(server, sandbox.limits(role), files)
         cluster.start()
         started.append((cluster, root))
         Sandbox._create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])

@@ -124,12 +124,14 @@ def test_a_restore_that_comes_out_different_is_rolled_back(sandbox, every_kind, 
     before = dbtools.snapshot(rds)
     state = sandbox.load_state()
     server = state["rds"]
-    target = make_endpoint("RDS", "127.0.0.1", server["port"], server["user"], server["password"], server["database"])
+    target = make_endpoint("RDS", "127.0.0.1", server["port"], server["user"], server["password"], server["database"],
+                           ca_file=state["ca"])
     processes = Processes()
     try:
         dump = processes.start("pg_dump", ["pg_dump", "--format=custom", "--no-owner", "--no-acl"],
                                endpoint=make_endpoint("Neon", "127.0.0.1", state["neon"]["port"], state["neon"]["user"],
-                                                      state["neon"]["password"], state["neon"]["database"]))
+                                                      state["neon"]["password"], state["neon"]["database"],
+                                                      ca_file=state["ca"]))
         with tempfile.TemporaryDirectory() as workdir:
             restore = Restore(Database("rds", target), processes, workdir)
             for chunk in iter(lambda: dump.stdout.read(65536), b""):

@@ -295,6 +295,21 @@ def test_shim_keeps_secrets_out_of_the_sandbox_containers_configuration(tmp_path
     assert "-e NEON_DATABASE_URL" in executed[0] and "-e AWS_SECRET_ACCESS_KEY" in executed[0]
 
 
+def test_shim_mounts_a_ca_file_of_ones_own_wherever_it_is_on_the_host(tmp_path):
+    """neon_ca_file / rds_ca_file may name a file outside the checkout: the container gets it at its path,
+    once, read-only; the warm container is another one for other files (its mounts are fixed at creation)."""
+    ca, other = tmp_path / "corp-ca.pem", tmp_path / "other-ca.pem"
+    ca.write_text("pem"), other.write_text("pem")
+    calls = _shim_calls(tmp_path, "sync.neon-to-rds", INVOKE_DEVOPS_NEON_CA_FILE=str(ca),
+                        INVOKE_DEVOPS_RDS_CA_FILE=str(ca))
+    created = [line for line in calls if line.startswith("run ") and " -d --rm --name " in line]
+    assert len(created) == 1 and created[0].count(f"-v {ca}:{ca}:ro") == 1, calls
+    warm = created[0].split(" -d --rm --name ")[1].split()[0]
+    calls = _shim_calls(tmp_path, "sync.neon-to-rds", INVOKE_DEVOPS_RDS_CA_FILE=str(other))
+    asked = [line for line in calls if line.startswith("inspect --format")]
+    assert asked and warm not in asked[0], calls
+
+
 def test_shim_picks_the_image_from_task_names_only(tmp_path):
     runtime, dev = _tag(tmp_path), _tag(tmp_path, "dev")
     # An option's value that looks like a task name picks nothing (nor a sandbox container).

@@ -28,6 +28,7 @@ from typing import Any
 
 HOST = "127.0.0.1"
 CHUNK = 256 * 1024
+QUEUED = 64  # chunks on the way in each direction: 16 MB, more than a fast link's bandwidth x delay
 
 
 @dataclasses.dataclass
@@ -57,7 +58,7 @@ class Proxy:
         try:
             server_r, server_w = await asyncio.open_connection(HOST, upstream)
         except OSError:
-            client_w.close()
+            client_w.transport.abort()
             return
         for writer in (client_w, server_w):
             with contextlib.suppress(OSError):
@@ -76,17 +77,29 @@ class Proxy:
             last[0] = "down"
             self.counts[name].bytes_down += size
 
+        pipes = [asyncio.ensure_future(self._pipe(client_r, server_w, upward)),
+                 asyncio.ensure_future(self._pipe(server_r, client_w, downward))]
         try:
-            await asyncio.gather(self._pipe(client_r, server_w, upward), self._pipe(server_r, client_w, downward))
+            done, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
+            if any(not task.cancelled() and task.exception() for task in done):
+                # One side broke (a server killed, a client gone): the other is reset, as a kernel resets a
+                # connection whose peer is gone on its next write; its writes fail now, not at the end.
+                for writer in (client_w, server_w):
+                    writer.transport.abort()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
         finally:
             self.counts[name].open -= 1
             for writer in (client_w, server_w):
                 writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Any) -> None:
-        """Bytes from ``reader`` to ``writer``, each chunk delivered half a round trip after it arrived."""
+        """Bytes from ``reader`` to ``writer``, each chunk delivered half a round trip after it arrived; at most
+        QUEUED chunks on the way (a sender faster than the receiver waits, as TCP's window makes it). Raises
+        when either end fails."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=QUEUED)
 
         async def deliver() -> None:
             while True:
@@ -94,7 +107,7 @@ class Proxy:
                 if (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 if not data:
-                    with contextlib.suppress(OSError):
+                    if writer.can_write_eof():
                         writer.write_eof()
                     return
                 writer.write(data)
@@ -102,20 +115,16 @@ class Proxy:
 
         delivering = asyncio.ensure_future(deliver())
         try:
-            while True:
-                try:
-                    data = await reader.read(CHUNK)
-                except OSError:
-                    data = b""
+            while not delivering.done():
+                data = await reader.read(CHUNK)
                 if data:
                     seen(len(data))
-                queue.put_nowait((loop.time() + self.rtt_ms / 2000, data))
+                await queue.put((loop.time() + self.rtt_ms / 2000, data))
                 if not data:
                     break
             await delivering
-        except (OSError, asyncio.CancelledError):
+        finally:
             delivering.cancel()
-            writer.close()
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

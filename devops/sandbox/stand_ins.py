@@ -27,7 +27,6 @@ from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
 from devops.files import write_private
 from devops.sandbox import certificates
-from devops.sandbox.network import Network
 from devops.sandbox.postgres import HOST, PostgresCluster, Server, _unprivileged_user, find_pg_bin
 from devops.sandbox.processes import _http_ok, _terminate_group, free_port, pid_alive, port_open, wait_for
 from devops.terraform import Terraform
@@ -323,8 +322,11 @@ class Sandbox:
                           f"{routes['aws']} ({self.settings.sandbox_rtt_ms:g} ms round trips)")
         return {"pid": process.pid, "control": control, "routes": routes}
 
-    def network(self) -> Network:
-        """The control of the sandbox's network: its round-trip time, what crossed it."""
+    def network(self) -> Any:
+        """The control of the sandbox's network (devops.sandbox.network.Network): its round-trip time, what
+        crossed it."""
+        from devops.sandbox.network import Network  # here: `python -m devops.sandbox.network` imports this package
+
         return Network(self.load_state()["network"]["control"])
 
     def _start_server(self, name: str, bin_dir: Path, run_as: str | None, ca: str) -> Server:

@@ -379,8 +379,8 @@ def read_target(env: Environment, target: Database, force: bool, pool: ThreadPoo
 
 def plan_report(env: Environment, job: Job, source: SyncSource | DumpSource, target: Database,
                 source_counts: dict[str, int], state: Any, judgement: Judgement, options: Options) -> Report:
-    """The report as the plan shows it (the keys are a forecast: they are named again under the lock)."""
-    when = env.store.free_time(job.sides, utcnow())
+    """The report as the plan shows it (the keys are a forecast, not looked up: they are named under the lock)."""
+    when = utcnow()
     target_counts = {name: t.rows for name, t in state.tables.items()}
     majors = downgrade(source.version, target.version)
     needed = locks_needed(state.objects, source.objects)

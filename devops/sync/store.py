@@ -133,7 +133,16 @@ class DumpStore:
         Keys have one-second resolution (as in the seeds): two operations within a second must not
         overwrite each other's dumps.
         """
-        while any(self.exists(dump_key(side, when)) for side in sides):
+        when = when.replace(microsecond=0)
+        taken = set()
+        for side in sides:  # one LIST a side: the keys from that second on (not a HEAD per candidate)
+            start = f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}"
+            try:
+                listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=dump_prefix(side), StartAfter=start)
+            except (ClientError, BotoCoreError) as exc:
+                raise DevopsError(f"cannot list {self.url(dump_prefix(side))}: {describe(exc)}") from None
+            taken |= {second_of(item["Key"]) for item in listed.get("Contents", [])}
+        while when.strftime(TIMESTAMP) in taken:
             when += dt.timedelta(seconds=1)
         return when
 

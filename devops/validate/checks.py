@@ -216,6 +216,8 @@ def rds_connection(ctx: Context) -> Result:
                             "from the VPC, or reach it through a tunnel and set rds_address")
     try:
         conn = endpoint.connect(timeout=5)
+    except DevopsError as exc:  # one line naming RDS and, for TLS, what to set (Endpoint.refusal)
+        return Result(FAIL, str(exc))
     except Exception as exc:  # noqa: BLE001
         return Result(FAIL, f"RDS connection to {endpoint.where()} failed: {first_line(exc)}")
     try:

@@ -1,0 +1,88 @@
+"""The sandbox's network proxy (devops/sandbox/network.py) against a plain echo server: no sandbox needed."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from devops.config import REPO_ROOT
+from devops.sandbox.network import Network
+from devops.sandbox.processes import free_port, port_open, wait_for
+
+
+@pytest.fixture
+def echo():
+    """An echo server on 127.0.0.1; ``stop()`` closes it and every connection it holds (a server dying)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(65536), b"")],
+                             daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def stop() -> None:
+        server.close()
+        for conn in held:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    yield server.getsockname()[1], stop
+    stop()
+
+
+@pytest.fixture
+def proxied(echo):
+    upstream, stop = echo
+    control, listen = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "devops.sandbox.network", "--control", str(control),
+                                "--route", f"echo:{listen}:{upstream}", "--rtt-ms", "40"], cwd=REPO_ROOT)
+    wait_for(lambda: port_open(control), 10, "the proxy")
+    yield Network(control), listen, stop
+    process.terminate()
+    process.wait()
+
+
+def test_each_round_trip_takes_the_rtt_and_is_counted(proxied):
+    network, port, _ = proxied
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        started = time.monotonic()
+        for _ in range(5):
+            conn.sendall(b"ping")
+            assert conn.recv(100) == b"ping"
+        took = time.monotonic() - started
+    assert 0.2 <= took < 0.2 + 0.3, took
+    wait_for(lambda: network.counts()["echo"].open == 0, 5, "the connection's end")
+    counts = network.counts()["echo"]
+    assert (counts.connections, counts.round_trips, counts.bytes_up, counts.bytes_down) == (1, 5, 20, 20)
+    network.reset()
+    network.set_rtt(0)
+    assert network.stats()["rtt_ms"] == 0 and network.counts()["echo"].round_trips == 0
+
+
+def test_a_server_that_dies_resets_its_clients_at_once(proxied):
+    """As on a real network: the client's next writes fail (not only its read at the end)."""
+    network, port, stop = proxied
+    network.set_rtt(0)
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"x")
+        assert conn.recv(10) == b"x"
+        stop()
+        with pytest.raises(OSError):
+            for _ in range(1000):  # writes go on until the reset arrives
+                conn.sendall(b"y" * 65536)
+                time.sleep(0.001)

@@ -1,0 +1,102 @@
+"""A sync over the sandbox's network (devops/sandbox/network.py): its round trips and connections to Neon, RDS
+and AWS, counted (a count is stable where a time is not). From a laptop each round trip costs 20-80 ms.
+
+The direct pipe (pg_dump -Fc | pg_restore --clean, the same client tools) runs through the same network as
+the measure of what the tools cost by themselves: the sync's round trips beyond the pipe's are the project's,
+and those stay few and do not grow with the number of tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from devops.sandbox.network import Counts
+from tests.helpers import inv
+
+pytestmark = pytest.mark.sandbox
+
+# The project's round trips beyond the pipe's, per side (measured: see test_round_trips_..._are_few).
+MAX_EXTRA_ROUND_TRIPS = {"neon": 12, "rds": 30}
+# The connections a sync opens: Neon: the sync's own and pg_dump's; RDS: the sync's own, psql's (the
+# restore) and the progress watcher's.
+MAX_CONNECTIONS = {"neon": 2, "rds": 3}
+MAX_AWS_REQUESTS = 40
+
+
+def tls_env(sandbox_env: dict[str, str], side: str) -> dict[str, str]:
+    """The libpq environment a task gives its tools for ``side``, through the sandbox's network."""
+    ca = sandbox_env[f"INVOKE_DEVOPS_{side.upper()}_CA_FILE"]
+    if side == "neon":
+        url = urlsplit(sandbox_env["NEON_DATABASE_URL"])
+        where = {"PGHOST": url.hostname, "PGPORT": str(url.port)}
+    else:
+        url = urlsplit(sandbox_env["SANDBOX_RDS_URL"])
+        address, port = sandbox_env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
+        endpoint = json.loads(sandbox_env["DEVOPS_TEST_STATE"])["rds_endpoint"]
+        where = {"PGHOST": endpoint, "PGHOSTADDR": address, "PGPORT": port}
+    return {**os.environ, **where, "PGUSER": unquote(url.username), "PGPASSWORD": unquote(url.password),
+            "PGDATABASE": url.path.lstrip("/"), "PGSSLMODE": "verify-full", "PGSSLROOTCERT": ca}
+
+
+def pipe(sandbox_env: dict[str, str]) -> None:
+    dump = subprocess.Popen(["pg_dump", "-Fc", "--no-owner", "--no-acl"], env=tls_env(sandbox_env, "neon"),
+                            stdout=subprocess.PIPE)
+    restore = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl", "-d",
+                              tls_env(sandbox_env, "rds")["PGDATABASE"]], env=tls_env(sandbox_env, "rds"),
+                             stdin=dump.stdout, capture_output=True, text=True)
+    dump.stdout.close()
+    assert dump.wait() == 0 and restore.returncode == 0, restore.stderr
+
+
+def counted(network, run) -> dict[str, Counts]:
+    network.reset()
+    run()
+    return network.counts()
+
+
+def sync(env: dict[str, str]) -> dict:
+    result = inv(env, "sync.neon-to-rds", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def env(sandbox, sandbox_env):
+    return {**sandbox_env, "DEVOPS_TEST_STATE": json.dumps({"rds_endpoint": sandbox.load_state()["rds_endpoint"]})}
+
+
+def measure(sandbox, env) -> tuple[dict[str, Counts], dict[str, Counts]]:
+    """(the pipe's counts, a sync's counts): the sync is the second of two, as a user's next sync is (the
+    target holds the last sync's data: its safety copy is that dump)."""
+    network = sandbox.network()
+    piped = counted(network, lambda: pipe(env))
+    sync(env)
+    synced = counted(network, lambda: sync(env))
+    return piped, synced
+
+
+def extra(piped: dict[str, Counts], synced: dict[str, Counts]) -> dict[str, int]:
+    return {side: synced[side].round_trips - piped[side].round_trips for side in ("neon", "rds")}
+
+
+def test_round_trips_beyond_the_tools_own_are_few_and_do_not_grow_with_the_tables(sandbox, env, databases):
+    databases(neon="rich", rds="keep_me")
+    small = measure(sandbox, env)
+    databases(neon="big_seed_1", rds="big_seed_2")  # 300 tables, 1,000+ indexes, triggers, partitions
+    big = measure(sandbox, env)
+    print("round trips and connections (pipe, sync): small", small, "big", big)
+    for piped, synced in (small, big):
+        for side in ("neon", "rds"):
+            assert synced[side].round_trips - piped[side].round_trips <= MAX_EXTRA_ROUND_TRIPS[side], (side, piped,
+                                                                                                      synced)
+            assert synced[side].connections <= MAX_CONNECTIONS[side], (side, synced)
+        assert synced["aws"].round_trips <= MAX_AWS_REQUESTS, synced["aws"]
+    # The project's round trips do not grow with the number of tables (the tools' own do: a statement each).
+    small_extra, big_extra = extra(*small), extra(*big)
+    assert all(big_extra[side] <= small_extra[side] + 2 for side in ("neon", "rds")), (small_extra, big_extra)
+    assert big[0]["rds"].round_trips > 5 * small[0]["rds"].round_trips  # the tools' own: per object
