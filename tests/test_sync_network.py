@@ -20,12 +20,17 @@ from tests.helpers import inv
 
 pytestmark = pytest.mark.sandbox
 
-# The project's round trips beyond the pipe's, per side (measured: see test_round_trips_..._are_few).
-MAX_EXTRA_ROUND_TRIPS = {"neon": 12, "rds": 30}
+# The project's round trips beyond the pipe's, per side. Measured (a sync's on the sample-like "rich" data
+# and on 300 tables alike): Neon 13 (its own connection: 6 with TLS; the read of the server, the counts, the
+# snapshot's read, its ROLLBACK...), RDS -2 (the full replace's prelude is one statement where pg_restore
+# --clean drops object by object).
+MAX_EXTRA_ROUND_TRIPS = {"neon": 15, "rds": 5}
 # The connections a sync opens: Neon: the sync's own and pg_dump's; RDS: the sync's own, psql's (the
 # restore) and the progress watcher's.
 MAX_CONNECTIONS = {"neon": 2, "rds": 3}
-MAX_AWS_REQUESTS = 40
+# AWS: the requests (the emulator closes each connection after its answer, where AWS keeps them: so the
+# handshakes counted are one a request, and only the requests are compared). Measured: 23.
+MAX_AWS_REQUESTS = 25
 
 
 def tls_env(sandbox_env: dict[str, str], side: str) -> dict[str, str]:
@@ -66,8 +71,13 @@ def sync(env: dict[str, str]) -> dict:
 
 
 @pytest.fixture
-def env(sandbox, sandbox_env):
-    return {**sandbox_env, "DEVOPS_TEST_STATE": json.dumps({"rds_endpoint": sandbox.load_state()["rds_endpoint"]})}
+def env(sandbox, sandbox_env, server_of_major):
+    """RDS on 18, as Neon, behind the network's RDS route: the pipe's pg_restore 18 restores into a server of
+    its own major only (into an older one it sends settings that server lacks; the sync leaves them out)."""
+    network = sandbox.network()
+    network.route("rds", urlsplit(server_of_major("18", "rds")).port)
+    yield {**sandbox_env, "DEVOPS_TEST_STATE": json.dumps({"rds_endpoint": sandbox.load_state()["rds_endpoint"]})}
+    network.route("rds", sandbox.load_state()["rds"]["port"])
 
 
 def measure(sandbox, env) -> tuple[dict[str, Counts], dict[str, Counts]]:
@@ -95,7 +105,7 @@ def test_round_trips_beyond_the_tools_own_are_few_and_do_not_grow_with_the_table
             assert synced[side].round_trips - piped[side].round_trips <= MAX_EXTRA_ROUND_TRIPS[side], (side, piped,
                                                                                                       synced)
             assert synced[side].connections <= MAX_CONNECTIONS[side], (side, synced)
-        assert synced["aws"].round_trips <= MAX_AWS_REQUESTS, synced["aws"]
+        assert synced["aws"].round_trips - synced["aws"].connections <= MAX_AWS_REQUESTS, synced["aws"]
     # The project's round trips do not grow with the number of tables (the tools' own do: a statement each).
     small_extra, big_extra = extra(*small), extra(*big)
     assert all(big_extra[side] <= small_extra[side] + 2 for side in ("neon", "rds")), (small_extra, big_extra)

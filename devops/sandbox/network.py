@@ -6,14 +6,16 @@ so what a task spends is its round trips times that. The proxy holds each chunk 
 in each direction (a wire with latency and no bandwidth limit), and counts per route:
 
 - connections, and those still open;
-- round trips: the times the client sends after the server last spoke (or first, on a new connection);
-  a query and its answer is one, a new PostgreSQL connection 4-5 (3 more with TLS), each batch of
-  statements one. A count is stable where a time is not: tests assert counts;
+- round trips: TCP's handshake (the proxy holds a new connection's first byte one round trip, as the
+  handshake would), then each time the client sends after the server last spoke (or first); a query and
+  its answer is one, a new PostgreSQL connection 4-5 (2-3 more with TLS), each batch of statements one.
+  A count is stable where a time is not: tests assert counts;
 - bytes each way.
 
 It forwards bytes and never reads them: TLS goes through end to end. Run by the sandbox as
 ``python -m devops.sandbox.network --control PORT --route neon:LISTEN:UPSTREAM ... --rtt-ms N``; a small
-line protocol on the control port (``stats``, ``reset``, ``rtt MS``) is what ``Network`` speaks.
+line protocol on the control port (``stats``, ``reset``, ``rtt MS``, ``route NAME PORT``) is what ``Network``
+speaks.
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ class Proxy:
 
     async def serve(self, control_port: int) -> None:
         servers = [await asyncio.start_server(self._control, HOST, control_port)]
-        for name, (listen, upstream) in self.routes.items():
+        for name, (listen, _) in self.routes.items():
             servers.append(await asyncio.start_server(
-                lambda r, w, name=name, upstream=upstream: self._connection(name, upstream, r, w), HOST, listen))
+                lambda r, w, name=name: self._connection(name, self.routes[name][1], r, w), HOST, listen))
         await asyncio.gather(*(server.serve_forever() for server in servers))
 
     async def _connection(self, name: str, upstream: int, client_r: asyncio.StreamReader,
                           client_w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.rtt_ms / 1000)  # TCP's handshake: a round trip before the first byte goes
         try:
             server_r, server_w = await asyncio.open_connection(HOST, upstream)
         except OSError:
@@ -65,6 +68,7 @@ class Proxy:
                 writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.counts[name].connections += 1
         self.counts[name].open += 1
+        self.counts[name].round_trips += 1  # the handshake's
         last = ["down"]  # who spoke last: a client's send after the server's answer is a new round trip
 
         def upward(size: int) -> None:  # self.counts[name]: a reset replaces it
@@ -133,7 +137,10 @@ class Proxy:
                 self.counts = {name: Counts(open=counts.open) for name, counts in self.counts.items()}
             elif words[:1] == ["rtt"] and len(words) == 2:
                 self.rtt_ms = float(words[1])
+            elif words[:1] == ["route"] and len(words) == 3 and words[1] in self.routes:
+                self.routes[words[1]] = (self.routes[words[1]][0], int(words[2]))
             reply = {"rtt_ms": self.rtt_ms, "routes": {name: {"port": self.routes[name][0],
+                                                              "upstream": self.routes[name][1],
                                                               **dataclasses.asdict(counts)}
                                                        for name, counts in self.counts.items()}}
             writer.write(json.dumps(reply).encode() + b"\n")
@@ -164,8 +171,12 @@ class Network:
     def set_rtt(self, milliseconds: float) -> None:
         self._ask(f"rtt {milliseconds}")
 
+    def route(self, name: str, upstream: int) -> None:
+        """New connections of route ``name`` go to ``upstream`` (a test's server in a stand-in's place)."""
+        self._ask(f"route {name} {upstream}")
+
     def counts(self) -> dict[str, Counts]:
-        return {name: Counts(**{f.name: route[f.name] for f in dataclasses.fields(Counts)})
+        return {name: Counts(**{field.name: route[field.name] for field in dataclasses.fields(Counts)})
                 for name, route in self.stats()["routes"].items()}
 
 

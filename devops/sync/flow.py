@@ -445,7 +445,8 @@ def transfer_verified(env: Environment, console: Console, source: SyncSource | D
     """The source streamed into an atomic restore of the target, verified before COMMIT: (what the check
     found, the tables the target had to hold)."""
     restore = Restore(target, processes, workdir,
-                      hint=downgrade_hint(downgrade(source.version, target.version), target.label))
+                      hint=downgrade_hint(downgrade(source.version, target.version), target.label),
+                      batched=env.tools.major("psql") >= 15)
     size, tables = source.estimate()
     with transfer(console, source.transfer_title, size, target.endpoint, tables,
                   env.settings.progress_interval) as progress:

@@ -236,6 +236,8 @@ PSQL_MORE = re.compile(r"^(DETAIL|HINT):\s+(.*)$", re.M)
 PRIVILEGE_ERROR = re.compile(r"must be owner of|permission denied", re.I)
 ENTRY_HEADER = re.compile(rb"-- (?:Data for )?Name: (.*?); Type: (.*?); Schema: (.*?); Owner:")
 HEADER_SET = re.compile(rb"^SET ([a-z_]+) = [^\n]*;\n", re.M)
+MARKER = re.compile(rb"^devops-entry (\d+)$", re.M)
+HEADER_STATEMENT = re.compile(rb"^((?:SET |SELECT pg_catalog\.set_config\()[^\n]*);\n", re.M)
 # pg_restore --single-transaction's own BEGIN (at the top) and COMMIT (at the end, before the closing
 # comments): the transaction is the prelude's, and COMMIT is withheld until the verification passed.
 HEADER_BEGIN = re.compile(rb"^BEGIN;\n", re.M)
@@ -307,11 +309,14 @@ class Restore:
     the error when an archive entry fails (the flow's advice, e.g. on a downgrade between majors).
     """
 
-    def __init__(self, target: Database, processes: Processes, workdir: str, hint: str = ""):
+    def __init__(self, target: Database, processes: Processes, workdir: str, hint: str = "", batched: bool = True):
         self.target = target
         self.processes = processes
         self.workdir = workdir
         self.hint = hint
+        # Statements in batches (in_batches): psql 15 and later print every result of a batch, which names
+        # the entry that failed.
+        self.batched = batched
         self.result = RestoreResult()
         self.script = Script()
         self._prefix: list[bytes] = []
@@ -372,9 +377,12 @@ class Restore:
             ["pg_restore", "--no-owner", "--no-acl", "--single-transaction", f"--use-list={list_file}", "--file=-"],
             stdin=subprocess.PIPE,
         )
+        # Its stdout: the markers in_batches adds (one line each), for naming the entry that failed.
+        self._psql_out = tempfile.TemporaryFile(dir=self.workdir)
         self._psql = self.processes.start(
-            "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--file=-"],
-            endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--tuples-only", "--no-align",
+                     "--file=-"],
+            endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=self._psql_out,
         )
         self._send(PRELUDE.encode())
         self._copier = threading.Thread(target=self._copy_sql, daemon=True, name="restore-sql")
@@ -391,7 +399,8 @@ class Restore:
         """pg_restore's SQL into psql (through here, so that COMMIT is ours to add or withhold)."""
         try:
             chunks = read_chunks(self._restore.stdout)
-            for chunk in _without_final_commit(self._without_unknown_settings(chunks)):
+            script = self._without_unknown_settings(chunks)
+            for chunk in _without_final_commit(in_batches(script) if self.batched else script):
                 self._send(chunk)
             self._psql.stdin.flush()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -422,7 +431,9 @@ class Restore:
 
     def _header(self, head: bytes) -> bytes:
         head = HEADER_BEGIN.sub(b"", head, count=1)
-        return HEADER_SET.sub(lambda m: m.group(0) if m.group(1).decode() in self._settings else b"", head)
+        head = HEADER_SET.sub(lambda m: m.group(0) if m.group(1).decode() in self._settings else b"", head)
+        # Its settings, one line each, go in one batch with the first entry (in_batches).
+        return HEADER_STATEMENT.sub(rb"\1\\;\n", head) if self.batched else head
 
     def _failure(self) -> PipelineError:
         """The reason the restore stopped, from the process that failed first: the server refusing a
@@ -456,11 +467,19 @@ class Restore:
             return PipelineError(f"clearing {self.target.label} before the restore failed: {message}{owner}; "
                                  "the restore was rolled back")
         entry = self.script.entry_at(line)
+        if entry is not None and not entry[0].startswith("TABLE DATA ") and (marked := self._last_marker()) is not None:
+            entry = marked  # in a batch: the line is the batch's last; the marker names the statement's entry
         if entry is None:
             return PipelineError(f"restore into {self.target.label} failed: {message}")
         what, statement = entry
         at = f"{what} ({statement})" if statement else what
         return PipelineError(f"restore into {self.target.label} failed at {at}: {message}{self.hint}")
+
+    def _last_marker(self) -> tuple[str, str] | None:
+        """The entry whose in_batches marker psql printed last, if any."""
+        found = MARKER.findall(_read(self._psql_out, last=TAIL)) if self.batched else []
+        index = int(found[-1]) if found else -1
+        return self.script.entries[index][1:] if 0 <= index < len(self.script.entries) else None
 
     def verified_tables(self) -> tuple[int, int] | None:
         """The verification's progress (tables checked, of how many), from psql's warnings; None before."""
@@ -498,8 +517,8 @@ class Restore:
         self.result.locks = int(restored.group(1))
         verifying()
         try:
-            self._send(verification_sql(expected).encode())
-            self._send(b"\nCOMMIT;\n")
+            # One query (psql's \\; joins them): COMMIT runs only if the verification raised nothing.
+            self._send(verification_sql(expected).encode().rstrip().removesuffix(b";") + b"\\;\nCOMMIT;\n")
             self._psql.stdin.close()
         except BrokenPipeError:
             raise self._failure() from None
@@ -520,6 +539,71 @@ def psql_error(stderr: str) -> tuple[int, str] | None:
     message = error.group(2).strip()
     more = [f"{kind}: {text.strip()}" for kind, text in PSQL_MORE.findall(stderr[error.end():].split("\npsql:", 1)[0])]
     return int(error.group(1)), mask(f"{message} ({'; '.join(more)})" if more else message)
+
+
+def in_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """pg_restore's script with its statements sent in batches: psql sends each statement as a query of its
+    own and waits for its answer (a round trip each: 20-80 ms from a laptop, thousands for a schema of a few
+    hundred tables). Where one archive entry ends and the next (not a table's data) begins, the ending
+    statement's ``;`` becomes psql's ``\\;``, which joins the next statement to the same query; a batch goes
+    when a statement ends with a plain ``;``: before a table's data (COPY goes alone) and at the end. Only
+    that ``;`` is touched (the last thing before an entry's header comment), never one inside a body.
+
+    Each entry joined so is preceded by ``SELECT 'devops-entry N'`` (N: its place among the entries, as
+    Script counts them): psql prints the results of every statement of a batch (15 and later), so the last
+    marker it printed before an error names the entry that failed (its line number names the batch's last).
+    """
+    pending: list[bytes] = []  # a statement's last line, then blank and "--" lines: held until a header decides
+    entry = 0
+    buf = b""
+    in_data = False  # inside a COPY's rows: passed on as they are, without looking at each line
+    for chunk in chunks:
+        buf += chunk
+        out: list[bytes] = []
+        position = 0
+        while True:
+            if in_data:
+                end = buf.find(b"\n\\.\n", max(position - 1, 0))
+                if end == -1:  # the rows go on: all but what may hold the start of "\n\\.\n"
+                    keep = max(position, len(buf) - 3)
+                    out.append(buf[position:keep])
+                    position = keep
+                    break
+                out.append(buf[position:end + 4])
+                position, in_data = end + 4, False
+                continue
+            newline = buf.find(b"\n", position)
+            if newline == -1:
+                break
+            line = buf[position:newline + 1]
+            position = newline + 1
+            if ENTRY_HEADER.match(line):
+                if not line.startswith(b"-- Data for Name: "):
+                    marker = b"SELECT 'devops-entry %d'\\;" % entry
+                    if pending:  # the statement before it ends the previous entry: joined to this batch
+                        last = pending[0][:-2]
+                        pending[0] = (last if last.endswith(b"\\") else last + b"\\") + b"; " + marker + b"\n"
+                    else:  # after a table's rows: the batch starts here
+                        pending.insert(0, marker + b"\n")
+                entry += 1
+                out += pending
+                pending = []
+                out.append(line)
+            elif pending and line.strip() in (b"", b"--"):
+                pending.append(line)
+            else:
+                out += pending
+                pending = []
+                if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
+                    out.append(line)
+                    in_data = True
+                elif line.endswith(b";\n"):
+                    pending = [line]
+                else:
+                    out.append(line)
+        buf = buf[position:]
+        yield b"".join(out)
+    yield b"".join(pending) + buf
 
 
 def _without_final_commit(chunks: Iterator[bytes]) -> Iterator[bytes]:

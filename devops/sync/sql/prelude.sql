@@ -4,10 +4,11 @@
 -- kind at once with IF EXISTS and CASCADE: what an earlier CASCADE took (a view over a dropped table, a
 -- function taking a dropped type) is skipped by name, so no order of visiting matters and no name is read
 -- back from a dropped object's OID. Schemas go whole, except those of kept_schemas.sql, which are kept
--- (their own objects emptied) and whose CREATE SCHEMA is left out of the restore.
+-- (their own objects emptied) and whose CREATE SCHEMA is left out of the restore. psql sends the three
+-- statements as one query (its \; joins them): one round trip.
 -- Slots filled by devops/sync/sql (load): {own_schemas} (own_schemas.sql), {kept_schemas} (kept_schemas.sql).
-BEGIN;
-SET LOCAL client_min_messages = warning;
+BEGIN\;
+SET LOCAL client_min_messages = warning\;
 DO $devops$
 DECLARE
     statements text[];
