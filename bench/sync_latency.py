@@ -2,7 +2,7 @@
 the direct pipe and the seeds' flow, with the round trips and connections each makes.
 
 The sandbox's network (devops/sandbox/network.py) sits between the tasks and the stand-ins of Neon, RDS and
-AWS; this bench sets its round-trip time to each of --rtts in turn (../shared/WORLD.md: 20-80 ms from a
+AWS; this bench sets its round-trip time to each of --rtts in turn (20-80 ms from a
 laptop) and, for each dataset (--datasets: the sandbox's sample data; "big", 300 tables in 6 schemas with
 1,000+ indexes, triggers and partitions, tests/dbtools.py), times --runs rounds of:
 

@@ -7,6 +7,7 @@ database a sync would.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from devops import aws
@@ -40,14 +41,16 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None) -
                                  "db_instance_identifier") if not outputs.get(name)]
     if missing:
         raise DevopsError(f"Terraform outputs lack {', '.join(missing)}: apply terraform/environments/dev first")
-    db = aws.require_rds_available(settings, outputs["db_instance_identifier"], rds)
-    override = settings.rds_address_override()
-    if not override and not db.get("PubliclyAccessible", True) and not in_ecs_task():
-        raise PrivateRds(f"RDS {outputs['db_instance_identifier']} is private (not publicly accessible) and "
-                         "cannot be reached from here: run the task in the VPC with --on ecs, or reach RDS through "
-                         "a tunnel (SSM or SSH port forwarding) and set rds_address "
-                         "(INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:15432)")
-    secret = aws.read_secret_json(settings, outputs["database_secret_arn"])
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the two requests side by side: a round trip saved
+        reading = pool.submit(aws.read_secret_json, settings, outputs["database_secret_arn"])
+        db = aws.require_rds_available(settings, outputs["db_instance_identifier"], rds)
+        override = settings.rds_address_override()
+        if not override and not db.get("PubliclyAccessible", True) and not in_ecs_task():
+            raise PrivateRds(f"RDS {outputs['db_instance_identifier']} is private (not publicly accessible) and "
+                             "cannot be reached from here: run the task in the VPC with --on ecs, or reach RDS "
+                             "through a tunnel (SSM or SSH port forwarding) and set rds_address "
+                             "(INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:15432)")
+        secret = reading.result()
     host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
     hostaddr = ""
     if override:

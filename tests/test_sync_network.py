@@ -2,8 +2,9 @@
 and AWS, counted (a count is stable where a time is not). From a laptop each round trip costs 20-80 ms.
 
 The direct pipe (pg_dump -Fc | pg_restore --clean, the same client tools) runs through the same network as
-the measure of what the tools cost by themselves: the sync's round trips beyond the pipe's are the project's,
-and those stay few and do not grow with the number of tables.
+the measure of what the tools cost by themselves: to Neon, the sync's round trips beyond the pipe's are the
+project's, and those stay few and do not grow with the number of tables; to RDS the sync makes far fewer
+than pg_restore (its statements go in batches).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from tests.helpers import inv
 
 pytestmark = pytest.mark.sandbox
 
-# The project's round trips beyond the pipe's, per side. Measured (a sync's on the sample-like "rich" data
-# and on 300 tables alike): Neon 13 (its own connection: 6 with TLS; the read of the server, the counts, the
-# snapshot's read, its ROLLBACK...), RDS -2 (the full replace's prelude is one statement where pg_restore
-# --clean drops object by object).
-MAX_EXTRA_ROUND_TRIPS = {"neon": 15, "rds": 5}
+# Neon: the sync's round trips beyond its pg_dump's (the pipe's). Measured 12 (on the sample-like "rich" data
+# and on 300 tables alike): its own connection (6 with TLS), the server's identity, the counts, the snapshot,
+# its read (tables, checksums, schema hash, sequences: one statement), its end.
+MAX_EXTRA_NEON = 15
+# RDS: the restore's statements go in batches (pipeline.in_batches) where pg_restore sends each alone:
+# measured 39 round trips against the pipe's 75 on "rich", 669 against 5,057 on 300 tables.
 # The connections a sync opens: Neon: the sync's own and pg_dump's; RDS: the sync's own, psql's (the
 # restore) and the progress watcher's.
 MAX_CONNECTIONS = {"neon": 2, "rds": 3}
@@ -101,12 +103,13 @@ def test_round_trips_beyond_the_tools_own_are_few_and_do_not_grow_with_the_table
     big = measure(sandbox, env)
     print("round trips and connections (pipe, sync): small", small, "big", big)
     for piped, synced in (small, big):
+        assert synced["neon"].round_trips - piped["neon"].round_trips <= MAX_EXTRA_NEON, (piped, synced)
+        assert synced["rds"].round_trips < piped["rds"].round_trips, (piped, synced)
         for side in ("neon", "rds"):
-            assert synced[side].round_trips - piped[side].round_trips <= MAX_EXTRA_ROUND_TRIPS[side], (side, piped,
-                                                                                                      synced)
             assert synced[side].connections <= MAX_CONNECTIONS[side], (side, synced)
         assert synced["aws"].round_trips - synced["aws"].connections <= MAX_AWS_REQUESTS, synced["aws"]
     # The project's round trips do not grow with the number of tables (the tools' own do: a statement each).
     small_extra, big_extra = extra(*small), extra(*big)
-    assert all(big_extra[side] <= small_extra[side] + 2 for side in ("neon", "rds")), (small_extra, big_extra)
-    assert big[0]["rds"].round_trips > 5 * small[0]["rds"].round_trips  # the tools' own: per object
+    assert big_extra["neon"] <= small_extra["neon"] + 2, (small_extra, big_extra)
+    assert big[0]["rds"].round_trips > 5 * small[0]["rds"].round_trips  # pg_restore's own: one per statement
+    assert big[1]["rds"].round_trips < big[0]["rds"].round_trips / 5  # the sync's: a batch per table's rows

@@ -1,7 +1,7 @@
 """The sandbox's network: one proxy process in front of the Neon and RDS stand-ins and the AWS emulator that
 adds a round-trip time of one's choosing and counts what crosses it.
 
-On 127.0.0.1 a round trip costs nothing; from a laptop to Neon or AWS it costs 20-80 ms (../shared/WORLD.md),
+On 127.0.0.1 a round trip costs nothing; from a laptop to Neon or AWS it costs 20-80 ms,
 so what a task spends is its round trips times that. The proxy holds each chunk for half the round-trip time
 in each direction (a wire with latency and no bandwidth limit), and counts per route:
 

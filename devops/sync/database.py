@@ -5,7 +5,7 @@ server's version and identity, the plan's counts, the snapshot that pg_dump and 
 sequences, the restore's look at the target's settings. psycopg2's errors become one DevopsError naming
 the database, here only. (pg_dump, pg_restore and psql are processes with connections of their own.)
 
-Each read is one round trip (one query string; ../shared/WORLD.md: 20-80 ms each from a laptop): the
+Each read is one round trip (one query string; 20-80 ms each from a laptop): the
 connection is in autocommit mode, so psycopg2 sends no BEGIN and no ROLLBACK of its own, and a read that
 needs several statements sends them together (sql/read_tables.sql).
 """
