@@ -491,7 +491,10 @@ def main() -> int:
         env = box.environment(tunnel=True)  # RDS through the tunnel that sandbox.env --tunnel models
         env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # `image`: the task in this process's environment, not re-launched
         toolbox_env = {k: v for k, v in env.items() if k != "INVOKE_DEVOPS_TOOLBOX"}
+        # The pipe and the seeds reach both servers as the sync does: through the sandbox's network (RDS at
+        # the tunnel's address), over TLS.
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
+        rds["PGHOST"], rds["PGPORT"] = env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
         s3, bucket = box.client("s3"), Settings.load({}).bucket_name
         meter = Meter(sandbox_roots(sandbox_dir))
         build_dataset(env["NEON_DATABASE_URL"], args.size_mb, args.reuse)
