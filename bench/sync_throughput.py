@@ -491,6 +491,10 @@ def main() -> int:
         env = box.environment(tunnel=True)  # RDS through the tunnel that sandbox.env --tunnel models
         env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # `image`: the task in this process's environment, not re-launched
         toolbox_env = {k: v for k, v in env.items() if k != "INVOKE_DEVOPS_TOOLBOX"}
+        # An earlier commit refuses settings it does not know yet (INVOKE_DEVOPS_<KEY>): those are left out.
+        known = (Path(args.baseline) / "devops" / "config.py").read_text() if args.baseline else ""
+        baseline_env = {k: v for k, v in env.items()
+                        if not k.startswith("INVOKE_DEVOPS_") or f'"{k.removeprefix("INVOKE_DEVOPS_").lower()}"' in known}
         # The pipe and the seeds reach both servers as the sync does: through the sandbox's network (RDS at
         # the tunnel's address), over TLS.
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
@@ -513,7 +517,8 @@ def main() -> int:
                     settle(sandbox_dir, env["SANDBOX_RDS_URL"])
                     measured: dict = {}
                     with meter(measured):
-                        result = (run_sync(toolbox_env if method == "toolbox" else env, log_path, method == "toolbox",
+                        result = (run_sync(toolbox_env if method == "toolbox" else baseline_env if method == "baseline"
+                                           else env, log_path, method == "toolbox",
                                            Path(args.baseline).resolve() if method == "baseline" else ROOT)
                                   if method in SYNCS else run_pipe(neon, rds) if method == "pipe"
                                   else run_seeds(neon, rds, s3, bucket, workdir))

@@ -5,6 +5,7 @@ and which dumps belong to an operation that committed."""
 from __future__ import annotations
 
 import json
+import re
 
 from devops.postgres import TableStats
 from devops.sync.decisions import (LockTable, Outcome, after_plan, compare, compare_sequences, content_hash,
@@ -203,3 +204,18 @@ def test_a_report_reads_back_from_its_json_and_a_planned_dump_is_its_url():
     assert data["safety_copy"] == "s3://b/rds-dumps/x.dump" and data["dump"]["size"] == 10
     assert data["status"] == "dry-run" and data["divergence"]["verdict"] == "diverged" and "key" not in data
     assert Report.from_json(data) == report
+
+
+def test_a_record_tells_earlier_versions_of_the_tasks_not_to_compare_its_schema_hash():
+    """Earlier versions hashed pg_dump --schema-only and compare a record's hash only when its "pg_dump" is
+    their pg_dump's version: a catalog hash's record never names a version, so a teammate's older checkout
+    does not refuse a sync over it as diverged."""
+    from devops.postgres import make_endpoint
+    from devops.sync.database import Database
+    from devops.sync.dumps import fingerprint
+
+    db = Database("rds", make_endpoint("RDS", "h", 5432, "u", "pw", "app", ca_file="/ca.pem"))
+    db.version = 180001
+    record = fingerprint(db, {}, {}, "0123")
+    assert record["schema_by"] == "catalog-1 18"
+    assert not re.fullmatch(r"\d+(\.\d+)*", record["pg_dump"])

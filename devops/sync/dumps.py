@@ -19,15 +19,16 @@ from devops.sync.preflight import Environment
 from devops.sync.store import utcnow, utcnow_precise
 
 
-def fingerprint(env: Environment, db: Database, tables: dict[str, TableStats], sequences: dict[str, Any],
-                schema: str) -> dict[str, Any]:
+def fingerprint(db: Database, tables: dict[str, TableStats], sequences: dict[str, Any], schema: str) -> dict[str, Any]:
     """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and how it was
     taken: Database.schema_by), and which database it is (Database.identity)."""
     return {"side": db.side, "where": db.endpoint.where(), "server": db.identity or None,
             "recorded": utcnow_precise(),
             "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
             "sequences": sequences, "schema": schema, "schema_by": db.schema_by,
-            "pg_dump": env.tools.versions.get("pg_dump")}
+            # Where earlier versions of these tasks kept the pg_dump version that took the hash, comparing hashes
+            # only when it is their own: a catalog hash is never one of those, so they do not compare it.
+            "pg_dump": db.schema_by}
 
 
 @dataclasses.dataclass
@@ -54,7 +55,7 @@ def probe(env: Environment, db: Database, console: Console | None = None) -> Sta
     """
     with db.snapshot() as snapshot, Steps(console, f"Reading {db.label}", env.settings.progress_interval):
         found = snapshot.read()
-    return State(fingerprint(env, db, found.tables, found.sequences, found.schema), found.tables, found.seen,
+    return State(fingerprint(db, found.tables, found.sequences, found.schema), found.tables, found.seen,
                  found.objects)
 
 
@@ -107,7 +108,7 @@ def manifest(env: Environment, db: Database, result: Dump, direction: str, reaso
         "objects": result.objects,  # the locks a restore of it takes to create them (decisions.locks_needed)
         "seconds": result.seconds,
         # The dumped database as it was in the dump's snapshot; a later sync compares against it.
-        "fingerprint": fingerprint(env, db, result.tables, result.sequences, result.schema),
+        "fingerprint": fingerprint(db, result.tables, result.sequences, result.schema),
         "created": utcnow().isoformat(),
     }
 

@@ -364,7 +364,7 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
     report = finish(report, phases, expected, verified, source)                          # 9. report
     render.finish(console, report)
     if report.status == Status.OK:                                                        # 10. record
-        source.record(target, fingerprint(env, target, verified.tables, verified.sequences, verified.schema), when)
+        source.record(target, fingerprint(target, verified.tables, verified.sequences, verified.schema), when)
     return report
 
 
