@@ -628,7 +628,8 @@ def verification_sql(expected: dict[str, Any]) -> str:
     assert tag not in literal
     # The literal last: a table's name in it may read like a slot.
     return sql.load("verify", settings=sql.SETTINGS, parallel_defaults=sql.PARALLEL_DEFAULTS,
-                    count_tables=sql.count_tables(progress=VERIFY_PROGRESS), schema_hash=sql.SCHEMA_HASH,
+                    count_tables=sql.count_tables(progress=VERIFY_PROGRESS), sequences=sql.SEQUENCES,
+                    schema_hash=sql.SCHEMA_HASH,
                     expected=f"{tag}{literal}{tag}::jsonb")
 
 

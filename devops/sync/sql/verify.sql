@@ -3,8 +3,8 @@
 -- raises, psql stops, and the server rolls the whole restore back. Progress goes to psql's stderr as
 -- warnings, and once it passed, the schema's hash (schema_hash.sql) for the target's record. Slots filled by
 -- devops/sync/sql (load): {settings}, {parallel_defaults} (the fixed output settings and the parallel scan's,
--- as read_tables.sql), {count_tables}, {schema_hash}, {expected} (the source's tables and sequences, a jsonb
--- literal).
+-- as read_tables.sql), {count_tables}, {sequences} (sql.SEQUENCES, as every read), {schema_hash}, {expected}
+-- (the source's tables and sequences, a jsonb literal).
 DO $devops_verify$
 DECLARE
     expected jsonb := {expected};
@@ -18,8 +18,7 @@ DECLARE
 BEGIN
 {settings}
 {count_tables}
-    SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{}') INTO sequences
-    FROM pg_sequences;
+    sequences := ({sequences});
     IF found IS DISTINCT FROM expected->'tables' OR sequences IS DISTINCT FROM expected->'sequences' THEN
         RAISE EXCEPTION 'devops-verify %', jsonb_build_object('tables', found, 'sequences', sequences)::text;
     END IF;
