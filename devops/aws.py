@@ -55,12 +55,13 @@ def target_label(settings: Settings, account: str | None = None) -> str:
     return f"AWS account {account or 'unknown'} ({settings.region})"
 
 
-def read_secret_json(
-    settings: Settings, secret_arn: str, boto_session: boto3.Session | None = None
-) -> dict[str, Any]:
-    """A JSON secret from Secrets Manager; its password is registered so output never shows it."""
+def read_secret_json(settings: Settings, secret_arn: str, secrets: Any = None) -> dict[str, Any]:
+    """A JSON secret from Secrets Manager; its password is registered so output never shows it.
+
+    `secrets`: a Secrets Manager client to reuse; by default one from ``settings``.
+    """
     try:
-        raw = client(settings, "secretsmanager", boto_session).get_secret_value(SecretId=secret_arn)["SecretString"]
+        raw = (secrets or client(settings, "secretsmanager")).get_secret_value(SecretId=secret_arn)["SecretString"]
     except (ClientError, BotoCoreError) as exc:
         raise DevopsError(f"cannot read secret {secret_arn}: {describe(exc)}") from None
     try:

@@ -164,6 +164,17 @@ class Terraform:
             cache.write(outputs)
         return outputs
 
+    def last_outputs(self) -> dict[str, Any] | None:
+        """The outputs as they were read last time, not checked against the state (no request): what to start
+        work with while outputs() makes sure. None when there is no cache (or the state was never read)."""
+        passed = os.environ.get("DEVOPS_TERRAFORM_OUTPUTS")
+        if passed:
+            return json.loads(passed)
+        try:
+            return json.loads((self.data_dir() / OutputsCache.FILE).read_text()).get("outputs") or None
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def data_dir(self) -> Path:
         """Terraform's working data (TF_DATA_DIR, relative to the configuration's folder; else .terraform)."""
         return self.directory / self.env.get("TF_DATA_DIR", ".terraform")

@@ -142,10 +142,17 @@ def test_outputs_come_from_the_cache_while_the_state_is_unchanged(sandbox_env, s
     cached, code = report(sandbox_env)
     assert code == 1 and statuses(cached)["VPC"] == "FAIL" and "vpc-from-the-cache" in json.dumps(cached)
     # Another ETag (the state written since): Terraform reads the state again, and the cache follows it.
+    # The checks that started on the cache's outputs (before the HEAD answered) run again on the state's.
     cache.write_text(json.dumps({**entry, "etag": '"an-older-state"'}))
     fresh, code = report(sandbox_env)
     assert code == 0 and statuses(fresh)["VPC"] == "PASS", fresh
+    assert "vpc-from-the-cache" not in json.dumps(fresh)
     assert json.loads(cache.read_text())["etag"] == entry["etag"]
+    # Outputs read last time in the other mode: the report is the state's mode's, every check of it passing.
+    activated = {**entry["outputs"], "dev_activated": True, "ecs_cluster_name": "cluster-from-the-cache"}
+    cache.write_text(json.dumps({**entry, "etag": '"an-older-state"', "outputs": activated}))
+    fresh, code = report(sandbox_env)
+    assert code == 0 and list(statuses(fresh)) == PILOT_CHECKS, fresh
 
 
 def test_missing_ecr_repository_fails_its_check(sandbox, sandbox_env, sandbox_settings):

@@ -220,7 +220,7 @@ class Sandbox:
         state["terraform"] = {"applied": True, "state_bucket": self._state_bucket()}
         rds = self._server(state, "rds")
         secret = aws.read_secret_json(self.emulator_settings(state), outputs["database_secret_arn"],
-                                      boto_session=self._boto_session())
+                                      self.client("secretsmanager", state))
         self._create_app_database(rds, secret["username"], secret["password"], outputs["database_name"])
         state["rds"] = dataclasses.asdict(rds)
         state["rds_endpoint"] = outputs["database_endpoint"]

@@ -13,6 +13,7 @@ import http.client
 import json
 import ssl
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from botocore.config import Config
@@ -23,7 +24,7 @@ from devops.console import age
 from devops.endpoints import PrivateRds, rds_endpoint
 from devops.errors import DevopsError
 from devops.masking import first_line
-from devops.modes import ACTIVE, BOTH, PILOT
+from devops.modes import ACTIVE, BOTH, PILOT, mode_of
 from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
 from devops.terraform import Terraform
 
@@ -43,19 +44,16 @@ class Result:
     detail: str = ""
 
 
-@dataclasses.dataclass
-class Context:
-    """What every check may use: settings, the Terraform outputs (read once), and cached boto3 clients."""
+class Clients:
+    """boto3 clients, one per service, created on first use and shared by every check's thread."""
 
-    settings: Settings
-    outputs: dict[str, Any]
-    mode: str
-    drift: bool = False
-    _session: Any = None
-    _clients: dict[str, Any] = dataclasses.field(default_factory=dict)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
-    def client(self, service: str) -> Any:
+    def __call__(self, service: str) -> Any:
         # boto3 sessions are not thread-safe for creating clients: create under a lock, then share.
         with self._lock:
             if self._session is None:
@@ -63,6 +61,23 @@ class Context:
             if service not in self._clients:
                 self._clients[service] = aws.client(self.settings, service, self._session, CLIENT_CONFIG)
             return self._clients[service]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every check may use: settings, the Terraform outputs with the mode they give, and shared clients."""
+
+    settings: Settings
+    outputs: dict[str, Any]
+    mode: str
+    clients: Clients
+    drift: bool = False
+
+    def client(self, service: str) -> Any:
+        return self.clients(service)
+
+    def with_outputs(self, outputs: dict[str, Any]) -> "Context":
+        return dataclasses.replace(self, outputs=outputs, mode=mode_of(outputs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,26 +159,30 @@ def _error_code(exc: Exception) -> str:
 def bucket_protections(ctx: Context) -> Result:
     """Lifecycle rule, all four public-access blocks, default encryption, and a TLS-only policy."""
     s3, bucket = ctx.client("s3"), _bucket(ctx)
-    missing, present = [], []
 
-    def probe(label: str, call: Callable[[], bool]) -> None:
+    def holds(call: Callable[[], bool]) -> bool:
         try:
-            ok = call()
+            return call()
         except Exception as exc:  # noqa: BLE001 - "no such configuration" is an error code here
             if _error_code(exc) == "NoSuchBucket":
                 raise
-            ok = False
-        (present if ok else missing).append(label)
+            return False
 
-    probe("lifecycle", lambda: any(rule.get("Status") == "Enabled" for rule in
-                                   s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])))
-    probe("public-access blocks", lambda: all(s3.get_public_access_block(Bucket=bucket)
-                                              ["PublicAccessBlockConfiguration"].get(key) for key in
-                                              ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
-                                               "RestrictPublicBuckets")))
-    probe("encryption", lambda: bool(s3.get_bucket_encryption(Bucket=bucket)
-                                     ["ServerSideEncryptionConfiguration"].get("Rules")))
-    probe("TLS-only policy", lambda: _denies_plain_http(s3.get_bucket_policy(Bucket=bucket)["Policy"]))
+    probes = {
+        "lifecycle": lambda: any(rule.get("Status") == "Enabled" for rule in
+                                 s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])),
+        "public-access blocks": lambda: all(s3.get_public_access_block(Bucket=bucket)
+                                            ["PublicAccessBlockConfiguration"].get(key) for key in
+                                            ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                             "RestrictPublicBuckets")),
+        "encryption": lambda: bool(s3.get_bucket_encryption(Bucket=bucket)
+                                   ["ServerSideEncryptionConfiguration"].get("Rules")),
+        "TLS-only policy": lambda: _denies_plain_http(s3.get_bucket_policy(Bucket=bucket)["Policy"]),
+    }
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:  # side by side: one round trip, not four
+        held = dict(zip(probes, pool.map(holds, probes.values())))
+    present = [label for label, ok in held.items() if ok]
+    missing = [label for label, ok in held.items() if not ok]
     if missing:
         return Result(WARN, f"S3 bucket {bucket} lacks: {', '.join(missing)}",
                       f"present: {', '.join(present) or 'none'}")
@@ -182,12 +201,14 @@ def _denies_plain_http(policy: str) -> bool:
 @check("Recent dump", needs_outputs=False)
 def recent_dump(ctx: Context) -> Result:
     s3, bucket = ctx.client("s3"), _bucket(ctx)
-    newest = None
-    for side in SIDES:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=dump_prefix(side)):
-            for item in page.get("Contents", []):
-                if item["Key"].endswith(DUMP_SUFFIX) and (newest is None or item["LastModified"] > newest["LastModified"]):
-                    newest = item
+
+    def dumps(side: str) -> list[dict[str, Any]]:
+        return [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=dump_prefix(side))
+                for item in page.get("Contents", []) if item["Key"].endswith(DUMP_SUFFIX)]
+
+    with ThreadPoolExecutor(max_workers=len(SIDES)) as pool:  # both sides' listings side by side
+        found = [item for listing in pool.map(dumps, SIDES) for item in listing]
+    newest = max(found, key=lambda item: item["LastModified"], default=None)
     if newest is None:
         return Result(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
     elapsed = dt.datetime.now(dt.timezone.utc) - newest["LastModified"]
@@ -210,7 +231,7 @@ def rds_instance(ctx: Context) -> Result:
 @check("RDS connection")
 def rds_connection(ctx: Context) -> Result:
     try:
-        endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"))
+        endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"), ctx.client("secretsmanager"))
     except PrivateRds:
         return Result(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
                             "from the VPC, or reach it through a tunnel and set rds_address")

@@ -1,8 +1,9 @@
-"""`inv validate`: preflight (credentials and Terraform state, together), then every check of the mode at
-once, each with its own timeout, printed in the registry's fixed order, then the seeds' summary.
+"""`inv validate`: the credentials, the Terraform state and every check of the mode at once, each with its own
+timeout, printed in the registry's fixed order (credentials and state first), then the seeds' summary.
 
-    preflight: sts get-caller-identity  |  terraform output -json     (two threads)
-    checks:    one thread each; a check past its timeout is a FAIL line and the rest carry on
+    sts get-caller-identity  |  terraform output -json (a HEAD while the state is unchanged)  |  the checks
+    the checks:  one thread each; those that need outputs start with the outputs read last time and run
+                 again if the state now holds others; a check past its timeout is a FAIL line
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.masking import mask
-from devops.modes import ACTIVE, PILOT, mode_of
+from devops.modes import ACTIVE, PILOT
 from devops.terraform import Terraform
-from devops.validate.checks import FAIL, PASS, REGISTRY, WARN, Check, Context, Result, checks_for, early_checks
+from devops.validate.checks import (FAIL, PASS, REGISTRY, WARN, Check, Clients, Context, Result, checks_for,
+                                   early_checks)
 
 MODE_LABELS = {ACTIVE: "Full (activated)", PILOT: "Pilot Light"}
-# Clients the pilot-light checks need, created while Terraform reads its state.
-WARM_SERVICES = ("ecr", "s3", "rds", "ec2", "secretsmanager")
+# Clients the pilot-light checks need, created ahead of them: the RDS connection's first (its path is the
+# longest), EC2's last (its model is the slowest to load).
+WARM_SERVICES = ("rds", "secretsmanager", "ecr", "ec2")
 
 
 @dataclasses.dataclass
@@ -45,9 +48,9 @@ def run_validate(settings: Settings, console: Console, options: Options) -> tupl
     """Run the validation; returns the report and the exit code (1 on any FAIL, or WARN with strict)."""
     console.banner("DEV ENVIRONMENT VALIDATION", f"Region: {settings.region}", f"Target: {aws.target_label(settings)}")
     started = time.monotonic()
-    ctx = Context(settings, {}, PILOT, options.drift)
-    # Enough threads for every check at once; an idle pool thread costs nothing.
-    pool = ThreadPoolExecutor(max_workers=len(REGISTRY) + 3, thread_name_prefix="validate")
+    ctx = Context(settings, {}, PILOT, Clients(settings), options.drift)
+    # Enough threads for every check twice (a check started on outputs that changed runs again).
+    pool = ThreadPoolExecutor(max_workers=2 * len(REGISTRY) + 3, thread_name_prefix="validate")
     try:
         report, code = _run(console, options, ctx, pool)
     finally:
@@ -59,10 +62,22 @@ def run_validate(settings: Settings, console: Console, options: Options) -> tupl
 
 def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecutor) -> tuple[dict[str, Any], int]:
     settings, outcomes = ctx.settings, []
+    terraform = Terraform(settings)
     ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
     # The outputs come from a cache while the state's ETag is unchanged (one HEAD; else Terraform runs).
-    state = pool.submit(_timed, lambda: Terraform(settings).outputs(s3=ctx.client("s3")))
+    state = pool.submit(_timed, lambda: terraform.outputs(s3=ctx.client("s3")))
     pool.submit(lambda: [ctx.client(service) for service in WARM_SERVICES])
+    # Every check starts now, not after the credentials and the state have answered (their round trips would
+    # come first on every path): the checks that need no output, and those of the mode the outputs read
+    # last time give, with those outputs. The state rarely changes between two runs; when it has, those
+    # checks run again below with the outputs it holds.
+    futures = {check.name: _submit(pool, check, ctx) for check in early_checks(options.drift)}
+    last = terraform.last_outputs()
+    if last:
+        guessed = ctx.with_outputs(last)
+        for check in checks_for(guessed.mode, options.drift):
+            if check.name not in futures:
+                futures[check.name] = _submit(pool, check, guessed)
     (identity, error), seconds = ident.result()
     if error:
         outcomes.append(_show(console, options, Outcome("AWS credentials", Result(FAIL, error), seconds)))
@@ -70,26 +85,22 @@ def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecu
     outcomes.append(_show(console, options, Outcome(
         "AWS credentials", Result(PASS, f"AWS credentials valid (account {identity['account']})", identity["arn"]),
         seconds)))
-    # Checks that need no Terraform output (their names come from Settings, as Terraform's do) start while
-    # `terraform output` still runs: it is the slowest step of a pilot-light validation.
-    futures = {check.name: _submit(pool, check, ctx) for check in early_checks(options.drift)}
     (outputs, error), seconds = state.result()
     if error or not outputs:
         message = f"Cannot read Terraform state: {error or 'no outputs (apply terraform/environments/dev first)'}"
         outcomes.append(_show(console, options, Outcome("Terraform state", Result(FAIL, message), seconds)))
         return _finish(console, options, PILOT, outcomes)
-    mode = mode_of(outputs)
-    ctx.outputs, ctx.mode = outputs, mode
-    text = "Dev infrastructure is activated (full mode)" if mode == ACTIVE else \
+    ctx = ctx.with_outputs(outputs)
+    text = "Dev infrastructure is activated (full mode)" if ctx.mode == ACTIVE else \
         "Dev infrastructure is in Pilot Light mode"
     outcomes.append(_show(console, options, Outcome("Terraform state", Result(PASS, text), seconds)))
-    checks = checks_for(mode, options.drift)
+    checks = checks_for(ctx.mode, options.drift)
     for check in checks:
-        if check.name not in futures:
+        if check.name not in futures or (check.needs_outputs and outputs != last):
             futures[check.name] = _submit(pool, check, ctx)
     for check in checks:
         outcomes.append(_show(console, options, _collect(check, *futures[check.name])))
-    return _finish(console, options, mode, outcomes)
+    return _finish(console, options, ctx.mode, outcomes)
 
 
 def _submit(pool: ThreadPoolExecutor, check: Check, ctx: Context) -> tuple[Future, float]:
