@@ -16,7 +16,8 @@ A sync and a restore are the same steps with a different source: a database that
      8. transfer        the source streamed into an atomic restore of the target (and, for a sync, to S3),
                         verified inside the restore's transaction before COMMIT (dumps.commit_verified)
      9. report          the summary (render.finish); the Report is also what --json prints
-    10. record          what the target holds now, with the dump it came from
+    10. record          the dump's manifest (uploaded once, also when the restore failed), with what the
+                        target holds now when it committed; a restore: a record of that
 
 Where a change goes: a new step is a call in ``run`` (its work in a module of its own when it is more than
 a few lines); a new decision is a function of data in decisions.py; a new line or table a person reads
@@ -38,6 +39,7 @@ from devops import aws
 from devops.config import Settings
 from devops.console import RULE, Console
 from devops.errors import DevopsError
+from devops.masking import first_line
 from devops.sync import render
 from devops.sync.database import Database, version_text
 from devops.sync.decisions import (Outcome, after_plan, compare, content_hash, downgrade, downgrade_hint,
@@ -148,16 +150,18 @@ class SyncSource:
     def stream(self, processes: Processes, sinks: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The source into ``sinks``: the tables and sequences the target must then hold."""
         result = dump(self.env, self.db, self.key, processes, extra_sinks=sinks)
-        # The dump is complete and valid whatever happens next: recorded before the restore commits.
         self._manifest = manifest(self.env, self.db, result, self.direction.name, f"sync {self.direction.name}")
-        self.env.store.put_manifest(self.key, self._manifest)
         self.written = Copy(self.env.store.url(self.key), result.size, result.sha256)
         return self._manifest["tables"], result.sequences
 
-    def record(self, target: Database, restored: dict[str, Any], when: Any) -> None:
-        """What the target holds now, recorded with the dump it came from: the next sync's safety copy can
-        point at this dump instead of dumping the same data again."""
-        self._manifest["restored"] = restored
+    def record(self, target: Database, restored: dict[str, Any] | None, when: Any) -> None:
+        """The dump's manifest, uploaded once whatever the restore did (a complete dump is a rollback point):
+        with what the target holds now when it committed (``restored``), so that the next sync's safety copy
+        can point at this dump instead of dumping the same data again. Nothing when the dump did not end."""
+        if self.written is None:
+            return
+        if restored is not None:
+            self._manifest["restored"] = restored
         self.env.store.put_manifest(self.key, self._manifest)
 
 
@@ -209,9 +213,11 @@ class DumpSource:
             raise DevopsError(f"{self.env.store.url(self.key)} changed while it was read; nothing was changed")
         return self.recorded.get("tables", {}), self.recorded.get("sequences", {})
 
-    def record(self, target: Database, restored: dict[str, Any], when: Any) -> None:
+    def record(self, target: Database, restored: dict[str, Any] | None, when: Any) -> None:
         """What the target holds now is that dump: the next sync neither takes the rollback for foreign
-        writes nor dumps the target again for its safety copy."""
+        writes nor dumps the target again for its safety copy. Nothing when the restore did not commit."""
+        if restored is None:
+            return
         self.env.store.put_restore_record(target.side, when, {
             "key": self.key, "reason": f"restore of {self.key}", "sha256": self.recorded["sha256"],
             "size": self.recorded.get("size", 0), "created": utcnow().isoformat(), "restored": restored})
@@ -357,15 +363,29 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
                                                  judgement, report, asked, options.force)
             with phases(source.transfer_phase):                                           # 8. transfer
                 source.announce(console, target)
-                verified, expected = transfer_verified(env, console, source, target, processes, workdir)
+                try:
+                    verified, expected = transfer_verified(env, console, source, target, processes, workdir)
+                except BaseException:
+                    keep_record(console, source, target, when)  # a dump that ended stays a rollback point
+                    raise
         finally:
             processes.close()
 
     report = finish(report, phases, expected, verified, source)                          # 9. report
     render.finish(console, report)
-    if report.status == Status.OK:                                                        # 10. record
-        source.record(target, fingerprint(target, verified.tables, verified.sequences, verified.schema), when)
+    restored = fingerprint(target, verified.tables, verified.sequences, verified.schema) \
+        if report.status == Status.OK else None
+    source.record(target, restored, when)                                                 # 10. record
     return report
+
+
+def keep_record(console: Console, source: SyncSource | DumpSource, target: Database, when: Any) -> None:
+    """The record of a transfer that failed (the dump's manifest, if the dump ended), on the way out: a
+    failure to write it is a warning, never in place of the failure that is on its way."""
+    try:
+        source.record(target, None, when)
+    except Exception as exc:  # noqa: BLE001
+        console.warn(f"the dump's manifest could not be written ({first_line(exc)}): the dump is kept, without it")
 
 
 def read_target(env: Environment, target: Database, force: bool, pool: ThreadPoolExecutor,
