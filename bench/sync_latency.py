@@ -1,5 +1,5 @@
 """Sync latency: `inv sync.neon-to-rds` over a network with the round-trip times users have, side by side with
-the direct pipe and the seeds' flow, with the round trips and connections each makes.
+the direct pipe and the seeds' script, with the round trips and connections each makes.
 
 The sandbox's network (devops/sandbox/network.py) sits between the tasks and the stand-ins of Neon, RDS and
 AWS; this bench sets its round-trip time to each of --rtts in turn (20-80 ms from a
@@ -9,7 +9,12 @@ laptop) and, for each dataset (--datasets: the sandbox's sample data; "big", 300
     toolbox  ./toolbox/inv sync.neon-to-rds --yes --json   (the user's path: the toolbox container, TLS
              verified against the sandbox's CA; the second sync of two, as a user's next one is)
     pipe     pg_dump -Fc | pg_restore --clean --if-exists   (the same client tools, the same network and TLS)
-    seeds    the seeds' flow: pg_dump to a file, upload it to S3, pg_restore --clean --if-exists from it
+    seeds    the seeds' scripts/sync-neon-to-rds.sh, taken from the seeds' plan (Task 2, --seeds-plan) at run
+             time and run as written, from a folder laid out as the seeds' checkout: its `aws sts`, four
+             `terraform output`, `aws secretsmanager` + jq, psql counts, pg_dump to a file, `aws s3 cp`,
+             pg_restore --clean --if-exists, and a psql count after; RDS reached as a task reaches it
+             (the endpoint's name verified, the tunnel's address: PGHOSTADDR, and its port: a `terraform`
+             in front of the real one answers `output -raw database_port` with it)
 
 and, at each RTT, `./toolbox/inv validate` (pilot light). Beside each time, the round trips and connections
 the network counted per side (a count is the same on every run). Targets: the sync within 1.3x the pipe at
@@ -17,12 +22,15 @@ the network counted per side (a count is the same on every run). Targets: the sy
 
 Run it in the dev image, as bench/sync_throughput.py (its docstring has the docker run line):
 
-    python bench/sync_latency.py [--rtts 0,20,60] [--runs 3] [--datasets sample,big] [--reuse] [--keep]
+    python bench/sync_latency.py --seeds-plan PATH/implementation-plan.md [--rtts 0,20,60] [--runs 3]
+        [--datasets sample,big] [--reuse] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +47,7 @@ import boto3  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 import sync_throughput as throughput  # noqa: E402
+from validate_latency import seeds_script  # noqa: E402
 from devops.config import Settings  # noqa: E402
 from devops.console import Console  # noqa: E402
 from devops.sandbox import SAMPLE_DATA, Sandbox  # noqa: E402
@@ -46,7 +55,12 @@ from devops.sandbox.provider_mirror import use_provider_mirror  # noqa: E402
 from tests import dbtools  # noqa: E402
 
 METHODS = ("toolbox", "pipe", "seeds")
-DATASETS = {"sample": SAMPLE_DATA.read_text(), "big": dbtools.big_schema(seed=1)}
+LABELS = {"toolbox": "sync through the toolbox (./toolbox/inv)", "pipe": throughput.LABELS["pipe"],
+          "seeds": "the seeds' scripts/sync-neon-to-rds.sh"}
+# The seeds' script counts the rows of `projects` (the sample data's); the big schema gets one too.
+DATASETS = {"sample": SAMPLE_DATA.read_text(),
+            "big": dbtools.big_schema(seed=1) + "\nCREATE TABLE public.projects (id int PRIMARY KEY);\n"
+                   "INSERT INTO public.projects SELECT generate_series(1, 10);\n"}
 SIDES = ("neon", "rds", "aws")
 log = throughput.log
 
@@ -61,6 +75,35 @@ def tool_env(env: dict[str, str], state: dict, side: str) -> dict[str, str]:
         where = {"PGHOST": state["rds_endpoint"], "PGHOSTADDR": address, "PGPORT": port}
     return {**where, "PGUSER": unquote(url.username or ""), "PGPASSWORD": unquote(url.password or ""),
             "PGDATABASE": url.path.lstrip("/"), "PGSSLMODE": "verify-full", "PGSSLROOTCERT": state["ca"]}
+
+
+def seeds_setup(plan: Path, env: dict[str, str], state: dict, workdir: str) -> dict[str, str]:
+    """A folder laid out as the seeds' checkout (scripts/, terraform -> this one's), and the script's
+    environment: the sandbox's, with RDS reached through the tunnel and both sides verified."""
+    root = Path(workdir) / "seeds-checkout"
+    (root / "scripts").mkdir(parents=True)
+    (root / "bin").mkdir()
+    script = root / "scripts" / "sync-neon-to-rds.sh"
+    script.write_text(seeds_script(plan, "sync-neon-to-rds.sh"))
+    script.chmod(0o755)
+    (root / "terraform").symlink_to(ROOT / "terraform")
+    real = shutil.which("terraform")
+    shim = root / "bin" / "terraform"
+    shim.write_text(f'#!/bin/sh\n[ "$*" = "output -raw database_port" ] && exec echo "$SEEDS_RDS_PORT"\n'
+                    f'exec {real} "$@"\n')
+    shim.chmod(0o755)
+    address, port = env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
+    return {**env, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "SEEDS_RDS_PORT": port, "PGHOSTADDR": address,
+            "PGSSLMODE": "verify-full", "PGSSLROOTCERT": state["ca"], "SEEDS_SCRIPT": str(script)}
+
+
+def run_seeds_script(seeds_env: dict[str, str], log_path: Path) -> dict:
+    with open(log_path, "ab") as out:
+        code = subprocess.run(["bash", seeds_env["SEEDS_SCRIPT"]], env=seeds_env, stdout=out, stderr=out,
+                              stdin=subprocess.DEVNULL).returncode
+    if code != 0:
+        raise RuntimeError(f"the seeds' script failed (exit {code}): see {log_path}")
+    return {}
 
 
 def load(env: dict[str, str], dataset: str) -> None:
@@ -95,6 +138,8 @@ def counts_text(results: list[dict], key: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds-plan", type=Path, required=True,
+                        help="the seeds' implementation-plan.md, whose Task 2 holds sync-neon-to-rds.sh")
     parser.add_argument("--rtts", default="0,20,60", help="round-trip times in ms, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--datasets", default="sample,big")
@@ -126,6 +171,7 @@ def main() -> int:
         log_path = sandbox_dir / "bench-latency.log"
         rows, ratios = [], []
         with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
+            seeds_env = seeds_setup(args.seeds_plan, env, state, workdir)
             for dataset in args.datasets.split(","):
                 load(env, dataset)
                 for rtt in rtts:
@@ -139,7 +185,7 @@ def main() -> int:
                             throughput.empty_bucket(s3, bucket)
                             run = {"toolbox": lambda: throughput.run_sync(env, log_path, toolbox=True),
                                    "pipe": lambda: throughput.run_pipe(neon, rds),
-                                   "seeds": lambda: throughput.run_seeds(neon, rds, s3, bucket, workdir)}[method]
+                                   "seeds": lambda: run_seeds_script(seeds_env, log_path)}[method]
                             results[method].append(timed(network, run))
                             if method != "toolbox":  # RDS restored outside the sync: its record no longer holds
                                 network.set_rtt(0)
@@ -148,8 +194,7 @@ def main() -> int:
                             log(f"{dataset} {rtt:g} ms round {round_}: {method} {results[method][-1]['seconds']:.1f}s")
                     med = {m: statistics.median(r["seconds"] for r in results[m]) for m in METHODS}
                     for method in METHODS:
-                        rows.append([dataset, f"{rtt:g}", throughput.LABELS.get(method, method) if method != "toolbox"
-                                     else "sync through the toolbox (./toolbox/inv)", f"{med[method]:.1f}",
+                        rows.append([dataset, f"{rtt:g}", LABELS[method], f"{med[method]:.1f}",
                                      " ".join(f"{r['seconds']:.1f}" for r in results[method]),
                                      counts_text(results[method], "round_trips"),
                                      counts_text(results[method], "connections")])

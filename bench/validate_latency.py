@@ -55,11 +55,11 @@ PEAK_RSS = ("import sys; from invoke.main import program; program.run(['inv', 'v
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], file=sys.stderr)")
 
 
-def seeds_script(plan: Path) -> str:
-    """The bash block of the plan's "Task 4: Create dev-validation.sh Script" section."""
+def seeds_script(plan: Path, name: str = "dev-validation.sh") -> str:
+    """The bash block of the plan's task "Create <name> Script" (Task 4 for dev-validation.sh), as written."""
     text = plan.read_text()
-    section = text[text.index("## Task 4: Create dev-validation.sh"):]
-    section = section[:section.index("\n## Task 5")]
+    start = text.index(f": Create {name} Script")
+    section = text[start:text.index("\n## ", start)]
     return re.search(r"```bash\n(#!/bin/bash.*?)```", section, re.S).group(1)
 
 
