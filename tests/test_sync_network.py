@@ -33,6 +33,11 @@ MAX_CONNECTIONS = {"neon": 2, "rds": 3}
 # AWS: the requests (the emulator closes each connection after its answer, where AWS keeps them: so the
 # handshakes counted are one a request, and only the requests are compared). Measured: 23.
 MAX_AWS_REQUESTS = 25
+# `inv validate` in pilot light: one request per question, all at once (measured 22: the credentials, the
+# state's HEAD, 3 ECR repositories x2, the bucket, its 4 protections, 2 listings, RDS's description twice, its
+# secret, the VPC), one RDS connection (TLS login and `select 1`: measured 9 round trips), nothing of Neon.
+MAX_VALIDATE_AWS_REQUESTS = 22
+MAX_VALIDATE_RDS_ROUND_TRIPS = 10
 
 
 def tls_env(sandbox_env: dict[str, str], side: str) -> dict[str, str]:
@@ -113,3 +118,20 @@ def test_round_trips_beyond_the_tools_own_are_few_and_do_not_grow_with_the_table
     assert big_extra["neon"] <= small_extra["neon"] + 2, (small_extra, big_extra)
     assert big[0]["rds"].round_trips > 5 * small[0]["rds"].round_trips  # pg_restore's own: one per statement
     assert big[1]["rds"].round_trips < big[0]["rds"].round_trips / 5  # the sync's: a batch per table's rows
+
+
+def test_validate_and_the_listing_ask_each_thing_once(sandbox, sandbox_env):
+    network = sandbox.network()
+    ran = {}
+    validated = counted(network, lambda: ran.update(validate=inv(sandbox_env, "validate")))
+    print("validate", validated)
+    assert ran["validate"].returncode == 0, ran["validate"].stdout
+    assert validated["aws"].round_trips - validated["aws"].connections <= MAX_VALIDATE_AWS_REQUESTS, validated
+    assert validated["rds"].connections == 1 and validated["rds"].round_trips <= MAX_VALIDATE_RDS_ROUND_TRIPS
+    assert validated["neon"].connections == 0
+    # sync.list: one listing per side, then each dump's manifest.
+    listing = {}
+    listed = counted(network, lambda: listing.update(json.loads(inv(sandbox_env, "sync.list", "--json").stdout)))
+    with_manifest = [d for d in listing["dumps"] if d["sha256"]]
+    assert listed["aws"].round_trips - listed["aws"].connections <= 2 + len(with_manifest), (listed, listing)
+    assert listed["rds"].connections == listed["neon"].connections == 0
