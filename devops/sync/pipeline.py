@@ -326,10 +326,21 @@ class Restore:
                                               daemon=True)
         self._probe_reader.start()
         self._restore: subprocess.Popen[bytes] | None = None
-        self._psql: subprocess.Popen[bytes] | None = None
         self._copier: threading.Thread | None = None
         self._copy_error: list[BaseException] = []
         self._settings: set[str] = set()
+        # psql logs in and runs the prelude (the target emptied, inside the restore's transaction) now, while
+        # pg_dump reads its catalogs: its login's and the prelude's round trips are off the restore's path.
+        # Its stdout: the markers in_batches adds (one line each), for naming the entry that failed.
+        self._psql_out = tempfile.TemporaryFile(dir=self.workdir)
+        self._psql = self.processes.start(
+            "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--tuples-only", "--no-align",
+                     "--file=-"],
+            endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=self._psql_out,
+        )
+        self._send(PRELUDE.encode())
+        with contextlib.suppress(BrokenPipeError):  # psql gone already: the first write after says why
+            self._psql.stdin.flush()
 
     def write(self, chunk: bytes) -> None:
         if self._restore is None:
@@ -377,14 +388,6 @@ class Restore:
             ["pg_restore", "--no-owner", "--no-acl", "--single-transaction", f"--use-list={list_file}", "--file=-"],
             stdin=subprocess.PIPE,
         )
-        # Its stdout: the markers in_batches adds (one line each), for naming the entry that failed.
-        self._psql_out = tempfile.TemporaryFile(dir=self.workdir)
-        self._psql = self.processes.start(
-            "psql", ["psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--tuples-only", "--no-align",
-                     "--file=-"],
-            endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=self._psql_out,
-        )
-        self._send(PRELUDE.encode())
         self._copier = threading.Thread(target=self._copy_sql, daemon=True, name="restore-sql")
         self._copier.start()
         for chunk in self._prefix:
@@ -440,10 +443,10 @@ class Restore:
         statement ends psql, and pg_restore's broken pipe follows; so psql is asked first (given a moment
         to exit when another process has already died)."""
         others_died = any(proc is not None and proc.poll() not in (None, 0) for proc in (self._restore, self._probe))
-        if self._psql is not None and self._psql.poll() is None and (others_died or self._copy_error):
+        if self._psql.poll() is None and (others_died or self._copy_error):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._psql.wait(timeout=5)
-        if self._psql is not None and self._psql.poll() not in (None, 0):
+        if self._psql.poll() not in (None, 0):
             return self._psql_failure()
         if self._restore is not None and self._restore.poll() not in (None, 0):
             return PipelineError(f"pg_restore failed: {self.processes.error_of(self._restore)}")
@@ -483,7 +486,7 @@ class Restore:
 
     def verified_tables(self) -> tuple[int, int] | None:
         """The verification's progress (tables checked, of how many), from psql's warnings; None before."""
-        found = VERIFIED.findall(self.processes.stderr_tail(self._psql)) if self._psql else []
+        found = VERIFIED.findall(self.processes.stderr_tail(self._psql))
         return (int(found[-1][0]), int(found[-1][1])) if found else None
 
     def commit(self, expected: dict[str, Any], verifying: Callable[[], None] = lambda: None) -> RestoreResult:
