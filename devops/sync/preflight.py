@@ -48,19 +48,44 @@ def store_of(settings: Settings, console: Console) -> DumpStore:
 
 
 def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Environment:
-    """Identity, Terraform outputs, endpoints, tools, each database's version and identity, the bucket."""
+    """Identity, Terraform outputs, endpoints, tools, each database's version and identity, the bucket: all at
+    once, each a round trip or a login away on a real network. What needs the outputs (RDS, the bucket) starts
+    with the outputs read last time (one HEAD of the state says whether they still hold) and is done again
+    with the state's own when they do not."""
     s3 = aws.client(settings, "s3")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Side by side with the identity call; one HEAD of the state instead of Terraform while it is unchanged.
-        reading = pool.submit(Terraform(settings).outputs, s3)
+    terraform = Terraform(settings)
+    guess = terraform.last_outputs() or {}
+    opened: list[Database] = []
+
+    def database(side: str, outputs: dict[str, Any]) -> Database:
+        endpoint = neon_endpoint(settings, console) if side == "neon" else rds_endpoint(settings, outputs)
+        db = Database(side, endpoint)
+        opened.append(db)
+        db.read_server()
+        return db
+
+    pool = ThreadPoolExecutor(max_workers=3 + 2 * len(sides))
+    try:
+        reading = pool.submit(terraform.outputs, s3)
+        tools = pool.submit(tool_versions)
+        started = {side: pool.submit(database, side, guess) for side in sides}
+        checking = pool.submit(checked_store, settings, console, s3, guess)
         identity = aws.identity(settings)
         console.info(f"AWS identity: {identity['arn']}")
         outputs = reading.result()
-    databases = {side: Database(side, neon_endpoint(settings, console) if side == "neon"
-                                else rds_endpoint(settings, outputs)) for side in sides}
-    tools = tool_versions()
-    store = checked_store(settings, console, s3, outputs)
-    with ThreadPoolExecutor(max_workers=len(sides)) as pool:
-        list(pool.map(Database.read_server, databases.values()))
-    check_tools_match_servers(tools, {db.label: db.version for db in databases.values()})
-    return Environment(settings, identity, outputs, store, tools, databases)
+        if outputs != guess:  # the state changed since (or was never read): what used the guess, again
+            started.update({side: pool.submit(database, side, outputs) for side in sides if side != "neon"})
+            checking = pool.submit(checked_store, settings, console, s3, outputs)
+        databases = {side: future.result() for side, future in started.items()}
+        store = checking.result()
+        check_tools_match_servers(tools.result(), {db.label: db.version for db in databases.values()})
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for db in opened:
+            db.close()
+        raise
+    pool.shutdown()
+    for db in opened:  # the guess's, when it did not hold
+        if db not in databases.values():
+            db.close()
+    return Environment(settings, identity, outputs, store, tools.result(), databases)

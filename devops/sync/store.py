@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -134,14 +135,17 @@ class DumpStore:
         overwrite each other's dumps.
         """
         when = when.replace(microsecond=0)
-        taken = set()
-        for side in sides:  # one LIST a side: the keys from that second on (not a HEAD per candidate)
+
+        def taken_from(side: str) -> set[str]:  # one LIST a side: the keys from that second on
             start = f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}"
             try:
                 listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=dump_prefix(side), StartAfter=start)
             except (ClientError, BotoCoreError) as exc:
                 raise DevopsError(f"cannot list {self.url(dump_prefix(side))}: {describe(exc)}") from None
-            taken |= {second_of(item["Key"]) for item in listed.get("Contents", [])}
+            return {second_of(item["Key"]) for item in listed.get("Contents", [])}
+
+        with ThreadPoolExecutor(max_workers=len(sides)) as pool:  # the sides' LISTs side by side
+            taken = set().union(*pool.map(taken_from, sides))
         while when.strftime(TIMESTAMP) in taken:
             when += dt.timedelta(seconds=1)
         return when
