@@ -172,7 +172,7 @@ def main() -> int:
         rows, ratios = [], []
         with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
             seeds_env = seeds_setup(args.seeds_plan, env, state, workdir)
-            for dataset in args.datasets.split(","):
+            for dataset in [d for d in args.datasets.split(",") if d]:  # "": validate only
                 load(env, dataset)
                 for rtt in rtts:
                     network.set_rtt(0)
