@@ -2,6 +2,7 @@ import re
 
 import pytest
 
+from devops import aws
 from devops.config import REPO_ROOT, Settings
 from devops.errors import DevopsError
 from devops.sandbox.stand_ins import terraform_default
@@ -89,3 +90,15 @@ def test_the_rds_stand_in_has_the_lock_table_terraform_gives_the_dev_rds():
     settings = Settings.load({}, environ={})
     assert settings.sandbox_rds_max_locks_per_transaction == int(terraform_default(settings, "db_max_locks_per_transaction"))
     assert terraform_default(settings, "db_engine_version") == "18"
+
+
+def test_an_unknown_aws_profile_is_one_line_and_clients_take_the_settings_region(tmp_path, monkeypatch):
+    (tmp_path / "config").write_text("[profile dev]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    with pytest.raises(DevopsError, match=r"^AWS profile 'nope' not found: check AWS_PROFILE"):
+        aws.session(Settings.load({}, environ={"AWS_PROFILE": "nope"}))
+    settings = Settings.load({}, environ={"AWS_PROFILE": "dev", "AWS_REGION": "ap-south-1"})
+    rds = aws.client(settings, "rds")  # no request: a client only
+    assert rds.meta.region_name == "ap-south-1"
+    assert rds.meta.endpoint_url == "https://rds.ap-south-1.amazonaws.com"

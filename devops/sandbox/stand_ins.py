@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
+import botocore.session
 from psycopg2 import sql
 
 from devops import aws
@@ -102,18 +102,16 @@ class Sandbox:
             "TF_VAR_db_max_locks_per_transaction": str(self.settings.sandbox_rds_max_locks_per_transaction),
         }
 
-    def _boto_session(self) -> boto3.Session:
-        return boto3.Session(
-            aws_access_key_id=EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.settings.region,
-        )
+    def _boto_session(self) -> botocore.session.Session:
+        boto = botocore.session.Session()
+        boto.set_credentials(EMULATOR_CREDENTIALS["AWS_ACCESS_KEY_ID"], EMULATOR_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return boto
 
     def emulator_settings(self, state: dict[str, Any]) -> Settings:
         return dataclasses.replace(self.settings, aws_endpoint_url=self.emulator_url(state), aws_profile="")
 
     def client(self, service: str, state: dict[str, Any] | None = None) -> Any:
-        """A boto3 client for the sandbox's emulator."""
+        """A client for the sandbox's emulator."""
         return aws.client(self.emulator_settings(state or self.load_state()), service, self._boto_session())
 
     def terraform(self, state: dict[str, Any] | None = None) -> Terraform:
