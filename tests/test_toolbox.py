@@ -253,7 +253,8 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     assert f"-v {REPO_ROOT}:{REPO_ROOT} -w {REPO_ROOT}" in created[0]
     assert "--network host" in created[0]
     assert f"-v {tmp_path}/home/.aws:/home/toolbox/.aws:ro" in created[0]
-    assert executed[0].split()[-3:] == ["inv", "sync.neon-to-rds", "--dry-run"]
+    # inv that ends without Python's teardown (devops/inv.py)
+    assert executed[0].split()[-5:] == ["python", "-m", "devops.inv", "sync.neon-to-rds", "--dry-run"]
     assert f" {name} sh -c " in executed[0]
     for variable in ("NEON_DATABASE_URL", "AWS_PROFILE", "INVOKE_DEVOPS_PROJECT_NAME"):
         assert f"-e {variable} " in executed[0]
@@ -317,7 +318,7 @@ def test_shim_picks_the_image_from_task_names_only(tmp_path):
                  ["-c", "demo", "validate"]):
         calls = _shim_calls(tmp_path, *args)
         line = _image_run(calls)
-        assert line.startswith("exec ") and f" inv {args[0]}" in line, calls
+        assert line.startswith("exec ") and f" python -m devops.inv {args[0]}" in line, calls
         assert not any(_sandbox_container(REPO_ROOT) in line for line in calls), calls
     line = _image_run(_shim_calls(tmp_path, "test", "--pytest-args", "-k validate"))
     assert _runs_in(line, dev) and line.endswith(" inv test --pytest-args -k validate"), line
@@ -327,7 +328,7 @@ def test_shim_picks_the_image_from_task_names_only(tmp_path):
         assert _runs_in(line, dev) and line.endswith(" bash"), (args, line)
     assert _runs_in(_image_run(_shim_calls(tmp_path, "toolbox.shell")), runtime)
     # Help about a toolbox task is Invoke's (in the container), not the task.
-    assert _image_run(_shim_calls(tmp_path, "--help", "toolbox.build")).endswith(" inv --help toolbox.build")
+    assert _image_run(_shim_calls(tmp_path, "--help", "toolbox.build")).endswith(" devops.inv --help toolbox.build")
 
 
 def test_the_shims_value_options_are_the_tasks():
