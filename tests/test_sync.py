@@ -7,6 +7,7 @@ the databases with tests/dbtools.py, which reads them independently of the engin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,22 @@ def test_list_shows_the_dumps_newest_first(sandbox_env, fresh):
     assert len(newest_sync["sha256"]) == 64 and newest_sync["source"].startswith("postgresql://****@")
     table = inv(sandbox_env, "sync.list")
     assert "neon-dumps/" in table.stdout and "rds-dumps/" in table.stdout
+
+
+def test_outputs_read_last_time_that_no_longer_hold_are_not_used(sandbox_env, fresh, neon, rds):
+    """The preflight starts RDS and the bucket from the outputs read last time; cached at an older state (an
+    RDS instance and a secret that are gone), they give way to the state's, and the sync goes through."""
+    assert inv(sandbox_env, "sync.list").returncode == 0  # the cache is written
+    cache = Path(sandbox_env["TF_DATA_DIR"]) / "devops-outputs.json"
+    entry = json.loads(cache.read_text())
+    stale = {**entry["outputs"], "db_instance_identifier": "gone-db", "db_backups_bucket_name": "gone-bucket",
+             "database_secret_arn": entry["outputs"]["database_secret_arn"] + "-gone"}
+    cache.write_text(json.dumps({**entry, "etag": '"an-older-state"', "outputs": stale}))
+    result = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+    assert "gone" not in result.stdout + result.stderr
+    assert json.loads(cache.read_text())["outputs"] == entry["outputs"]
 
 
 def test_without_a_terminal_it_refuses_to_overwrite_unless_yes(sandbox_env, fresh, rds):
