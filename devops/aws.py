@@ -8,6 +8,7 @@ passed explicitly so that a Settings object built from another environment still
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import botocore.session
@@ -39,6 +40,27 @@ def client(settings: Settings, service: str, boto_session: botocore.session.Sess
         service, region_name=settings.region or None, endpoint_url=settings.aws_endpoint_url or None,
         config=config or CLIENT_CONFIG,
     )
+
+
+class Clients:
+    """Clients of one session, one per service, created on first use and shared by threads: a session per
+    client would load the SDK's endpoint data again each time. botocore sessions are not thread-safe for
+    creating clients: created under a lock, then shared (a client is safe to share)."""
+
+    def __init__(self, settings: Settings, config: Config | None = None):
+        self.settings = settings
+        self.config = config
+        self._session: botocore.session.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str) -> Any:
+        with self._lock:
+            if self._session is None:
+                self._session = session(self.settings)
+            if service not in self._clients:
+                self._clients[service] = client(self.settings, service, self._session, self.config)
+            return self._clients[service]
 
 
 def identity(settings: Settings, sts: Any = None) -> dict[str, str]:

@@ -36,7 +36,7 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None, s
 
     Its certificate is verified against AWS's RDS CA bundle (or rds_ca_file's) for the endpoint's name, also
     through a tunnel: the tunnel's address is where libpq connects (hostaddr), the name what it verifies.
-    `rds`, `secrets`: the RDS and Secrets Manager clients to reuse (validate's); by default new ones.
+    `rds`, `secrets`: the RDS and Secrets Manager clients to reuse (aws.Clients'); by default new ones.
     """
     missing = [name for name in ("database_endpoint", "database_secret_arn", "database_name",
                                  "db_instance_identifier") if not outputs.get(name)]

@@ -52,13 +52,15 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
     once, each a round trip or a login away on a real network. What needs the outputs (RDS, the bucket) starts
     with the outputs read last time (one HEAD of the state says whether they still hold) and is done again
     with the state's own when they do not."""
-    s3 = aws.client(settings, "s3")
+    clients = aws.Clients(settings)
+    s3 = clients("s3")
     terraform = Terraform(settings)
     guess = terraform.last_outputs() or {}
     opened: list[Database] = []
 
     def database(side: str, outputs: dict[str, Any]) -> Database:
-        endpoint = neon_endpoint(settings, console) if side == "neon" else rds_endpoint(settings, outputs)
+        endpoint = neon_endpoint(settings, console) if side == "neon" else \
+            rds_endpoint(settings, outputs, clients("rds"), clients("secretsmanager"))
         db = Database(side, endpoint)
         opened.append(db)
         db.read_server()
@@ -70,7 +72,7 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
         tools = pool.submit(tool_versions)
         started = {side: pool.submit(database, side, guess) for side in sides}
         checking = pool.submit(checked_store, settings, console, s3, guess)
-        identity = aws.identity(settings)
+        identity = aws.identity(settings, clients("sts"))
         console.info(f"AWS identity: {identity['arn']}")
         outputs = reading.result()
         if outputs != guess:  # the state changed since (or was never read): what used the guess, again

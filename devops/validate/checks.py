@@ -12,7 +12,6 @@ import datetime as dt
 import http.client
 import json
 import ssl
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -44,25 +43,6 @@ class Result:
     detail: str = ""
 
 
-class Clients:
-    """boto3 clients, one per service, created on first use and shared by every check's thread."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._session: Any = None
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, service: str) -> Any:
-        # boto3 sessions are not thread-safe for creating clients: create under a lock, then share.
-        with self._lock:
-            if self._session is None:
-                self._session = aws.session(self.settings)
-            if service not in self._clients:
-                self._clients[service] = aws.client(self.settings, service, self._session, CLIENT_CONFIG)
-            return self._clients[service]
-
-
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What every check may use: settings, the Terraform outputs with the mode they give, and shared clients."""
@@ -70,7 +50,7 @@ class Context:
     settings: Settings
     outputs: dict[str, Any]
     mode: str
-    clients: Clients
+    clients: aws.Clients  # validate's: short timeouts (CLIENT_CONFIG)
     drift: bool = False
 
     def client(self, service: str) -> Any:

@@ -21,7 +21,7 @@ from devops.errors import DevopsError
 from devops.masking import mask
 from devops.modes import ACTIVE, PILOT
 from devops.terraform import Terraform
-from devops.validate.checks import (FAIL, PASS, REGISTRY, WARN, Check, Clients, Context, Result, checks_for,
+from devops.validate.checks import (CLIENT_CONFIG, FAIL, PASS, REGISTRY, WARN, Check, Context, Result, checks_for,
                                    early_checks)
 
 MODE_LABELS = {ACTIVE: "Full (activated)", PILOT: "Pilot Light"}
@@ -48,7 +48,7 @@ def run_validate(settings: Settings, console: Console, options: Options) -> tupl
     """Run the validation; returns the report and the exit code (1 on any FAIL, or WARN with strict)."""
     console.banner("DEV ENVIRONMENT VALIDATION", f"Region: {settings.region}", f"Target: {aws.target_label(settings)}")
     started = time.monotonic()
-    ctx = Context(settings, {}, PILOT, Clients(settings), options.drift)
+    ctx = Context(settings, {}, PILOT, aws.Clients(settings, CLIENT_CONFIG), options.drift)
     # Enough threads for every check twice (a check started on outputs that changed runs again).
     pool = ThreadPoolExecutor(max_workers=2 * len(REGISTRY) + 3, thread_name_prefix="validate")
     try:
