@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
@@ -21,6 +22,7 @@ from devops.masking import register_secret
 
 # Short connect timeout and few retries: a wrong endpoint or a dead emulator must fail in seconds.
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+SMALL_BODY = 1024 * 1024
 
 
 def session(settings: Settings) -> botocore.session.Session:
@@ -36,10 +38,21 @@ def session(settings: Settings) -> botocore.session.Session:
 
 def client(settings: Settings, service: str, boto_session: botocore.session.Session | None = None,
            config: Config | None = None) -> Any:
-    return (boto_session or session(settings)).create_client(
+    made = (boto_session or session(settings)).create_client(
         service, region_name=settings.region or None, endpoint_url=settings.aws_endpoint_url or None,
         config=config or CLIENT_CONFIG,
     )
+    if service == "s3":
+        made.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
+    return made
+
+
+def _no_continue_for_small_bodies(params: dict[str, Any], **_: Any) -> None:
+    """botocore asks S3 for "100 Continue" before every PUT's body (Expect: 100-continue): a round trip of its
+    own. A small body (a manifest, the lock, a small dump's part) goes at once: cheaper than the question."""
+    size = botocore.utils.determine_content_length(params.get("body"))
+    if size is not None and size < SMALL_BODY:
+        params["headers"].pop("Expect", None)
 
 
 class Clients:

@@ -102,3 +102,22 @@ def test_an_unknown_aws_profile_is_one_line_and_clients_take_the_settings_region
     rds = aws.client(settings, "rds")  # no request: a client only
     assert rds.meta.region_name == "ap-south-1"
     assert rds.meta.endpoint_url == "https://rds.ap-south-1.amazonaws.com"
+
+
+def test_a_small_put_goes_without_asking_for_100_continue_first(monkeypatch):
+    """A manifest's PUT is one round trip, not two; a large body still asks first (nothing is sent: the
+    request is read where botocore would send it)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    s3 = aws.client(Settings.load({}, environ={"AWS_REGION": "us-east-1"}), "s3")
+    sent = []
+
+    def capture(request, **_):
+        sent.append(request.headers.get("Expect"))
+        raise RuntimeError("not sent")
+
+    s3.meta.events.register("before-send.s3", capture)
+    for body in (b"{}" * 100, b"x" * (aws.SMALL_BODY + 1)):
+        with pytest.raises(RuntimeError):
+            s3.put_object(Bucket="b", Key="k", Body=body)
+    assert sent == [None, b"100-continue"]

@@ -153,6 +153,14 @@ class Database:
                 with contextlib.suppress(psycopg2.Error):
                     cur.execute("ROLLBACK")
 
+    def read(self) -> Reading:
+        """What Snapshot.read reads, in a repeatable-read transaction that the same query string opens (its
+        first statement) and that ends with it (an implicit one): one round trip, where a snapshot to share
+        costs three (BEGIN and the export, the read, ROLLBACK)."""
+        with self.session("the tables") as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n" + sql.read_tables(READ_STATE))
+            return _reading(cur.fetchone())
+
     def still_holds(self, seen: str, sequences: dict[str, Any]) -> bool:
         """True when nothing was written since a snapshot that had seen ``seen`` (TRANSACTIONS_SEEN) and
         ``sequences`` (no transaction id taken since, the sequences where they were)."""
@@ -181,5 +189,9 @@ class Snapshot:
         ``parallel``: a large table's checksum may use the server's parallel workers (not beside a dump)."""
         with self.database.errors_named("the tables"):
             self.cur.execute(sql.read_tables(READ_STATE, parallel=parallel))
-            tables, seen, objects, sequences, schema = self.cur.fetchone()
-        return Reading(_stats(tables), seen, int(objects), sequences, schema)
+            return _reading(self.cur.fetchone())
+
+
+def _reading(row: tuple[Any, ...]) -> Reading:
+    tables, seen, objects, sequences, schema = row
+    return Reading(_stats(tables), seen, int(objects), sequences, schema)

@@ -53,8 +53,8 @@ def probe(env: Environment, db: Database, console: Console | None = None) -> Sta
     safety copy compare its fingerprint with the newest record. With ``console``, its progress (the time it
     takes: the scan is one statement).
     """
-    with db.snapshot() as snapshot, Steps(console, f"Reading {db.label}", env.settings.progress_interval):
-        found = snapshot.read()
+    with Steps(console, f"Reading {db.label}", env.settings.progress_interval):
+        found = db.read()
     return State(fingerprint(db, found.tables, found.sequences, found.schema), found.tables, found.seen,
                  found.objects)
 

@@ -53,6 +53,7 @@ from devops.sync.progress import transfer
 from devops.sync.report import (Copy, DumpList, Listed, Locks, PlanRow, Report, RestoredDump, Side, Status,
                                 TargetState, Verdict, Versions)
 from devops.sync.store import dump_key, utcnow
+from devops.threads import in_background
 
 LABELS = {"neon": "Neon", "rds": "RDS"}
 
@@ -370,12 +371,13 @@ def _run(env: Environment, console: Console, job: Job, options: Options, phases:
                     raise
         finally:
             processes.close()
-
-    report = finish(report, phases, expected, verified, source)                          # 9. report
+        report = finish(report, phases, expected, verified, source)                      # 9. report
+        restored = fingerprint(target, verified.tables, verified.sequences, verified.schema) \
+            if report.status == Status.OK else None
+        # The record goes up while the lock is released and the summary printed (a round trip each).
+        recording = in_background(source.record, target, restored, when)                 # 10. record
     render.finish(console, report)
-    restored = fingerprint(target, verified.tables, verified.sequences, verified.schema) \
-        if report.status == Status.OK else None
-    source.record(target, restored, when)                                                 # 10. record
+    recording.result()
     return report
 
 

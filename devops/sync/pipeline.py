@@ -34,6 +34,7 @@ from devops.masking import mask
 from devops.postgres import Endpoint
 from devops.sync import sql
 from devops.sync.database import Database
+from devops.threads import in_background
 
 CHUNK = 1024 * 1024
 # The pipes between the tools and this process hold a chunk (Linux's default is 64 KB): each read and write
@@ -341,6 +342,8 @@ class Restore:
         self._send(PRELUDE.encode())
         with contextlib.suppress(BrokenPipeError):  # psql gone already: the first write after says why
             self._psql.stdin.flush()
+        # What the restore needs of the target once the table of contents has come, read now likewise.
+        self._target_settings = in_background(target.settings_and_kept_schemas, KEPT_SCHEMAS)
 
     def write(self, chunk: bytes) -> None:
         if self._restore is None:
@@ -366,7 +369,7 @@ class Restore:
         if self._probe.wait() != 0:
             raise PipelineError(f"the dump is not a valid archive: {self.processes.error_of(self._probe)}")
         listing = (self._probe_out[0] if self._probe_out else b"").decode(errors="replace")
-        self._settings, kept_schemas = self.target.settings_and_kept_schemas(KEPT_SCHEMAS)
+        self._settings, kept_schemas = self._target_settings.result()
         kept = []
         for line in listing.splitlines():
             schema = re.match(r"^\d+; \d+ \d+ SCHEMA - (.+) \S*$", line)
@@ -489,11 +492,9 @@ class Restore:
         found = VERIFIED.findall(self.processes.stderr_tail(self._psql))
         return (int(found[-1][0]), int(found[-1][1])) if found else None
 
-    def commit(self, expected: dict[str, Any], verifying: Callable[[], None] = lambda: None) -> RestoreResult:
-        """All input written: let pg_restore finish, check the restored tables and sequences against
-        ``expected`` ({"tables": {name: {"rows", "checksum"}}, "sequences": {name: last_value}}) inside the
-        transaction, then COMMIT; any error or difference leaves the target unchanged. ``verifying`` is called
-        when the restore went through and the verification starts."""
+    def end_input(self) -> None:
+        """The whole archive written: pg_restore ends its script, and psql runs the last statements, while the
+        source finishes what follows its stream (a dump's upload completing). Nothing is committed."""
         if self._restore is None:
             # The whole archive fitted in what pg_restore -l read.
             with contextlib.suppress(BrokenPipeError):
@@ -501,30 +502,34 @@ class Restore:
             self._start_restore()
         with contextlib.suppress(BrokenPipeError):
             self._restore.stdin.close()
+
+    def commit(self, expected: dict[str, Any], verifying: Callable[[], None] = lambda: None) -> RestoreResult:
+        """All input written: let pg_restore finish, check the restored tables and sequences against
+        ``expected`` ({"tables": {name: {"rows", "checksum"}}, "sequences": {name: last_value}}) inside the
+        transaction, then COMMIT; any error or difference leaves the target unchanged. ``verifying`` is called
+        when the restore went through and the verification starts."""
+        self.end_input()
         if self._restore.wait() != 0:
             raise self._failure()
         self._copier.join()
         if self._copy_error or self._psql.poll() not in (None, 0):
             raise self._failure()
         try:
-            # A marker after the restore's last statement: the verification is announced only once psql ran
-            # them all (not after a restore that failed on one).
-            self._send(RESTORED_MARKER)
-            self._psql.stdin.flush()
+            # One query (psql's \\; joins them): a marker that the restore's statements all ran (with the locks
+            # its transaction holds), the verification, and COMMIT, which runs only if the verification raised
+            # nothing.
+            self._send(RESTORED_MARKER.rstrip().removesuffix(b";") + b"\\;\n"
+                       + verification_sql(expected).encode().rstrip().removesuffix(b";") + b"\\;\nCOMMIT;\n")
+            self._psql.stdin.close()
         except BrokenPipeError:
             raise self._failure() from None
+        # The verification is announced once the marker came (not after a restore that failed on a statement).
         while not (restored := RESTORED_LOCKS.search(self.processes.stderr_tail(self._psql))):
             if self._psql.poll() is not None:
                 raise self._failure()
             time.sleep(0.05)
         self.result.locks = int(restored.group(1))
         verifying()
-        try:
-            # One query (psql's \\; joins them): COMMIT runs only if the verification raised nothing.
-            self._send(verification_sql(expected).encode().rstrip().removesuffix(b";") + b"\\;\nCOMMIT;\n")
-            self._psql.stdin.close()
-        except BrokenPipeError:
-            raise self._failure() from None
         if self._psql.wait() != 0:
             raise self._failure()
         found = SCHEMA.search(self.processes.stderr_of(self._psql))
@@ -644,7 +649,11 @@ def _describe_entry(line: str) -> str:
 
 
 def pump(source: Iterable[bytes], sinks: list[Any]) -> None:
-    """Copy a stream of chunks to every sink (each has ``write``)."""
+    """Copy a stream of chunks to every sink (each has ``write``); at its end, tell the sinks that take no
+    more (``end_input``: a Restore) at once."""
     for chunk in source:
         for sink in sinks:
             sink.write(chunk)
+    for sink in sinks:
+        if hasattr(sink, "end_input"):
+            sink.end_input()

@@ -31,6 +31,8 @@ LOCK_KEY = "locks/sync.lock"
 # A lock older than this is stale whoever holds it: no sync of a dev database runs for half a day.
 STALE_AFTER = dt.timedelta(hours=12)
 TIMESTAMP = "%Y-%m-%dT%H-%M-%S"
+# Manifests read at once by a listing (sync.list): each is a round trip, so they go side by side.
+MANIFEST_READS = 8
 
 
 def utcnow() -> dt.datetime:
@@ -128,6 +130,22 @@ class DumpStore:
         except BotoCoreError as exc:
             raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
 
+    def objects(self, sides: Iterable[str] = SIDES, from_second: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """The objects in the sides' folders (S3's listing entries: Key, Size, LastModified), the sides' LISTs
+        side by side; with ``from_second``, only the keys of that second and later."""
+        def listed(side: str) -> list[dict[str, Any]]:
+            prefix = dump_prefix(side)
+            start = {"StartAfter": prefix + from_second.strftime(TIMESTAMP)} if from_second else {}
+            try:
+                return [item for page in self.s3.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.bucket, Prefix=prefix, **start) for item in page.get("Contents", [])]
+            except (ClientError, BotoCoreError) as exc:
+                raise DevopsError(f"cannot list {self.url(prefix)}: {describe(exc)}") from None
+
+        sides = tuple(sides)
+        with ThreadPoolExecutor(max_workers=len(sides)) as pool:
+            return [item for items in pool.map(listed, sides) for item in items]
+
     def free_time(self, sides: tuple[str, ...], when: dt.datetime) -> dt.datetime:
         """The first second from ``when`` at which no dump key of ``sides`` exists yet.
 
@@ -135,17 +153,7 @@ class DumpStore:
         overwrite each other's dumps.
         """
         when = when.replace(microsecond=0)
-
-        def taken_from(side: str) -> set[str]:  # one LIST a side: the keys from that second on
-            start = f"{dump_prefix(side)}{when.strftime(TIMESTAMP)}"
-            try:
-                listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=dump_prefix(side), StartAfter=start)
-            except (ClientError, BotoCoreError) as exc:
-                raise DevopsError(f"cannot list {self.url(dump_prefix(side))}: {describe(exc)}") from None
-            return {second_of(item["Key"]) for item in listed.get("Contents", [])}
-
-        with ThreadPoolExecutor(max_workers=len(sides)) as pool:  # the sides' LISTs side by side
-            taken = set().union(*pool.map(taken_from, sides))
+        taken = {second_of(item["Key"]) for item in self.objects(sides, from_second=when)}
         while when.strftime(TIMESTAMP) in taken:
             when += dt.timedelta(seconds=1)
         return when
@@ -200,30 +208,23 @@ class DumpStore:
 
     def dumps(self) -> list[dict[str, Any]]:
         """Every dump in the bucket with its manifest, newest first, and whether the operation that made it (a
-        sync: its source dump and its safety copy; a restore: its safety copy) committed."""
-        found: list[dict[str, Any]] = []
-        restores: list[str] = []
-        paginator = self.s3.get_paginator("list_objects_v2")
-        try:
-            for side in SIDES:
-                objects = {}
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=dump_prefix(side)):
-                    for item in page.get("Contents", []):
-                        objects[item["Key"]] = item
-                for key, item in objects.items():
-                    if key.endswith(DUMP_SUFFIX):
-                        manifest = {}
-                        if manifest_key(key) in objects:
-                            try:
-                                manifest = self.manifest(key)
-                            except UnreadableManifest as exc:
-                                self._skip(exc)
-                        found.append({"key": key, "size": item["Size"], "modified": item["LastModified"],
-                                      "manifest": manifest})
-                    elif key.endswith(RESTORE_SUFFIX):
-                        restores.append(key)
-        except (ClientError, BotoCoreError) as exc:
-            raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
+        sync: its source dump and its safety copy; a restore: its safety copy) committed. The manifests are
+        read side by side (a round trip for several)."""
+        objects = {item["Key"]: item for item in self.objects()}
+        restores = [key for key in objects if key.endswith(RESTORE_SUFFIX)]
+        dumps = [key for key in objects if key.endswith(DUMP_SUFFIX)]
+
+        def manifest_of(key: str) -> dict[str, Any]:
+            try:
+                return self.manifest(key) if manifest_key(key) in objects else {}
+            except UnreadableManifest as exc:
+                self._skip(exc)
+                return {}
+
+        with ThreadPoolExecutor(max_workers=MANIFEST_READS) as pool:
+            manifests = list(pool.map(manifest_of, dumps))
+        found = [{"key": key, "size": objects[key]["Size"], "modified": objects[key]["LastModified"],
+                  "manifest": manifest} for key, manifest in zip(dumps, manifests)]
         done = committed_seconds(found, restores)
         for entry in found:
             entry["committed"] = second_of(entry["key"]) in done
@@ -239,17 +240,10 @@ class DumpStore:
         mentions ``side`` holds its newest record: manifests are read by that second, newest first, one
         second at a time (a sync's source manifest and safety copy share it), until one mentions ``side``.
         """
-        keys = []
-        paginator = self.s3.get_paginator("list_objects_v2")
-        try:
-            for prefix in map(dump_prefix, SIDES):
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                    keys += [item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(MANIFEST_SUFFIX)]
-        except (ClientError, BotoCoreError) as exc:
-            raise DevopsError(f"cannot list {self.url('')}: {describe(exc)}") from None
         by_second: dict[str, list[str]] = {}
-        for key in keys:
-            by_second.setdefault(second_of(key), []).append(key)
+        for item in self.objects():
+            if item["Key"].endswith(MANIFEST_SUFFIX):
+                by_second.setdefault(second_of(item["Key"]), []).append(item["Key"])
         for second in sorted(by_second, reverse=True):
             best = newest_record(side, self._readable(by_second[second]))
             if best is not None:

@@ -24,7 +24,7 @@ from devops.endpoints import PrivateRds, rds_endpoint
 from devops.errors import DevopsError
 from devops.masking import first_line
 from devops.modes import ACTIVE, BOTH, PILOT, mode_of
-from devops.sync.store import DUMP_SUFFIX, SIDES, dump_prefix
+from devops.sync.store import DUMP_SUFFIX, DumpStore
 from devops.terraform import Terraform
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -180,14 +180,8 @@ def _denies_plain_http(policy: str) -> bool:
 
 @check("Recent dump", needs_outputs=False)
 def recent_dump(ctx: Context) -> Result:
-    s3, bucket = ctx.client("s3"), _bucket(ctx)
-
-    def dumps(side: str) -> list[dict[str, Any]]:
-        return [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=dump_prefix(side))
-                for item in page.get("Contents", []) if item["Key"].endswith(DUMP_SUFFIX)]
-
-    with ThreadPoolExecutor(max_workers=len(SIDES)) as pool:  # both sides' listings side by side
-        found = [item for listing in pool.map(dumps, SIDES) for item in listing]
+    bucket = _bucket(ctx)
+    found = [item for item in DumpStore(ctx.client("s3"), bucket).objects() if item["Key"].endswith(DUMP_SUFFIX)]
     newest = max(found, key=lambda item: item["LastModified"], default=None)
     if newest is None:
         return Result(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
