@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from devops import aws
 from devops.config import RDS_CA_BUNDLE, Settings
@@ -31,20 +31,24 @@ def neon_endpoint(settings: Settings, console: Console) -> Endpoint:
     return endpoint
 
 
-def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None, secrets: Any = None) -> Endpoint:
+def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None, secrets: Any = None,
+                 available: Callable[[str], dict[str, Any]] | None = None) -> Endpoint:
     """RDS from the Terraform outputs and the Secrets Manager secret, through the address override.
 
     Its certificate is verified against AWS's RDS CA bundle (or rds_ca_file's) for the endpoint's name, also
     through a tunnel: the tunnel's address is where libpq connects (hostaddr), the name what it verifies.
     `rds`, `secrets`: the RDS and Secrets Manager clients to reuse (aws.Clients'); by default new ones.
+    `available`: the instance's description, when the caller shares one (validate's checks); by default
+    aws.require_rds_available's.
     """
+    available = available or (lambda instance: aws.require_rds_available(settings, instance, rds))
     missing = [name for name in ("database_endpoint", "database_secret_arn", "database_name",
                                  "db_instance_identifier") if not outputs.get(name)]
     if missing:
         raise DevopsError(f"Terraform outputs lack {', '.join(missing)}: apply terraform/environments/dev first")
     with ThreadPoolExecutor(max_workers=1) as pool:  # the two requests side by side: a round trip saved
         reading = pool.submit(aws.read_secret_json, settings, outputs["database_secret_arn"], secrets)
-        db = aws.require_rds_available(settings, outputs["db_instance_identifier"], rds)
+        db = available(outputs["db_instance_identifier"])
         override = settings.rds_address_override()
         if not override and not db.get("PubliclyAccessible", True) and not in_ecs_task():
             raise PrivateRds(f"RDS {outputs['db_instance_identifier']} is private (not publicly accessible) and "

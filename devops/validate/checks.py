@@ -12,7 +12,8 @@ import datetime as dt
 import http.client
 import json
 import ssl
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 from botocore.config import Config
@@ -43,18 +44,46 @@ class Result:
     detail: str = ""
 
 
+class Answers:
+    """Each question asked once per run, its answer (or its error) shared by every check that asks it."""
+
+    def __init__(self) -> None:
+        self._asked: dict[Any, Future] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, question: Any, ask: Callable[[], Any]) -> Any:
+        with self._lock:
+            future, asking = self._asked.get(question), False
+            if future is None:
+                future = self._asked[question] = Future()
+                asking = True
+        if asking:
+            try:
+                future.set_result(ask())
+            except BaseException as exc:  # noqa: BLE001 - every asker gets it, as it would have
+                future.set_exception(exc)
+        return future.result()
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What every check may use: settings, the Terraform outputs with the mode they give, and shared clients."""
+    """What every check may use: settings, the Terraform outputs with the mode they give, shared clients, and
+    the answers the checks share (kept by with_outputs)."""
 
     settings: Settings
     outputs: dict[str, Any]
     mode: str
     clients: aws.Clients  # validate's: short timeouts (CLIENT_CONFIG)
     drift: bool = False
+    answers: Answers = dataclasses.field(default_factory=Answers)
 
     def client(self, service: str) -> Any:
         return self.clients(service)
+
+    def rds_available(self, instance: str) -> dict[str, Any]:
+        """The instance's description, read once for the instance check and the connection check."""
+        return self.answers(("rds", instance),
+                            lambda: aws.require_rds_available(self.settings, instance, self.client("rds")))
 
     def with_outputs(self, outputs: dict[str, Any]) -> "Context":
         return dataclasses.replace(self, outputs=outputs, mode=mode_of(outputs))
@@ -196,7 +225,7 @@ def recent_dump(ctx: Context) -> Result:
 def rds_instance(ctx: Context) -> Result:
     instance = ctx.settings.rds_instance_id
     try:
-        aws.require_rds_available(ctx.settings, instance, ctx.client("rds"))
+        ctx.rds_available(instance)
     except DevopsError as exc:
         return Result(FAIL, str(exc))
     return Result(PASS, f"RDS instance {instance} is available")
@@ -205,7 +234,8 @@ def rds_instance(ctx: Context) -> Result:
 @check("RDS connection")
 def rds_connection(ctx: Context) -> Result:
     try:
-        endpoint = rds_endpoint(ctx.settings, ctx.outputs, ctx.client("rds"), ctx.client("secretsmanager"))
+        endpoint = rds_endpoint(ctx.settings, ctx.outputs, secrets=ctx.client("secretsmanager"),
+                                available=ctx.rds_available)
     except PrivateRds:
         return Result(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
                             "from the VPC, or reach it through a tunnel and set rds_address")
