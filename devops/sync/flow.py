@@ -47,7 +47,7 @@ from devops.sync.decisions import (Outcome, after_plan, compare, content_hash, d
                                    version_num)
 from devops.sync.dumps import Verified, commit_verified, dump, fingerprint, manifest, probe
 from devops.sync.guard import Judgement, judge
-from devops.sync.pipeline import Processes, Restore
+from devops.sync.pipeline import Processes, Restore, pump
 from devops.sync.preflight import Environment, prepare, store_of
 from devops.sync.progress import transfer
 from devops.sync.report import (Copy, DumpList, Listed, Locks, PlanRow, Report, RestoredDump, Side, Status,
@@ -206,10 +206,13 @@ class DumpSource:
 
     def stream(self, processes: Processes, sinks: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         again = hashlib.sha256()
-        for chunk in self.env.store.read(self.key):
-            again.update(chunk)
-            for sink in sinks:
-                sink.write(chunk)
+
+        def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            for chunk in chunks:
+                again.update(chunk)
+                yield chunk
+
+        pump(hashed(self.env.store.read(self.key)), list(sinks))  # checked before the restore's COMMIT
         if again.hexdigest() != self.recorded["sha256"]:
             raise DevopsError(f"{self.env.store.url(self.key)} changed while it was read; nothing was changed")
         return self.recorded.get("tables", {}), self.recorded.get("sequences", {})
