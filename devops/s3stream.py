@@ -43,10 +43,14 @@ class MultipartWriter:
         self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part")
         self._closed = False
         try:
-            self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+            reply = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
         except (ClientError, BotoCoreError) as exc:
             self._pool.shutdown()
             raise UploadError(f"cannot start the upload to s3://{bucket}/{key}: {describe(exc)}") from None
+        self.upload_id = reply["UploadId"]
+        # botocore asks again when an answer is lost on the way; the request it lost may have started an
+        # upload of its own that nobody would complete or abort. Only then are this key's others looked for.
+        self._asked_again = reply.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
 
     def __enter__(self) -> "MultipartWriter":
         return self
@@ -100,6 +104,7 @@ class MultipartWriter:
         finally:
             self._pool.shutdown(wait=True)
         self._closed = True
+        self._abort_strays()
         return self.sha256.hexdigest()
 
     def abort(self) -> None:
@@ -112,6 +117,19 @@ class MultipartWriter:
         except (ClientError, BotoCoreError):
             pass  # nothing more to do: S3 is unreachable, and the lifecycle rule still expires it
         self._closed = True
+        self._abort_strays()
+
+    def _abort_strays(self) -> None:
+        """Abort the uploads of this key that a lost answer started (see __init__); best effort."""
+        if not self._asked_again:
+            return
+        try:
+            uploads = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key).get("Uploads", [])
+            for upload in uploads:
+                if upload["Key"] == self.key and upload["UploadId"] != self.upload_id:
+                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"])
+        except (ClientError, BotoCoreError):
+            pass  # the lifecycle rule expires them
 
 
 def _why(exc: BaseException | None) -> str:

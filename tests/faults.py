@@ -21,6 +21,7 @@ class S3FaultProxy:
         self.fail_from_part: int | None = None  # UploadPart number from which the proxy answers 500
         self.parts_seen = 0
         self.parts_done = 0  # UploadParts of those keys that the emulator answered
+        self.lost_start_answers = 0  # CreateMultipartUploads of those keys done, their answers then lost
         self.before = None  # called as before(method, key) ahead of forwarding each request
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -77,6 +78,12 @@ class S3FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 reply = conn.getresponse()
                 data = reply.read()
+                conn.close()
+                if self.command == "POST" and "uploads" in url.query.split("&") and proxy.key_prefix \
+                        and key.startswith(proxy.key_prefix) and proxy.lost_start_answers > 0:
+                    proxy.lost_start_answers -= 1
+                    self.close_connection = True  # the emulator started the upload; its answer never comes
+                    return
                 if "partNumber" in query and proxy.key_prefix and key.startswith(proxy.key_prefix) \
                         and reply.status == 200:
                     proxy.parts_done += 1
@@ -88,7 +95,6 @@ class S3FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

@@ -91,3 +91,35 @@ def test_a_server_that_dies_resets_its_clients_at_once(proxied):
             for _ in range(1000):  # writes go on until the reset arrives
                 conn.sendall(b"y" * 65536)
                 time.sleep(0.001)
+
+
+def test_an_answer_sent_before_a_reset_arrives_before_it():
+    """A server that answers and closes with bytes unread sends a reset (as werkzeug may after an answer):
+    the answer was on the wire first, so the client reads it; then the reset."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer_and_reset() -> None:
+        conn, _ = server.accept()
+        conn.recv(3)  # "ask", and leaves the rest unread
+        time.sleep(0.1)  # the rest has come
+        conn.sendall(b"answer")
+        conn.close()  # with unread bytes: a reset, right behind the answer
+
+    threading.Thread(target=answer_and_reset, daemon=True).start()
+    control, listen = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "devops.sandbox.network", "--control", str(control),
+                                "--route", f"one:{listen}:{server.getsockname()[1]}", "--rtt-ms", "40"],
+                               cwd=REPO_ROOT)
+    try:
+        wait_for(lambda: port_open(control), 10, "the proxy")
+        with socket.create_connection(("127.0.0.1", listen)) as conn:
+            conn.sendall(b"ask and more")
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                for data in iter(lambda: conn.recv(100), b""):
+                    received += data
+        assert received == b"answer"
+    finally:
+        process.terminate()
+        process.wait()
+        server.close()

@@ -121,6 +121,19 @@ def test_s3_failing_in_the_middle_of_the_upload(sandbox, sandbox_env, sandbox_se
     assert_failed_cleanly(result, sandbox, sandbox_env, sandbox_settings, before, rds, "upload to s3://")
 
 
+def test_a_lost_answer_to_the_dump_upload_start_leaves_no_upload_behind(sandbox, sandbox_env, sandbox_settings,
+                                                                         prepared, rds, proxy):
+    """The emulator starts the dump's multipart upload and its answer is lost: botocore asks again and a second
+    upload starts. The sync completes one and aborts the other (AWS can lose an answer as well)."""
+    proxy.key_prefix, proxy.lost_start_answers = "neon-dumps/", 1
+    result = inv({**sandbox_env, "AWS_ENDPOINT_URL": proxy.url}, "sync.neon-to-rds", "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert proxy.lost_start_answers == 0
+    state = s3_state(sandbox, sandbox_settings.bucket_name)
+    assert state["uploads"] == []
+    assert [key for key in state["objects"] if key.startswith("neon-dumps/") and key.endswith(".dump")]
+
+
 def _run_and_break(env: dict, proxy: S3FaultProxy, action) -> subprocess.CompletedProcess:
     """Start a sync, and once its dump is mid-upload (a part of it uploaded), call ``action(process)``."""
     process = subprocess.Popen([*INV, "sync.neon-to-rds", "--yes"], env=env, cwd=REPO_ROOT, text=True,

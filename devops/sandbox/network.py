@@ -103,13 +103,15 @@ class Proxy:
         QUEUED chunks on the way (a sender faster than the receiver waits, as TCP's window makes it). Raises
         when either end fails."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=QUEUED)
+        queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(maxsize=QUEUED)
 
         async def deliver() -> None:
             while True:
                 due, data = await queue.get()
                 if (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
+                if data is None:  # the sender broke: what it sent before is delivered, its reset follows
+                    return
                 if not data:
                     if writer.can_write_eof():
                         writer.write_eof()
@@ -120,7 +122,16 @@ class Proxy:
         delivering = asyncio.ensure_future(deliver())
         try:
             while not delivering.done():
-                data = await reader.read(CHUNK)
+                try:
+                    data = await reader.read(CHUNK)
+                except OSError:
+                    # Bytes sent before a reset are on the wire ahead of it and arrive first (an answer
+                    # followed by a close with unread bytes): deliver what is queued, then fail.
+                    marker = asyncio.ensure_future(queue.put((loop.time() + self.rtt_ms / 2000, None)))
+                    await asyncio.wait([marker, delivering], return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([delivering])  # the queue delivered, or the receiver gone
+                    marker.cancel()
+                    raise
                 if data:
                     seen(len(data))
                 await queue.put((loop.time() + self.rtt_ms / 2000, data))
