@@ -468,6 +468,17 @@ def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, s
     assert result.stdout.strip() == str(uid)
     made = (repo / "made-in-the-container").stat()
     assert (made.st_uid, made.st_gid) == (uid, gid)
+    # A task (exec'd into the warm container) leaves no bytecode in the checkout.
+    def shim(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), *args],
+                              env=_shim_env(docker_only_path, HOME=str(repo)), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
+    try:
+        listing = shim("--list")
+        assert listing.returncode == 0 and "validate" in listing.stdout, listing.stderr
+        assert not list(repo.rglob("__pycache__"))
+    finally:
+        shim("toolbox.stop")
 
 
 def _foreground(command: list[str], **options) -> subprocess.Popen:
