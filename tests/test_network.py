@@ -74,9 +74,33 @@ def test_each_round_trip_takes_the_rtt_and_is_counted(proxied):
     wait_for(lambda: network.counts()["echo"].open == 0, 5, "the connection's end")
     counts = network.counts()["echo"]
     assert (counts.connections, counts.round_trips, counts.bytes_up, counts.bytes_down) == (1, 1 + 5, 20, 20)
+    assert counts.setup_round_trips == 1  # TCP's only: a route not marked tls
     network.reset()
     network.set_rtt(0)
     assert network.stats()["rtt_ms"] == 0 and network.counts()["echo"].round_trips == 0
+
+
+def test_a_route_whose_upstream_lacks_tls_charges_its_handshake(echo):
+    """The emulator speaks HTTP where AWS speaks HTTPS: a new connection costs TCP's round trip and TLS's."""
+    upstream, _ = echo
+    control, listen = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "devops.sandbox.network", "--control", str(control),
+                                "--route", f"aws:{listen}:{upstream}:tls", "--rtt-ms", "100"], cwd=REPO_ROOT)
+    try:
+        wait_for(lambda: port_open(control), 10, "the proxy")
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", listen)) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(100) == b"ping"
+        took = time.monotonic() - started
+        network = Network(control)
+        wait_for(lambda: network.counts()["aws"].open == 0, 5, "the connection's end")
+        counts = network.counts()["aws"]
+    finally:
+        process.terminate()
+        process.wait()
+    assert 0.3 <= took < 0.3 + 0.25, took  # the set-up's two round trips, then the ping's
+    assert (counts.connections, counts.setup_round_trips, counts.round_trips) == (1, 2, 3)
 
 
 def test_a_server_that_dies_resets_its_clients_at_once(proxied):

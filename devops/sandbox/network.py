@@ -10,12 +10,16 @@ in each direction (a wire with latency and no bandwidth limit), and counts per r
   handshake would), then each time the client sends after the server last spoke (or first); a query and
   its answer is one, a new PostgreSQL connection 4-5 (2-3 more with TLS), each batch of statements one.
   A count is stable where a time is not: tests assert counts;
+- of those, the set-up's (``setup_round_trips``): TCP's, and on a route marked ``tls`` (the AWS emulator
+  speaks plain HTTP where AWS speaks HTTPS only) TLS 1.3's handshake too, one round trip more that the
+  proxy holds the first byte for. AWS keeps connections open between requests where the emulator closes
+  each one: there the sandbox pays a set-up per request, the world one per connection;
 - bytes each way.
 
 It forwards bytes and never reads them: TLS goes through end to end. Run by the sandbox as
-``python -m devops.sandbox.network --control PORT --route neon:LISTEN:UPSTREAM ... --rtt-ms N``; a small
-line protocol on the control port (``stats``, ``reset``, ``rtt MS``, ``route NAME PORT``) is what ``Network``
-speaks.
+``python -m devops.sandbox.network --control PORT --route neon:LISTEN:UPSTREAM ... --route aws:LISTEN:UPSTREAM:tls
+--rtt-ms N``; a small line protocol on the control port (``stats``, ``reset``, ``rtt MS``, ``route NAME PORT``)
+is what ``Network`` speaks.
 """
 
 from __future__ import annotations
@@ -38,13 +42,15 @@ class Counts:
     connections: int = 0
     open: int = 0
     round_trips: int = 0
+    setup_round_trips: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
 
 
 class Proxy:
-    def __init__(self, routes: dict[str, tuple[int, int]], rtt_ms: float):
+    def __init__(self, routes: dict[str, tuple[int, int]], rtt_ms: float, tls: frozenset[str] = frozenset()):
         self.routes = routes  # name -> (listen port, upstream port)
+        self.tls = tls  # the routes whose upstream speaks no TLS where the real service does
         self.rtt_ms = rtt_ms
         self.counts = {name: Counts() for name in routes}
 
@@ -57,7 +63,9 @@ class Proxy:
 
     async def _connection(self, name: str, upstream: int, client_r: asyncio.StreamReader,
                           client_w: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(self.rtt_ms / 1000)  # TCP's handshake: a round trip before the first byte goes
+        # TCP's handshake, and TLS's where the upstream has none: round trips before the first byte goes.
+        setup = 2 if name in self.tls else 1
+        await asyncio.sleep(setup * self.rtt_ms / 1000)
         try:
             server_r, server_w = await asyncio.open_connection(HOST, upstream)
         except OSError:
@@ -68,7 +76,8 @@ class Proxy:
                 writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.counts[name].connections += 1
         self.counts[name].open += 1
-        self.counts[name].round_trips += 1  # the handshake's
+        self.counts[name].round_trips += setup
+        self.counts[name].setup_round_trips += setup
         last = ["down"]  # who spoke last: a client's send after the server's answer is a new round trip
 
         def upward(size: int) -> None:  # self.counts[name]: a reset replaces it
@@ -194,12 +203,14 @@ class Network:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--control", type=int, required=True)
-    parser.add_argument("--route", action="append", default=[], help="name:listen_port:upstream_port")
+    parser.add_argument("--route", action="append", default=[],
+                        help="name:listen_port:upstream_port[:tls] (tls: the upstream speaks none, the world's does)")
     parser.add_argument("--rtt-ms", type=float, default=0)
     args = parser.parse_args()
-    routes = {name: (int(listen), int(upstream)) for name, listen, upstream in
-              (route.split(":") for route in args.route)}
-    asyncio.run(Proxy(routes, args.rtt_ms).serve(args.control))
+    specs = [route.split(":") for route in args.route]
+    routes = {name: (int(listen), int(upstream)) for name, listen, upstream, *_ in specs}
+    tls = frozenset(spec[0] for spec in specs if spec[3:] == ["tls"])
+    asyncio.run(Proxy(routes, args.rtt_ms, tls).serve(args.control))
 
 
 if __name__ == "__main__":

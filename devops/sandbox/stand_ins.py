@@ -311,7 +311,9 @@ class Sandbox:
         process = subprocess.Popen(
             [sys.executable, "-m", "devops.sandbox.network", "--control", str(control),
              "--rtt-ms", str(self.settings.sandbox_rtt_ms),
-             *(f"--route={name}:{routes[name]}:{upstream}" for name, upstream in upstreams.items())],
+             # The emulator speaks HTTP where AWS speaks HTTPS: the network charges TLS's handshake.
+             *(f"--route={name}:{routes[name]}:{upstream}{':tls' if name == 'aws' else ''}"
+               for name, upstream in upstreams.items())],
             stdout=subprocess.DEVNULL, stderr=(self.dir / "network.log").open("w"), stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=REPO_ROOT,
         )
