@@ -4,7 +4,8 @@ and AWS, counted (a count is stable where a time is not). From a laptop each rou
 The direct pipe (pg_dump -Fc | pg_restore --clean, the same client tools) runs through the same network as
 the measure of what the tools cost by themselves: to Neon, the sync's round trips beyond the pipe's are the
 project's, and those stay few and do not grow with the number of tables; to RDS the sync makes far fewer
-than pg_restore (its statements go in batches).
+than pg_restore (its statements go in batches). `sync.restore` of the sync's dump, `validate` and `sync.list`
+are counted too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ MAX_CONNECTIONS = {"neon": 2, "rds": 3}
 # set-ups counted, TCP's and TLS's, are one a request, and only the requests are compared). Measured: 18
 # (a PUT of a small body is one round trip: aws.py sends it without asking for "100 Continue" first).
 MAX_AWS_REQUESTS = 18
+# `inv sync.restore` of the sync's dump into RDS: the same restore (its RDS round trips measured 36 and 666
+# where the sync's were 36 and 668, on "rich" and on 300 tables), the dump read from S3, nothing of Neon;
+# 16 AWS requests on both.
+MAX_EXTRA_RESTORE_RDS = 2
+MAX_RESTORE_AWS_REQUESTS = 16
 # `inv validate` in pilot light: one request per question, all at once (measured 21: the credentials, the
 # state's HEAD, 3 ECR repositories x2, the bucket, its 4 protections, 2 listings, RDS's description (one for
 # the instance check and the connection check), its secret, the VPC), one RDS connection (TLS login and
@@ -94,14 +100,23 @@ def env(sandbox, sandbox_env, server_of_major):
     network.route("rds", sandbox.load_state()["rds"]["port"])
 
 
-def measure(sandbox, env) -> tuple[dict[str, Counts], dict[str, Counts]]:
-    """(the pipe's counts, a sync's counts): the sync is the second of two, as a user's next sync is (the
-    target holds the last sync's data: its safety copy is that dump)."""
+def measure(sandbox, env) -> tuple[dict[str, Counts], dict[str, Counts], dict[str, Counts]]:
+    """(the pipe's counts, a sync's, a restore's): the sync is the second of two, as a user's next sync is (the
+    target holds the last sync's data: its safety copy is that dump); the restore puts that sync's dump back
+    into RDS."""
     network = sandbox.network()
     piped = counted(network, lambda: pipe(env))
     sync(env)
-    synced = counted(network, lambda: sync(env))
-    return piped, synced
+    report = {}
+    synced = counted(network, lambda: report.update(sync(env)))
+    key = urlsplit(report["dump"]["url"]).path.lstrip("/")
+    restored = counted(network, lambda: restore(env, key))
+    return piped, synced, restored
+
+
+def restore(env: dict[str, str], key: str) -> None:
+    result = inv(env, "sync.restore", "--key", key, "--to", "rds", "--yes", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "ok", result.stdout + result.stderr
 
 
 def extra(piped: dict[str, Counts], synced: dict[str, Counts]) -> dict[str, int]:
@@ -113,15 +128,20 @@ def test_round_trips_beyond_the_tools_own_are_few_and_do_not_grow_with_the_table
     small = measure(sandbox, env)
     databases(neon="big_seed_1", rds="big_seed_2")  # 300 tables, 1,000+ indexes, triggers, partitions
     big = measure(sandbox, env)
-    print("round trips and connections (pipe, sync): small", small, "big", big)
-    for piped, synced in (small, big):
+    print("round trips and connections (pipe, sync, restore): small", small, "big", big)
+    for piped, synced, restored in (small, big):
         assert synced["neon"].round_trips - piped["neon"].round_trips <= MAX_EXTRA_NEON, (piped, synced)
         assert synced["rds"].round_trips < piped["rds"].round_trips, (piped, synced)
         for side in ("neon", "rds"):
             assert synced[side].connections <= MAX_CONNECTIONS[side], (side, synced)
         assert requests(synced["aws"]) <= MAX_AWS_REQUESTS, synced["aws"]
+        # sync.restore: the same restore into RDS, from S3; Neon is not asked anything.
+        assert restored["neon"].connections == 0, restored
+        assert restored["rds"].connections <= MAX_CONNECTIONS["rds"], restored
+        assert restored["rds"].round_trips - synced["rds"].round_trips <= MAX_EXTRA_RESTORE_RDS, (synced, restored)
+        assert requests(restored["aws"]) <= MAX_RESTORE_AWS_REQUESTS, restored["aws"]
     # The project's round trips do not grow with the number of tables (the tools' own do: a statement each).
-    small_extra, big_extra = extra(*small), extra(*big)
+    small_extra, big_extra = extra(*small[:2]), extra(*big[:2])
     assert big_extra["neon"] <= small_extra["neon"] + 2, (small_extra, big_extra)
     assert big[0]["rds"].round_trips > 5 * small[0]["rds"].round_trips  # pg_restore's own: one per statement
     assert big[1]["rds"].round_trips < big[0]["rds"].round_trips / 5  # the sync's: a batch per table's rows
