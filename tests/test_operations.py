@@ -144,8 +144,16 @@ def test_the_operation_without_the_operation_executor_refuses_with_one_line(tmp_
 
 def test_activate_dry_run_changes_nothing(sandbox, sandbox_env, sandbox_settings, neon_data, neon, rds):
     before = world(sandbox, sandbox_settings, neon, rds)
+    network = sandbox.network()
+    network.reset()
     result = inv(sandbox_env, "activate", "--sync-data", "--dry-run")
+    counts = network.counts()
     assert result.returncode == 0, result.stderr
+    # Round trips: one login to each database, the sync's (activate's own checks ask AWS, not the databases),
+    # and a few statements on it (measured 9 to Neon, 10 to RDS with TLS). AWS's 110 requests are mostly
+    # Terraform's plan (its provider's refresh): not the project's to count.
+    assert counts["neon"].connections == counts["rds"].connections == 1, counts
+    assert counts["neon"].round_trips <= 12 and counts["rds"].round_trips <= 12, counts
     out = result.stdout
     assert "ACTIVATION PLAN" in out and "pilot light -> active (full mode)" in out
     assert re.search(r"aws_ecs_service\s+4", out) and re.search(r"aws_lb\s+1", out)  # from the plan itself
