@@ -61,7 +61,10 @@ class S3FaultProxy:
                 key = url.path.split("/", 2)[2] if url.path.count("/") >= 2 else ""
                 if proxy.before is not None:
                     proxy.before(self.command, key)
-                if "partNumber" in query and proxy.key_prefix and key.startswith(proxy.key_prefix):
+                faulted = bool(proxy.key_prefix) and key.startswith(proxy.key_prefix)  # a key the faults apply to
+                part = faulted and "partNumber" in query
+                starting = faulted and self.command == "POST" and "uploads" in url.query.split("&")
+                if part:
                     proxy.parts_seen += 1
                     time.sleep(proxy.part_delay)
                     if proxy.fail_from_part is not None and int(query["partNumber"][0]) >= proxy.fail_from_part:
@@ -79,13 +82,11 @@ class S3FaultProxy:
                 reply = conn.getresponse()
                 data = reply.read()
                 conn.close()
-                if self.command == "POST" and "uploads" in url.query.split("&") and proxy.key_prefix \
-                        and key.startswith(proxy.key_prefix) and proxy.lost_start_answers > 0:
+                if starting and proxy.lost_start_answers > 0:
                     proxy.lost_start_answers -= 1
                     self.close_connection = True  # the emulator started the upload; its answer never comes
                     return
-                if "partNumber" in query and proxy.key_prefix and key.startswith(proxy.key_prefix) \
-                        and reply.status == 200:
+                if part and reply.status == 200:
                     proxy.parts_done += 1
                 self.send_response(reply.status)
                 for k, v in reply.getheaders():
