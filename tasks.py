@@ -35,6 +35,8 @@ neon_secret = _Lazy("devops.neon_secret")
 remote = _Lazy("devops.remote")
 sandbox_engine = _Lazy("devops.sandbox")
 sync_flow = _Lazy("devops.sync.flow")
+sync_jobs = _Lazy("devops.sync.jobs")
+sync_listing = _Lazy("devops.sync.listing")
 validate_engine = _Lazy("devops.validate.runner")
 
 
@@ -97,8 +99,8 @@ def _sync(c, direction, on, **flags):
     if _remote(c, on, [f"sync.{direction}"], flags):
         return
     console = Console(json_mode=flags["json"])
-    report = sync_flow.run(Settings.from_context(c), console, sync_flow.Sync(sync_flow.DIRECTIONS[direction]),
-                           sync_flow.Options.of(flags))
+    report = sync_flow.run(Settings.from_context(c), console, sync_jobs.Sync(sync_jobs.DIRECTIONS[direction]),
+                           sync_jobs.Options.of(flags))
     _report(console, report, flags["json"])
 
 
@@ -130,7 +132,7 @@ def rds_to_neon(c, **flags):
 def list_dumps(c, json=False):
     """List the dumps in the bucket, newest first: size, age, source, reason, rows, checksum."""
     console = Console(json_mode=json)
-    report = sync_flow.list_dumps(Settings.from_context(c), console)
+    report = sync_listing.list_dumps(Settings.from_context(c), console)
     if json:
         console.emit(report.to_json())
 
@@ -145,8 +147,8 @@ def restore(c, key, to, **flags):
     if _remote(c, on, ["sync.restore", "--key", key, "--to", to], flags):
         return
     console = Console(json_mode=flags["json"])
-    report = sync_flow.run(Settings.from_context(c), console, sync_flow.RestoreDump(key, to),
-                           sync_flow.Options.of(flags))
+    report = sync_flow.run(Settings.from_context(c), console, sync_jobs.RestoreDump(key, to),
+                           sync_jobs.Options.of(flags))
     _report(console, report, flags["json"])
 
 

@@ -56,7 +56,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # The round-trip time, in milliseconds, that the sandbox's network (devops/sandbox/network.py) adds between
     # the tasks and the stand-ins of Neon, RDS and AWS: 20-80 from a laptop to the real services.
     "sandbox_rtt_ms": 0,
-    # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/pipeline.py).
+    # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/tools.py).
     "dump_compression": "auto",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
     # (devops/toolbox.py); "host" keeps it here (the host-native test run sets INVOKE_DEVOPS_TOOLBOX=host).

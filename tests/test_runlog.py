@@ -89,7 +89,7 @@ def test_apply_progress_names_each_resource_and_the_slowest():
 
 INJECTION = """
 import os
-from devops.sync import flow
+from devops.sync import listing
 
 def injected(*args, **kwargs):
     kind = os.environ["DEVOPS_TEST_INJECT"]
@@ -97,7 +97,7 @@ def injected(*args, **kwargs):
         raise KeyboardInterrupt
     raise ZeroDivisionError("injected bug near postgresql://app:inj3cted-pass@db.example/app")
 
-flow.list_dumps = injected
+listing.list_dumps = injected
 """
 
 

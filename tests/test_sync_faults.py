@@ -14,7 +14,7 @@ import pytest
 
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
-from devops.sync.pipeline import ToolVersions, check_tools_match_servers
+from devops.sync.tools import ToolVersions, check_tools_match_servers
 from tests import dbtools
 from tests.faults import S3FaultProxy
 from tests.helpers import INV, assert_no_secret, inv, s3_state, without_log

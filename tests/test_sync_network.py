@@ -26,7 +26,7 @@ pytestmark = pytest.mark.sandbox
 # and on 300 tables alike): its own connection (6 with TLS), the server's identity, the counts, the snapshot,
 # its read (tables, checksums, schema hash, sequences: one statement), its end.
 MAX_EXTRA_NEON = 15
-# RDS: the restore's statements go in batches (pipeline.in_batches) where pg_restore sends each alone:
+# RDS: the restore's statements go in batches (script.in_batches) where pg_restore sends each alone:
 # measured 36 round trips against the pipe's 75 on "rich", 667 against 5,057 on 300 tables.
 # The connections a sync opens: Neon: the sync's own and pg_dump's; RDS: the sync's own, psql's (the
 # restore) and the progress watcher's.

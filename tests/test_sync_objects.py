@@ -15,7 +15,8 @@ import pytest
 
 from devops.postgres import make_endpoint
 from devops.sync.database import Database
-from devops.sync.pipeline import Processes, Restore, VerificationFailed
+from devops.sync.processes import Processes
+from devops.sync.restore import Restore, VerificationFailed
 from tests import dbtools
 from tests.helpers import assert_no_secret, inv
 

@@ -29,7 +29,7 @@ from devops.config import REPO_ROOT
 from devops.errors import DevopsError
 from devops.sandbox import free_port
 from tests.conftest import PROVIDER_MIRRORS, SCRATCH
-from devops.sync.pipeline import PipelineError, ToolVersions, check_tools_match_servers
+from devops.sync.tools import ToolError, ToolVersions, check_tools_match_servers
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
 
@@ -696,7 +696,7 @@ def test_an_older_host_pg_dump_refuses_postgres_18_and_the_toolbox_succeeds(engi
     assert refused.returncode != 0
     assert "server version mismatch" in refused.stderr
     # The tasks say it before trying, in one line that names the way out.
-    with pytest.raises(PipelineError, match=rf"pg_dump {host_version} is older than the Neon server "
+    with pytest.raises(ToolError, match=rf"pg_dump {host_version} is older than the Neon server "
                                             r"\(PostgreSQL 18\).*toolbox"):
         check_tools_match_servers(ToolVersions({"pg_dump": host_version, "pg_restore": host_version,
                                                 "psql": host_version}), {"Neon": 180000})

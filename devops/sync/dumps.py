@@ -14,7 +14,9 @@ from devops.postgres import TableStats
 from devops.progress import Steps
 from devops.sync.database import Database
 from devops.sync.decisions import compare_sequences
-from devops.sync.pipeline import Processes, Restore, VerificationFailed, dump_args, pump, read_chunks
+from devops.sync.processes import Processes, pump, read_chunks
+from devops.sync.restore import Restore, VerificationFailed
+from devops.sync.tools import dump_args
 from devops.sync.preflight import Environment
 from devops.sync.store import utcnow, utcnow_precise
 
@@ -26,8 +28,8 @@ def fingerprint(db: Database, tables: dict[str, TableStats], sequences: dict[str
             "recorded": utcnow_precise(),
             "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
             "sequences": sequences, "schema": schema, "schema_by": db.schema_by,
-            # Where earlier versions of these tasks kept the pg_dump version that took the hash, comparing hashes
-            # only when it is their own: a catalog hash is never one of those, so they do not compare it.
+            # For readers of records that name the pg_dump which took the schema hash, and compare hashes only
+            # when it is their own: a catalog hash never names one, so they leave it uncompared.
             "pg_dump": db.schema_by}
 
 
@@ -123,8 +125,8 @@ class Verified:
     sequence_mismatches: list[str]
     left_out: list[str]
     committed: bool
-    locks: int | None  # held by the restore's transaction at its peak (pipeline.RestoreResult.locks)
-    schema: str = ""  # the restored schema's hash (pipeline.RestoreResult.schema)
+    locks: int | None  # held by the restore's transaction at its peak (restore.RestoreResult.locks)
+    schema: str = ""  # the restored schema's hash (restore.RestoreResult.schema)
 
 
 def commit_verified(restore: Restore, expected: dict[str, dict[str, Any]], sequences: dict[str, Any],

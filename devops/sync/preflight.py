@@ -11,7 +11,7 @@ from devops.config import Settings
 from devops.console import Console
 from devops.endpoints import neon_endpoint, rds_endpoint
 from devops.sync.database import Database
-from devops.sync.pipeline import ToolVersions, check_tools_match_servers, compression_for, tool_versions
+from devops.sync.tools import ToolVersions, check_tools_match_servers, compression_for, tool_versions
 from devops.sync.store import DumpStore
 from devops.terraform import Terraform
 

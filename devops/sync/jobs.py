@@ -1,0 +1,101 @@
+"""What a person asks for: a sync in one direction, or the restore of an earlier dump, and the flags the flow
+reads. A job says what differs between the two besides the source (sources.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from devops.errors import DevopsError
+
+LABELS = {"neon": "Neon", "rds": "RDS"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    source: str
+    target: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-to-{self.target}"
+
+    @property
+    def arrow(self) -> str:
+        return f"{LABELS[self.source]} -> {LABELS[self.target]}"
+
+
+DIRECTIONS = {d.name: d for d in (Direction("neon", "rds"), Direction("rds", "neon"))}
+
+
+@dataclasses.dataclass
+class Options:
+    dry_run: bool = False
+    yes: bool = False
+    break_lock: bool = False
+    force: bool = False  # overwrite a target written to since its last recorded sync
+    expect_target: str = ""  # the confirmed plan's target_state.fingerprint: refuse if the target changed since
+
+    @classmethod
+    def of(cls, flags: dict[str, Any]) -> "Options":
+        """From the sync tasks' flags (tasks.py: SYNC): those the flow reads."""
+        return cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Sync:
+    direction: Direction
+    operation = "sync"
+
+    @property
+    def target(self) -> str:
+        return self.direction.target
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return (self.direction.source, self.direction.target)
+
+    @property
+    def title(self) -> str:
+        return f"SYNC: {self.direction.arrow}"
+
+    @property
+    def purpose(self) -> str:
+        return f"sync {self.direction.name}"
+
+    def safety_reason(self, label: str) -> tuple[str, str]:
+        """(the manifest's direction, its reason) for the target's safety copy."""
+        return self.direction.name, f"safety copy of {label} before {self.direction.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreDump:
+    key: str
+    to: str
+    operation = "restore"
+
+    def __post_init__(self) -> None:
+        if self.to not in LABELS:
+            raise DevopsError(f"--to must be neon or rds, not {self.to!r}")
+
+    @property
+    def target(self) -> str:
+        return self.to
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return (self.to,)
+
+    @property
+    def title(self) -> str:
+        return f"RESTORE: {self.key} -> {LABELS[self.to]}"
+
+    @property
+    def purpose(self) -> str:
+        return f"restore {self.key} to {self.to}"
+
+    def safety_reason(self, label: str) -> tuple[str, str]:
+        return f"restore-to-{self.to}", f"safety copy of {label} before restoring {self.key}"
+
+
+Job = Sync | RestoreDump

@@ -1,0 +1,376 @@
+"""The sync's flow (devops/sync/flow.py) as pure logic: its steps in order, --dry-run, each refusal and its
+early exit, on in-memory stand-ins for the databases and the store. pg_dump, pg_restore and psql are the
+only parts stood in for by functions (``dump``, ``Restore``, ``commit_verified``): what they do to the data is
+tested against real servers in test_sync*.py."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import types
+
+import pytest
+
+from devops.config import Settings
+from devops.console import Console
+from devops.errors import DevopsError
+from devops.postgres import TableStats
+from devops.sync import flow, safety, sources
+from devops.sync.database import Reading
+from devops.sync.decisions import LockTable
+from devops.sync.dumps import Dump, Verified, fingerprint
+from devops.sync.jobs import DIRECTIONS, Options, RestoreDump, Sync
+from devops.sync.preflight import Environment
+from devops.sync.processes import pump
+from devops.sync.report import Status
+from devops.sync.store import dump_key, manifest_key, newest_record, restore_record_key, utcnow
+from devops.sync.tools import ToolVersions
+
+LABELS = {"neon": "Neon", "rds": "RDS"}
+
+
+class FakeEndpoint:
+    def __init__(self, side: str):
+        self.label, self.side = LABELS[side], side
+
+    def masked(self) -> str:
+        return f"postgresql://****:****@{self.side}.example/app"
+
+    def where(self) -> str:
+        return f"{self.side}.example:5432/app"
+
+    def connect(self, *_):
+        raise OSError("an in-memory database takes no connection")
+
+
+class FakeDatabase:
+    """A database as the flow sees it: tables of so many rows, a sequence, and a count of writes (its
+    transactions seen)."""
+
+    def __init__(self, world: "World", side: str, tables: dict[str, int], max_locks: int = 64):
+        self.world, self.side, self.label = world, side, LABELS[side]
+        self.endpoint = FakeEndpoint(side)
+        self.version = 170004
+        self.identity = {"system_identifier": f"{side}-1", "database": "app"}
+        self.lock_table = LockTable(max_locks, 100)
+        self.tables = dict(tables)
+        self.sequences = {"public.items_id_seq": sum(tables.values())}
+        self.writes = 0
+
+    version_text = property(lambda self: "17.4")
+    schema_by = property(lambda self: "catalog-1 17")
+
+    def stats(self) -> dict[str, TableStats]:
+        return {name: TableStats(*name.split("."), rows, f"sum-{rows}") for name, rows in sorted(self.tables.items())}
+
+    def read(self) -> Reading:
+        self.world.events.append(f"read {self.side}")
+        return Reading(self.stats(), str(self.writes), 10 * len(self.tables), dict(self.sequences), "schema-1")
+
+    def still_holds(self, seen: str, sequences: dict) -> bool:
+        return seen == str(self.writes) and sequences == self.sequences
+
+    def counts(self):
+        self.world.events.append(f"count {self.side}")
+        return self.stats(), 10 * len(self.tables), 1000 * sum(self.tables.values())
+
+    def write(self, table: str, rows: int) -> None:
+        self.tables[table] = rows
+        self.writes += 1
+
+    def close(self) -> None:
+        pass
+
+
+class FakeStore:
+    """The dumps bucket in memory: objects, manifests and restore records, the lock."""
+
+    bucket = "dev-dumps"
+
+    def __init__(self, world: "World"):
+        self.world = world
+        self.objects: dict[str, bytes] = {}
+        self.manifests: dict[str, dict] = {}
+        self.locked = False
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def latest_fingerprint(self, side: str):
+        return newest_record(side, list(self.manifests.items()))
+
+    @contextlib.contextmanager
+    def lock(self, purpose: str, break_lock: bool = False):
+        self.world.events.append("lock")
+        self.locked = True
+        try:
+            yield types.SimpleNamespace(broken=None)
+        finally:
+            self.locked = False
+            self.world.events.append("unlock")
+
+    def free_time(self, sides, when):
+        """As DumpStore.free_time: the first second from ``when`` at which no dump of ``sides`` exists."""
+        when = when.replace(microsecond=0)
+        while any(dump_key(side, when) in self.objects for side in sides):
+            when += dt.timedelta(seconds=1)
+        return when
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def put_manifest(self, key: str, manifest: dict) -> None:
+        self.world.events.append(f"manifest {key.split('/')[0]}")
+        self.manifests[manifest_key(key)] = manifest
+
+    def put_restore_record(self, side: str, when, record: dict) -> None:
+        self.world.events.append(f"restore record {side}")
+        self.manifests[restore_record_key(side, when)] = record
+
+    def manifest(self, key: str) -> dict:
+        return self.manifests[manifest_key(key)]
+
+    def read(self, key: str):
+        yield self.objects[key]
+
+
+class World:
+    """Neon, RDS and the bucket, and what happened to them, in order."""
+
+    def __init__(self, neon: dict[str, int], rds: dict[str, int], rds_max_locks: int = 64):
+        self.events: list[str] = []
+        self.fail_restore = False
+        self.databases = {"neon": FakeDatabase(self, "neon", neon), "rds": FakeDatabase(self, "rds", rds, rds_max_locks)}
+        self.store = FakeStore(self)
+        tools = ToolVersions({"pg_dump": "17.4", "pg_restore": "17.4", "psql": "17.4"})
+        self.env = Environment(Settings(), {"arn": "arn:aws:iam::123456789012:user/dev"}, {}, self.store, tools,
+                               self.databases)
+
+    def dump(self, env, db, key, processes, extra_sinks=()) -> Dump:
+        """pg_dump of ``db`` to ``key`` (and into ``extra_sinks``), as dumps.dump returns it."""
+        self.events.append(f"dump {db.side}")
+        data = json.dumps(db.tables, sort_keys=True).encode()
+        pump([data], list(extra_sinks))
+        self.store.objects[key] = data
+        found = db.read()
+        return Dump(key, hashlib.sha256(data).hexdigest(), len(data), found.tables, found.sequences, found.schema,
+                    0.0, found.objects)
+
+    def commit_verified(self, restore, expected, sequences, console=None, interval=10) -> Verified:
+        """The restore's COMMIT after its verification: the target now holds ``expected``."""
+        self.events.append(f"commit {restore.target.side}")
+        if self.fail_restore:
+            raise DevopsError(f"restore into {restore.target.label} failed at TABLE public.items: boom")
+        restore.target.tables = {name: t["rows"] for name, t in expected.items()}
+        restore.target.sequences = dict(sequences)
+        restore.target.writes += 1
+        tables = {name: TableStats(*name.split("."), t["rows"], t["checksum"]) for name, t in expected.items()}
+        return Verified(tables, dict(sequences), [], [], True, 42, "schema-1")
+
+    def record_sync(self, side: str) -> None:
+        """A record of what ``side`` holds now, as a sync that restored it would have left."""
+        db = self.databases[side]
+        key = dump_key("neon" if side == "rds" else "rds", utcnow())
+        self.store.objects[key] = b"earlier dump"
+        self.store.manifests[manifest_key(key)] = {
+            "key": key, "reason": "an earlier sync", "sha256": "0" * 64, "size": 12,
+            "restored": fingerprint(db, db.stats(), dict(db.sequences), "schema-1")}
+
+    def snapshot(self) -> tuple:
+        """Everything a run could change."""
+        return ({side: (dict(db.tables), db.writes) for side, db in self.databases.items()},
+                dict(self.store.objects), json.dumps(self.store.manifests, sort_keys=True, default=str))
+
+
+class Restore:
+    """The atomic restore stood in for: it takes the stream; commit_verified decides what the target holds."""
+
+    def __init__(self, target, processes, workdir, hint="", batched=True):
+        self.target, self.received = target, b""
+
+    def write(self, chunk: bytes) -> None:
+        self.received += chunk
+
+    def end_input(self) -> None:
+        pass
+
+
+@pytest.fixture
+def world(monkeypatch):
+    world = World(neon={"public.items": 5, "public.users": 2}, rds={"public.items": 3, "public.users": 2})
+    monkeypatch.setattr(sources, "dump", world.dump)
+    monkeypatch.setattr(safety, "dump", world.dump)
+    monkeypatch.setattr(flow, "Restore", Restore)
+    monkeypatch.setattr(flow, "commit_verified", world.commit_verified)
+    return world
+
+
+def run(world: World, job=None, console: Console | None = None, **options):
+    job = job or Sync(DIRECTIONS["neon-to-rds"])
+    return flow.run_steps(world.env, console or Console(out=io.StringIO()), job, Options(**options), flow.Phases())
+
+
+def test_a_sync_reads_plans_locks_keeps_the_target_then_replaces_it_and_records_both(world):
+    report = run(world, yes=True)
+    assert report.status == Status.OK and report.committed
+    assert sorted(world.events[:2]) == ["count neon", "read rds"]  # side by side
+    after_plan = world.events[world.events.index("lock"):]
+    # The safety copy of RDS (a dump and its manifest) before the source is dumped into it, all under the lock;
+    # the source dump's manifest once the restore committed.
+    assert after_plan[:3] == ["lock", "dump rds", "read rds"]
+    assert after_plan[3] == "manifest rds-dumps"
+    assert after_plan[4:7] == ["dump neon", "read neon", "commit rds"]
+    assert "manifest neon-dumps" in after_plan[7:] and after_plan.count("unlock") == 1
+    assert world.databases["rds"].tables == world.databases["neon"].tables
+    assert not report.safety_copy.reused and report.safety_copy.url.startswith("s3://dev-dumps/rds-dumps/")
+    # The source's dump records what RDS holds now: the next sync's guard and safety copy start from it.
+    recorded = world.store.latest_fingerprint("rds")
+    assert recorded.key.startswith("neon-dumps/") and recorded.record["tables"]["public.items"]["rows"] == 5
+
+
+def test_a_dry_run_shows_the_plan_and_writes_nothing(world):
+    before = world.snapshot()
+    out = io.StringIO()
+    report = run(world, console=Console(out=out), dry_run=True)
+    assert report.status == Status.DRY_RUN
+    assert "lock" not in world.events and not any(e.startswith(("dump", "commit", "manifest")) for e in world.events)
+    assert world.snapshot() == before
+    assert report.plan["public.items"].source_rows == 5 and report.plan["public.items"].target_rows == 3
+    assert "public.items" in out.getvalue()
+
+
+def test_a_target_written_since_its_last_sync_is_refused_before_anything_is_written(world):
+    world.record_sync("rds")
+    world.databases["rds"].write("public.items", 4)  # a write nobody synced
+    before = world.snapshot()
+    with pytest.raises(DevopsError, match="RDS") as refused:
+        run(world, yes=True)
+    assert refused.value.details["status"] == "refused"
+    assert "lock" not in world.events and world.snapshot() == before
+
+
+def test_a_forced_run_overwrites_a_diverged_target_after_its_safety_copy(world):
+    world.record_sync("rds")
+    world.databases["rds"].write("public.items", 4)
+    report = run(world, yes=True, force=True)
+    assert report.status == Status.OK and not report.safety_copy.reused
+    assert world.events.index("dump rds") < world.events.index("commit rds")
+
+
+def test_an_unexpected_target_fingerprint_is_refused_before_anything_is_written(world):
+    before = world.snapshot()
+    with pytest.raises(DevopsError, match="RDS changed after the confirmed plan"):
+        run(world, yes=True, expect_target="0123456789abcdef")
+    assert "lock" not in world.events and world.snapshot() == before
+
+
+def test_the_plans_own_fingerprint_lets_the_run_go_on(world):
+    planned = run(world, dry_run=True)
+    report = run(world, yes=True, expect_target=planned.target_state.fingerprint)
+    assert report.status == Status.OK
+
+
+def test_a_restore_that_would_not_fit_the_lock_table_is_refused_before_anything_is_written(world):
+    world.databases["rds"].lock_table = LockTable(1, 2)
+    before = world.snapshot()
+    with pytest.raises(DevopsError, match="lock table holds 2") as refused:
+        run(world, yes=True)
+    assert refused.value.details["status"] == "refused"
+    assert "lock" not in world.events and world.snapshot() == before
+
+
+def test_a_dry_run_says_the_lock_table_is_too_small_and_exits_as_a_dry_run(world):
+    world.databases["rds"].lock_table = LockTable(1, 2)
+    assert run(world, dry_run=True).status == Status.DRY_RUN
+
+
+def test_an_unchanged_target_points_at_its_last_dump_instead_of_dumping_it_again(world):
+    world.record_sync("rds")
+    report = run(world, yes=True)
+    assert report.status == Status.OK and report.safety_copy.reused
+    assert "dump rds" not in world.events
+
+
+def test_the_reused_dump_must_still_be_in_the_bucket(world):
+    world.record_sync("rds")
+    world.store.objects.clear()  # expired by the bucket's lifecycle
+    report = run(world, yes=True)
+    assert not report.safety_copy.reused and "dump rds" in world.events
+
+
+def test_a_failed_restore_leaves_the_target_and_keeps_the_dump_as_a_rollback_point(world):
+    world.fail_restore = True
+    rds_before = dict(world.databases["rds"].tables)
+    with pytest.raises(DevopsError, match="restore into RDS failed"):
+        run(world, yes=True)
+    assert world.databases["rds"].tables == rds_before
+    assert "manifest neon-dumps" in world.events  # the dump that ended, with its manifest
+    dump = next(m for m in world.store.manifests.values() if m.get("key", "").startswith("neon-dumps/"))
+    assert "restored" not in dump
+    assert world.events[-1] == "unlock" and not world.store.locked
+
+
+class Terminal(io.StringIO):
+    """A person at a terminal who answers "yes"; ``meanwhile`` runs while they read the plan."""
+
+    def __init__(self, meanwhile):
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self, *_) -> str:
+        self.meanwhile()
+        return "yes\n"
+
+
+def test_a_write_made_while_the_confirmation_waited_is_refused_after_a_second_look(world, monkeypatch):
+    world.record_sync("rds")
+    monkeypatch.setattr("sys.stdin", Terminal(lambda: world.databases["rds"].write("public.users", 9)))
+    with pytest.raises(DevopsError) as refused:
+        run(world)
+    assert refused.value.details["status"] == "refused"
+    assert world.events.count("read rds") == 2  # the plan's read, and the second look
+    assert "dump rds" not in world.events and "commit rds" not in world.events
+    assert world.databases["rds"].tables["public.users"] == 9
+
+
+def test_no_write_while_the_confirmation_waited_costs_no_second_read(world, monkeypatch):
+    world.record_sync("rds")
+    monkeypatch.setattr("sys.stdin", Terminal(lambda: None))
+    assert run(world).status == Status.OK
+    assert world.events.count("read rds") == 1
+
+
+def test_no_terminal_and_no_yes_refuses_before_anything_is_written(world, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    before = world.snapshot()
+    with pytest.raises(DevopsError, match="no terminal to ask on; pass --yes"):
+        run(world)
+    assert "lock" not in world.events and world.snapshot() == before
+
+
+def test_a_restore_checks_the_dumps_checksum_first_and_records_what_the_target_holds(world):
+    run(world, yes=True)  # a dump of Neon in the bucket
+    key = next(k for k in world.store.objects if k.startswith("neon-dumps/"))
+    world.databases["neon"].write("public.items", 1)
+    world.events.clear()
+    report = run(world, job=RestoreDump(key, "neon"), yes=True, force=True)
+    assert report.status == Status.OK and world.databases["neon"].tables["public.items"] == 5
+    assert world.events.index("dump neon") < world.events.index("commit neon")  # its safety copy first
+    assert "restore record neon" in world.events
+    assert world.store.latest_fingerprint("neon").key == key
+
+
+def test_a_damaged_dump_is_refused_before_the_target_is_read(world):
+    run(world, yes=True)
+    key = next(k for k in world.store.objects if k.startswith("neon-dumps/"))
+    world.store.objects[key] += b"!"
+    world.events.clear()
+    with pytest.raises(DevopsError, match="checksum mismatch"):
+        run(world, job=RestoreDump(key, "rds"), yes=True)
+    assert world.events == []
