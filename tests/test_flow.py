@@ -143,7 +143,8 @@ class World:
     def __init__(self, neon: dict[str, int], rds: dict[str, int], rds_max_locks: int = 64):
         self.events: list[str] = []
         self.fail_restore = False
-        self.databases = {"neon": FakeDatabase(self, "neon", neon), "rds": FakeDatabase(self, "rds", rds, rds_max_locks)}
+        self.databases = {"neon": FakeDatabase(self, "neon", neon),
+                          "rds": FakeDatabase(self, "rds", rds, rds_max_locks)}
         self.store = FakeStore(self)
         tools = ToolVersions({"pg_dump": "17.4", "pg_restore": "17.4", "psql": "17.4"})
         self.env = Environment(Settings(), {"arn": "arn:aws:iam::123456789012:user/dev"}, {}, self.store, tools,

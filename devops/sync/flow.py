@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import tempfile
 import time
-from typing import Any, Iterator
+from typing import Iterator
 
 from devops import aws
 from devops.config import Settings
@@ -180,7 +181,8 @@ def refuse_if_diverged(console: Console, plan: Plan) -> Report:
 
 
 def transfer_verified(env: Environment, console: Console, source: Source, target: Database, counts: SourceCounts,
-                      processes: Processes, workdir: str, key: str | None, when: Any) -> tuple[Streamed, Verified]:
+                      processes: Processes, workdir: str, key: str | None,
+                      when: dt.datetime) -> tuple[Streamed, Verified]:
     """The source streamed into an atomic restore of the target, verified before COMMIT: (what the source
     said the target must hold, what the check found). A dump that ended stays a rollback point when the
     restore then fails: its record goes up on the way out."""
@@ -198,7 +200,7 @@ def transfer_verified(env: Environment, console: Console, source: Source, target
         raise
 
 
-def keep_record(console: Console, source: Source, target: Database, streamed: Streamed, when: Any) -> None:
+def keep_record(console: Console, source: Source, target: Database, streamed: Streamed, when: dt.datetime) -> None:
     """The record of a transfer that failed (the dump's manifest, if the dump ended), on the way out: a
     failure to write it is a warning, never in place of the failure that is on its way."""
     try:

@@ -26,7 +26,7 @@ def same_database(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
     The system identifier (set at initdb, kept by the server for life) and the database name decide when
     both records have it: the host does not, since one server is reached under many names (a tunnel through
     rds_address, Neon's pooler and direct hosts). Without it (pg_control_system() not granted, or a record
-    older than this guard), host, port and database name decide.
+    that does not name it), host, port and database name decide.
     """
     a, b = recorded.get("server") or {}, current.get("server") or {}
     if a.get("system_identifier") and b.get("system_identifier"):
@@ -52,7 +52,7 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[Change]:
         kind = "new table" if old is None else "table dropped" if new is None else "changed"
         found.append(Change(name, kind, old_rows, new_rows, rows_added=max(delta, 0), rows_removed=max(-delta, 0),
                             content_changed=bool(old and new and old.get("checksum") != new.get("checksum"))))
-    # A schema hash taken another way (an older record's pg_dump, another server major's catalogs) may differ
+    # A schema hash taken another way (a record's pg_dump, another server major's catalogs) may differ
     # for nothing: compared only when taken the same way.
     same_method = recorded.get("schema_by") == current.get("schema_by")
     if same_method and recorded.get("schema") != current.get("schema"):

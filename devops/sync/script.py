@@ -141,7 +141,8 @@ class Batches:
     """
 
     def __init__(self) -> None:
-        self.pending: list[bytes] = []  # a statement's last line, then blank and "--" lines: held until a header decides
+        # A statement's last line, then blank and "--" lines: held until a header decides.
+        self.pending: list[bytes] = []
         self.entry = 0
         self.buf = b""
         self.in_data = False  # inside a COPY's rows: passed on as they are, without looking at each line
