@@ -79,8 +79,9 @@ SYNC = FlagSet(
                   "guard refuses otherwise); those writes are kept only in the safety copy."),
     Flag("on", "Where to run: local, or ecs (a one-off ECS Fargate task inside the VPC; default: devops.runner).",
          takes_value=True),
-    Flag("expect_target", "Refuse unless the target still holds what a plan showed: target_state.fingerprint from "
-                          "--dry-run --json (--on ecs passes it after asking here).", takes_value=True),
+    Flag("expect_target", "Refuse unless the target still holds what a plan showed: the plan's Target fingerprint "
+                          "(16 hex digits), or a file holding its --dry-run --json report (--on ecs passes it after "
+                          "asking here).", takes_value=True),
 )
 
 
@@ -96,6 +97,8 @@ def _remote(c, on, args, flags):
 
 
 def _sync(c, direction, on, **flags):
+    # Checked here, before anything is read, and a file's fingerprint read here (not in the ECS task).
+    flags["expect_target"] = sync_jobs.expected_fingerprint(flags["expect_target"] or "")
     if _remote(c, on, [f"sync.{direction}"], flags):
         return
     console = Console(json_mode=flags["json"])
@@ -127,12 +130,12 @@ def rds_to_neon(c, **flags):
     _sync(c, "rds-to-neon", **flags)
 
 
-@task(name="list", help={"json": SYNC.help()["json"]})
+@task(name="list", help={"json": SYNC.help()["json"], "wide": "Every detail: source, reason, rows per table, sha256."})
 @handled
-def list_dumps(c, json=False):
-    """List the dumps in the bucket, newest first: size, age, source, reason, rows, checksum."""
+def list_dumps(c, json=False, wide=False):
+    """List the dumps in the bucket, newest first: key, size, age, what (--wide: source, reason, rows, checksum)."""
     console = Console(json_mode=json)
-    report = sync_listing.list_dumps(Settings.from_context(c), console)
+    report = sync_listing.list_dumps(Settings.from_context(c), console, wide)
     if json:
         console.emit(report.to_json())
 
@@ -144,6 +147,7 @@ def list_dumps(c, json=False):
 def restore(c, key, to, **flags):
     """Put an earlier dump back (rollback), after checking its checksum."""
     on = flags.pop("on")
+    flags["expect_target"] = sync_jobs.expected_fingerprint(flags["expect_target"] or "")
     if _remote(c, on, ["sync.restore", "--key", key, "--to", to], flags):
         return
     console = Console(json_mode=flags["json"])

@@ -94,9 +94,11 @@ class Transfer:
         if self.terminal and self._drawn:
             redraw(self.console)  # the closing line below replaces the updating one
         if kind is None:
+            # The whole stream went through: every table's data is sent (the restore's last statements and the
+            # verification follow, with lines of their own).
             elapsed = max(time.monotonic() - self._started, 1e-6)
             self.console.info(f"{self.label}: {size(self.moved)} in {elapsed:.1f} s ({size(self.moved / elapsed)}/s), "
-                              f"tables {self.tables_done}/{self.tables_total} restored so far")
+                              f"all {self.tables_total} tables sent")
 
     def write(self, chunk: bytes) -> None:
         self.moved += len(chunk)

@@ -18,14 +18,14 @@ from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.postgres import TableStats
-from devops.sync import flow, safety, sources
+from devops.sync import flow, render, safety, sources
 from devops.sync.database import Reading
 from devops.sync.decisions import LockTable
 from devops.sync.dumps import Dump, Verified, fingerprint
-from devops.sync.jobs import DIRECTIONS, Options, RestoreDump, Sync
+from devops.sync.jobs import DIRECTIONS, Options, RestoreDump, Sync, expected_fingerprint
 from devops.sync.preflight import Environment
 from devops.sync.processes import pump
-from devops.sync.report import Status
+from devops.sync.report import DumpList, Listed, Status
 from devops.sync.store import dump_key, manifest_key, newest_record, restore_record_key, utcnow
 from devops.sync.tools import ToolVersions
 
@@ -375,3 +375,74 @@ def test_a_damaged_dump_is_refused_before_the_target_is_read(world):
     with pytest.raises(DevopsError, match="checksum mismatch"):
         run(world, job=RestoreDump(key, "rds"), yes=True)
     assert world.events == []
+
+
+def test_a_plan_that_would_leave_the_target_empty_says_so_and_the_question_repeats_it(world, monkeypatch):
+    world.databases["neon"].tables = {"public.items": 0, "public.users": 0}
+    out = io.StringIO()
+    report = run(world, console=Console(out=out), dry_run=True)
+    assert report.target_state.rows == 5 and report.target_state.rows_after == 0
+    assert report.warnings == ["RDS would be left empty: it holds 5 rows now, and what replaces them holds none"]
+    assert "RDS rows:  5 now, 0 after the sync" in out.getvalue()
+    assert "[WARN] RDS would be left empty" in out.getvalue()
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdin", Terminal(lambda: None))
+    run(world, console=Console(out=out))
+    question = out.getvalue().split("Type 'yes'")[0].rsplit("\n", 2)[-2]
+    assert question.startswith("[WARN] This replaces everything in RDS") and "RDS would be left empty" in question
+
+
+def test_a_plan_that_would_take_most_rows_away_says_so_and_an_ordinary_one_says_nothing(world):
+    assert run(world, dry_run=True).warnings == []
+    world.databases["neon"].tables = {"public.items": 1, "public.users": 1}
+    world.databases["rds"].tables = {"public.items": 30, "public.users": 20}
+    assert run(world, dry_run=True).warnings == ["RDS would lose most of its rows: 50 now, 2 after"]
+
+
+def test_a_restore_of_a_dump_of_the_other_database_says_so(world):
+    run(world, yes=True)
+    key = next(k for k in world.store.objects if k.startswith("rds-dumps/"))  # RDS's safety copy
+    report = run(world, job=RestoreDump(key, "neon"), dry_run=True)
+    assert report.restored_dump.side == "rds"
+    assert "this dump is of RDS, not of Neon: Neon would hold RDS's data as it was when dumped" in report.warnings
+    assert not any("of RDS" in w for w in run(world, job=RestoreDump(key, "rds"), dry_run=True).warnings)
+
+
+def test_the_text_plan_shows_the_fingerprint_that_expect_target_takes(world):
+    out = io.StringIO()
+    report = run(world, console=Console(out=out), dry_run=True)
+    fingerprint = report.target_state.fingerprint
+    assert f"Target fingerprint: {fingerprint} (--expect-target {fingerprint} runs only while" in out.getvalue()
+
+
+def test_expect_target_takes_a_fingerprint_or_a_dry_run_report_and_refuses_anything_else(world, tmp_path):
+    fingerprint = run(world, dry_run=True).target_state.fingerprint
+    assert expected_fingerprint(fingerprint) == fingerprint and expected_fingerprint("") == ""
+    report = tmp_path / "plan.json"
+    report.write_text(json.dumps(run(world, dry_run=True).to_json()))
+    assert Options.of({"expect_target": str(report)}).expect_target == fingerprint
+    with pytest.raises(DevopsError, match=r"^--expect-target takes the plan's target fingerprint \(16 hex digits.*"
+                                          r"'/nonexistent' is neither$"):
+        Options.of({"expect_target": "/nonexistent"})
+    report.write_text("{}")
+    with pytest.raises(DevopsError, match="the file is not a plan's `--dry-run --json` report"):
+        expected_fingerprint(str(report))
+
+
+def test_the_dump_list_fits_80_columns_and_wide_shows_every_detail():
+    listed = [Listed(f"{side}-dumps/2026-12-07T17-36-0{n}.dump", 1023 * 1024 * 1023, 86400 * 29,
+                     f"postgresql://****:****@ep-quiet-{side}-123456.us-east-2.aws.neon.tech/neondb",
+                     reason, {f"public.table_{i}": 12345 for i in range(8)}, "ab" * 32, committed)
+              for n, (side, reason, committed) in enumerate([
+                  ("neon", "sync neon-to-rds", True),
+                  ("rds", "safety copy of RDS before neon-to-rds", False),
+                  ("neon", "safety copy of Neon before restoring rds-dumps/2026-12-07T17-36-01.dump", True)])]
+    out = io.StringIO()
+    render.dumps(Console(out=out), DumpList("dev-dumps", listed))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80, out.getvalue()
+    assert any(line.split()[-2:] == ["safety", "copy"] for line in lines)
+    assert any(line.split()[-3:] == ["safety", "copy", "*"] for line in lines) and "* did not commit" in out.getvalue()
+    out = io.StringIO()
+    render.dumps(Console(out=out), DumpList("dev-dumps", listed), wide=True)
+    assert "safety copy of RDS before neon-to-rds (did not commit)" in out.getvalue() and "abababababab" in out.getvalue()

@@ -9,6 +9,7 @@ reads them independently of the engine.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 
 import pytest
@@ -167,7 +168,8 @@ def test_clearing_a_target_the_login_cannot_clear_is_one_line(sandbox, every_kin
         dumps = json.loads(inv(sandbox_env, "sync.list", "--json").stdout)["dumps"]
         safety = next(d for d in dumps if d["reason"] == "safety copy of RDS before neon-to-rds")
         assert safety["committed"] is False
-        assert "safety copy of RDS before neon-to-rds (did not commit)" in inv(sandbox_env, "sync.list").stdout
+        assert "safety copy of RDS before neon-to-rds (did not commit)" in inv(sandbox_env, "sync.list", "--wide").stdout
+        assert re.search(r"rds-dumps/\S+ +\S+ \S+ +\S+ +safety copy \*", inv(sandbox_env, "sync.list").stdout)
     finally:
         conn = sandbox._server(state, "rds").connect(as_superuser=True, database=state["rds"]["database"])
         conn.autocommit = True

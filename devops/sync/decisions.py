@@ -105,6 +105,24 @@ def unexpected_target(expect_target: str, fingerprint: dict[str, Any], label: st
                        f"{expect_target}); nothing was changed. Run the command again to see the new plan")
 
 
+def plan_warnings(label: str, rows_now: int, rows_after: int | None, dump_of: str | None = None,
+                  target_side: str = "") -> list[str]:
+    """What a plan must say plainly before it replaces ``label``: that it would be left empty or lose most of
+    its rows, or that the dump being restored is of the other database."""
+    warnings = []
+    if rows_after is not None and rows_now > 0:
+        if rows_after == 0:
+            warnings.append(f"{label} would be left empty: it holds {rows_now:,} rows now, and what replaces them "
+                            "holds none")
+        elif rows_after < rows_now / 2:
+            warnings.append(f"{label} would lose most of its rows: {rows_now:,} now, {rows_after:,} after")
+    if dump_of and target_side and dump_of != target_side:
+        other = {"neon": "Neon", "rds": "RDS"}.get(dump_of, dump_of)
+        warnings.append(f"this dump is of {other}, not of {label}: {label} would hold {other}'s data as it was "
+                        "when dumped")
+    return warnings
+
+
 # ---- the safety copy ---------------------------------------------------------------------------------------
 
 

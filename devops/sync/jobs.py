@@ -4,11 +4,15 @@ reads. A job says what differs between the two besides the source (sources.py)."
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 from devops.errors import DevopsError
 
 LABELS = {"neon": "Neon", "rds": "RDS"}
+FINGERPRINT = re.compile(r"[0-9a-f]{16}")  # decisions.content_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +42,29 @@ class Options:
 
     @classmethod
     def of(cls, flags: dict[str, Any]) -> "Options":
-        """From the sync tasks' flags (tasks.py: SYNC): those the flow reads."""
-        return cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
+        """From the sync tasks' flags (tasks.py: SYNC): those the flow reads, each of the form it takes."""
+        options = cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
+        return dataclasses.replace(options, expect_target=expected_fingerprint(options.expect_target))
+
+
+def expected_fingerprint(value: str) -> str:
+    """--expect-target's value: the plan's target fingerprint itself, or the one in a file that holds the plan's
+    `--dry-run --json` report. Anything else is refused as such, before anything is read."""
+    if not value or FINGERPRINT.fullmatch(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise DevopsError(f"--expect-target takes the plan's target fingerprint (16 hex digits, the plan's \"Target "
+                          f"fingerprint\") or a file holding the plan's `--dry-run --json` report; {value!r} is "
+                          "neither")
+    try:
+        found = json.loads(path.read_text())["target_state"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = None
+    if not isinstance(found, str) or not FINGERPRINT.fullmatch(found):
+        raise DevopsError(f"--expect-target {value}: the file is not a plan's `--dry-run --json` report (it has no "
+                          "target_state.fingerprint of 16 hex digits)")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)

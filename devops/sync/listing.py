@@ -11,7 +11,7 @@ from devops.sync.report import DumpList, Listed
 from devops.sync.store import utcnow
 
 
-def list_dumps(settings: Settings, console: Console) -> DumpList:
+def list_dumps(settings: Settings, console: Console, wide: bool = False) -> DumpList:
     render.banner(console, "SYNC DUMPS", None, aws.target_label(settings))
     store = store_of(settings, console)
     now = utcnow()
@@ -23,5 +23,5 @@ def list_dumps(settings: Settings, console: Console) -> DumpList:
             m.get("source", {}).get("url", "?"), m.get("reason", "?"),
             {name: t["rows"] for name, t in m.get("tables", {}).items()}, m.get("sha256", ""), item["committed"]))
     report = DumpList(store.bucket, entries)
-    render.dumps(console, report)
+    render.dumps(console, report, wide)
     return report

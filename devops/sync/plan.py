@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from devops import aws
 from devops.console import Console
 from devops.sync.database import Database, version_text
-from devops.sync.decisions import content_hash, downgrade, locks_needed
+from devops.sync.decisions import content_hash, downgrade, locks_needed, plan_warnings
 from devops.sync.dumps import State, probe
 from devops.sync.guard import Judgement, judge
 from devops.sync.jobs import Job, Options
@@ -53,13 +53,17 @@ def plan_report(env: Environment, job: Job, source: Source, target: Database, co
     """The report as the plan shows it (the keys are a forecast, not looked up: they are named under the lock)."""
     when = utcnow()
     target_rows = {name: t.rows for name, t in state.tables.items()}
+    rows_now = sum(target_rows.values())
+    counted = [rows for rows in counts.rows.values() if rows is not None]
+    rows_after = sum(counted) if len(counted) == len(counts.rows) else None
     majors = downgrade(source.version, target.version)
     report = Report(
         operation=job.operation, dry_run=options.dry_run, target=aws.target_label(env.settings),
         sides={"target": side_of(target)},
         plan={name: PlanRow(counts.rows.get(name), target_rows.get(name))
               for name in sorted(set(counts.rows) | set(target_rows))},
-        target_state=TargetState(len(state.tables), sum(target_rows.values()), content_hash(state.fingerprint)),
+        target_state=TargetState(len(state.tables), rows_now, content_hash(state.fingerprint), rows_after),
+        warnings=plan_warnings(target.label, rows_now, rows_after, source.dump_of, target.side),
         divergence=judgement.divergence(),
         versions=Versions(version_text(source.version) if source.version else None, target.version_text,
                           majors is not None),

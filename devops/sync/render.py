@@ -47,14 +47,13 @@ def sync_plan(console: Console, report: Report) -> None:
         ("S3 Dump", report.dump.url),
         ("Safety copy", f"{report.safety_copy.url} (or an earlier dump, if it holds the target's data)"),
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in (report.tools or {}).items())),
+        _fingerprint(report),
         *_locks(report),
         *_downgrade(report),
     ])
     console.line()
     _rows(console, report.plan, f"{src.label} rows", f"{tgt.label} rows")
-    console.fields([(f"{src.label} rows", sum(r.source_rows or 0 for r in report.plan.values())),
-                    (f"{tgt.label} rows", f"{report.target_state.rows} (will be replaced)")])
-    console.line()
+    _totals(console, report, f"{src.label} rows", "the sync")
 
 
 def restore_plan(console: Console, report: Report) -> None:
@@ -63,10 +62,31 @@ def restore_plan(console: Console, report: Report) -> None:
     console.fields([("Dump", f"{dump.url} ({dump.reason}, {dump.created})"),
                     ("Target", f"{tgt.label} ({tgt.url}, PostgreSQL {tgt.version})"),
                     ("Safety copy", report.safety_copy.url),
+                    _fingerprint(report),
                     *_locks(report),
                     *_downgrade(report)])
     console.line()
     _rows(console, report.plan, "dump rows", f"{tgt.label} rows")
+    _totals(console, report, "Dump rows", "the restore")
+
+
+def _fingerprint(report: Report) -> tuple[str, str]:
+    """The plan's 'Target fingerprint' field: what --expect-target takes to run exactly this plan."""
+    value = report.target_state.fingerprint
+    return ("Target fingerprint", f"{value} (--expect-target {value} runs only while "
+                                  f"{report.sides['target'].label} still holds what this plan read)")
+
+
+def _totals(console: Console, report: Report, source: str, operation: str) -> None:
+    """The totals under the plan's table: the source's rows, the target's now and after; then what the plan
+    would destroy beyond the ordinary, said plainly."""
+    state, label = report.target_state, report.sides["target"].label
+    after = "?" if state.rows_after is None else f"{state.rows_after:,}"
+    console.fields([(source, after), (f"{label} rows", f"{state.rows:,} now, {after} after {operation} "
+                                                       "(every table replaced)")])
+    console.line()
+    for warning in report.warnings or []:
+        console.warn(warning[0].upper() + warning[1:])
 
 
 def _rows(console: Console, plan: dict[str, PlanRow], source: str, target: str) -> None:
@@ -188,7 +208,8 @@ def confirm(console: Console, report: Report, yes: bool) -> bool:
     """Ask before overwriting the report's target, unless --yes; True when it asked (and so may have waited)."""
     tgt, state = report.sides["target"], report.target_state
     what = f"{tgt.label} at {tgt.where} ({state.tables} tables, {state.rows} rows)"
-    return console.confirm(f"overwrite {what}", yes, warning=f"This replaces everything in {what}.")
+    warnings = "".join(f" {warning[0].upper() + warning[1:]}." for warning in report.warnings or [])
+    return console.confirm(f"overwrite {what}", yes, warning=f"This replaces everything in {what}.{warnings}")
 
 
 def broken_lock(console: Console, holder: dict[str, Any]) -> None:
@@ -235,12 +256,27 @@ def finish(console: Console, report: Report) -> None:
                      "(the restore was rolled back)")
 
 
-def dumps(console: Console, report: DumpList) -> None:
+def dumps(console: Console, report: DumpList, wide: bool = False) -> None:
+    """sync.list's table: within 80 columns (key, size, age, what), or with every detail (``wide``)."""
     if not report.dumps:
         console.info(f"No dumps in s3://{report.bucket}")
+        return
     # A dump of a sync or restore that did not commit: the target was left as it was (or it is running now).
-    console.table([[e.key, size(e.size), age(e.age_seconds), e.source,
-                    e.reason if e.committed else f"{e.reason} (did not commit)",
-                    ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e.tables.items()),
-                    e.sha256[:12]] for e in report.dumps],
-                  headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
+    if wide:
+        console.table([[e.key, size(e.size), age(e.age_seconds), e.source,
+                        e.reason if e.committed else f"{e.reason} (did not commit)",
+                        ", ".join(f"{n.removeprefix('public.')}={r}" for n, r in e.tables.items()),
+                        e.sha256[:12]] for e in report.dumps],
+                      headers=["key", "size", "age", "source", "reason", "rows", "sha256"])
+        return
+    console.table([[e.key, size(e.size), age(e.age_seconds), _kind(e.reason) + ("" if e.committed else " *")]
+                   for e in report.dumps], headers=["key", "size", "age", "what"])
+    console.line()
+    if not all(e.committed for e in report.dumps):
+        console.line("  * did not commit: its sync or restore left the target as it was (or runs now)")
+    console.line("  Source, reason, rows and sha256: inv sync.list --wide (or --json)")
+
+
+def _kind(reason: str) -> str:
+    """A dump's reason in a few words: 'sync neon-to-rds', 'safety copy'."""
+    return "safety copy" if reason.startswith("safety copy") else reason

@@ -46,10 +46,12 @@ class PlanRow:
 
 @dataclasses.dataclass
 class TargetState:
-    """The target as the plan saw it: counts for the confirmation, and the content hash --expect-target checks."""
+    """The target as the plan saw it: counts for the confirmation, and the content hash --expect-target checks;
+    ``rows_after``: the rows it holds once replaced (the source's, as counted or recorded)."""
     tables: int
     rows: int
     fingerprint: str
+    rows_after: int | None = None
 
 
 @dataclasses.dataclass
@@ -122,6 +124,7 @@ class RestoredDump:
     url: str
     reason: str
     created: str
+    side: str | None = None  # the database it is a dump of: neon / rds
 
 
 @dataclasses.dataclass
@@ -137,6 +140,8 @@ class Report:
     versions: Versions
     safety_copy: Copy
     locks: Locks | None = None
+    # What the plan would destroy beyond the ordinary (decisions.plan_warnings): said in the plan and the question.
+    warnings: list[str] | None = None
     # A sync's
     direction: str | None = None
     source: str | None = None

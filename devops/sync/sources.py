@@ -53,6 +53,8 @@ class SyncSource:
         self.env, self.direction = env, job.direction
         self.db = env.databases[job.direction.source]
 
+    dump_of = None  # a database, not a dump of one
+
     @property
     def version(self) -> int:
         return self.db.version
@@ -106,6 +108,11 @@ class DumpSource:
     def version(self) -> int | None:
         return version_num(self.recorded.get("source", {}).get("server_version"))
 
+    @property
+    def dump_of(self) -> str | None:
+        """The database it is a dump of (neon, rds), as its manifest says."""
+        return self.recorded.get("source", {}).get("side")
+
     def dump_key(self, when: dt.datetime) -> None:
         return None  # a restore writes no dump of its source: it is one
 
@@ -128,7 +135,7 @@ class DumpSource:
     def plan_fields(self, target: Database, when: dt.datetime) -> dict[str, Any]:
         return {"key": self.key, "to": target.side,
                 "restored_dump": RestoredDump(self.env.store.url(self.key), self.recorded.get("reason", "?"),
-                                              self.recorded.get("created", "?"))}
+                                              self.recorded.get("created", "?"), self.dump_of)}
 
     def announce(self, console: Console, target: Database, key: str | None) -> None:
         console.info(f"Restoring {self.env.store.url(self.key)} into {target.label}...")
