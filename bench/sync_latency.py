@@ -1,5 +1,6 @@
-"""Sync latency: `inv sync.neon-to-rds` over a network with the round-trip times users have, side by side with
-the direct pipe and the seeds' script, with the round trips and connections each makes.
+"""Sync latency: `inv sync.neon-to-rds` at the round-trip times users have, beside the pipe and the bash script.
+
+Side by side with the direct pipe and the original bash script, with the round trips and connections each makes.
 
 The sandbox's network (devops/sandbox/network.py) sits between the tasks and the stand-ins of Neon, RDS and
 AWS; this bench sets its round-trip time to each of --rtts in turn (20-80 ms from a
@@ -9,8 +10,9 @@ laptop) and, for each dataset (--datasets: the sandbox's sample data; "big", 300
     toolbox  ./toolbox/inv sync.neon-to-rds --yes --json   (the user's path: the toolbox container, TLS
              verified against the sandbox's CA; the second sync of two, as a user's next one is)
     pipe     pg_dump -Fc | pg_restore --clean --if-exists   (the same client tools, the same network and TLS)
-    seeds    the seeds' scripts/sync-neon-to-rds.sh, taken from the seeds' plan (Task 2, --seeds-plan) at run
-             time and run as written, from a folder laid out as the seeds' checkout: its `aws sts`, four
+    bash     the original bash script this project replaces, scripts/sync-neon-to-rds.sh, taken at run time
+             from the plan document that holds it (Task 2, --bash-plan; outside this repository) and run as
+             written, from a folder laid out as that script's checkout: its `aws sts`, four
              `terraform output`, `aws secretsmanager` + jq, psql counts, pg_dump to a file, `aws s3 cp`,
              pg_restore --clean --if-exists, and a psql count after; RDS reached as a task reaches it
              (the endpoint's name verified, the tunnel's address: PGHOSTADDR, and its port: a `terraform`
@@ -18,11 +20,11 @@ laptop) and, for each dataset (--datasets: the sandbox's sample data; "big", 300
 
 and, at each RTT, `./toolbox/inv validate` (pilot light). Beside each time, the round trips and connections
 the network counted per side (a count is the same on every run). Targets: the sync within 1.3x the pipe at
-60 ms, at most half the seeds' time; validate under 2 s at 60 ms.
+60 ms, at most half the bash script's time; validate under 2 s at 60 ms.
 
 Run it in the dev image, as bench/sync_throughput.py (its docstring has the docker run line):
 
-    python bench/sync_latency.py --seeds-plan PATH/implementation-plan.md [--rtts 0,20,60] [--runs 3]
+    python bench/sync_latency.py --bash-plan PATH/implementation-plan.md [--rtts 0,20,60] [--runs 3]
         [--datasets sample,big] [--reuse] [--keep]
 """
 
@@ -47,17 +49,17 @@ import boto3  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 import sync_throughput as throughput  # noqa: E402
-from validate_latency import seeds_script  # noqa: E402
+from validate_latency import bash_script  # noqa: E402
 from devops.config import Settings  # noqa: E402
 from devops.console import Console  # noqa: E402
 from devops.sandbox import SAMPLE_DATA, Sandbox  # noqa: E402
 from devops.sandbox.provider_mirror import use_provider_mirror  # noqa: E402
 from tests import dbtools  # noqa: E402
 
-METHODS = ("toolbox", "pipe", "seeds")
+METHODS = ("toolbox", "pipe", "bash")
 LABELS = {"toolbox": "sync through the toolbox (./toolbox/inv)", "pipe": throughput.LABELS["pipe"],
-          "seeds": "the seeds' scripts/sync-neon-to-rds.sh"}
-# The seeds' script counts the rows of `projects` (the sample data's); the big schema gets one too.
+          "bash": "the bash script scripts/sync-neon-to-rds.sh"}
+# The bash script counts the rows of `projects` (the sample data's); the big schema gets one too.
 DATASETS = {"sample": SAMPLE_DATA.read_text(),
             "big": dbtools.big_schema(seed=1) + "\nCREATE TABLE public.projects (id int PRIMARY KEY);\n"
                    "INSERT INTO public.projects SELECT generate_series(1, 10);\n"}
@@ -77,32 +79,32 @@ def tool_env(env: dict[str, str], state: dict, side: str) -> dict[str, str]:
             "PGDATABASE": url.path.lstrip("/"), "PGSSLMODE": "verify-full", "PGSSLROOTCERT": state["ca"]}
 
 
-def seeds_setup(plan: Path, env: dict[str, str], state: dict, workdir: str) -> dict[str, str]:
-    """A folder laid out as the seeds' checkout (scripts/, terraform -> this one's), and the script's
+def bash_setup(plan: Path, env: dict[str, str], state: dict, workdir: str) -> dict[str, str]:
+    """A folder laid out as the bash script's checkout (scripts/, terraform -> this one's), and the script's
     environment: the sandbox's, with RDS reached through the tunnel and both sides verified."""
-    root = Path(workdir) / "seeds-checkout"
+    root = Path(workdir) / "bash-checkout"
     (root / "scripts").mkdir(parents=True)
     (root / "bin").mkdir()
     script = root / "scripts" / "sync-neon-to-rds.sh"
-    script.write_text(seeds_script(plan, "sync-neon-to-rds.sh"))
+    script.write_text(bash_script(plan, "sync-neon-to-rds.sh"))
     script.chmod(0o755)
     (root / "terraform").symlink_to(ROOT / "terraform")
     real = shutil.which("terraform")
     shim = root / "bin" / "terraform"
-    shim.write_text(f'#!/bin/sh\n[ "$*" = "output -raw database_port" ] && exec echo "$SEEDS_RDS_PORT"\n'
+    shim.write_text(f'#!/bin/sh\n[ "$*" = "output -raw database_port" ] && exec echo "$BASH_RDS_PORT"\n'
                     f'exec {real} "$@"\n')
     shim.chmod(0o755)
     address, port = env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
-    return {**env, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "SEEDS_RDS_PORT": port, "PGHOSTADDR": address,
-            "PGSSLMODE": "verify-full", "PGSSLROOTCERT": state["ca"], "SEEDS_SCRIPT": str(script)}
+    return {**env, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "BASH_RDS_PORT": port, "PGHOSTADDR": address,
+            "PGSSLMODE": "verify-full", "PGSSLROOTCERT": state["ca"], "BASH_SCRIPT": str(script)}
 
 
-def run_seeds_script(seeds_env: dict[str, str], log_path: Path) -> dict:
+def run_bash_script(bash_env: dict[str, str], log_path: Path) -> dict:
     with open(log_path, "ab") as out:
-        code = subprocess.run(["bash", seeds_env["SEEDS_SCRIPT"]], env=seeds_env, stdout=out, stderr=out,
+        code = subprocess.run(["bash", bash_env["BASH_SCRIPT"]], env=bash_env, stdout=out, stderr=out,
                               stdin=subprocess.DEVNULL).returncode
     if code != 0:
-        raise RuntimeError(f"the seeds' script failed (exit {code}): see {log_path}")
+        raise RuntimeError(f"the bash script failed (exit {code}): see {log_path}")
     return {}
 
 
@@ -138,8 +140,8 @@ def counts_text(results: list[dict], key: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds-plan", type=Path, required=True,
-                        help="the seeds' implementation-plan.md, whose Task 2 holds sync-neon-to-rds.sh")
+    parser.add_argument("--bash-plan", type=Path, required=True,
+                        help="the plan document (implementation-plan.md) whose Task 2 holds sync-neon-to-rds.sh")
     parser.add_argument("--rtts", default="0,20,60", help="round-trip times in ms, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--datasets", default="sample,big")
@@ -170,8 +172,8 @@ def main() -> int:
         bucket = Settings.load({}).bucket_name
         log_path = sandbox_dir / "bench-latency.log"
         rows, ratios = [], []
-        with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
-            seeds_env = seeds_setup(args.seeds_plan, env, state, workdir)
+        with tempfile.TemporaryDirectory(prefix="bench-bash-") as workdir:
+            bash_env = bash_setup(args.bash_plan, env, state, workdir)
             for dataset in [d for d in args.datasets.split(",") if d]:  # "": validate only
                 load(env, dataset)
                 for rtt in rtts:
@@ -185,7 +187,7 @@ def main() -> int:
                             throughput.empty_bucket(s3, bucket)
                             run = {"toolbox": lambda: throughput.run_sync(env, log_path, toolbox=True),
                                    "pipe": lambda: throughput.run_pipe(neon, rds),
-                                   "seeds": lambda: run_seeds_script(seeds_env, log_path)}[method]
+                                   "bash": lambda: run_bash_script(bash_env, log_path)}[method]
                             results[method].append(timed(network, run))
                             if method != "toolbox":  # RDS restored outside the sync: its record no longer holds
                                 network.set_rtt(0)
@@ -199,7 +201,7 @@ def main() -> int:
                                      counts_text(results[method], "round_trips"),
                                      counts_text(results[method], "connections")])
                     ratios.append([dataset, f"{rtt:g}", f"{med['toolbox'] / med['pipe']:.2f}x",
-                                   f"{med['toolbox'] / med['seeds']:.2f}x"])
+                                   f"{med['toolbox'] / med['bash']:.2f}x"])
         validations = []
         for rtt in rtts:
             network.set_rtt(rtt)
@@ -215,7 +217,7 @@ def main() -> int:
                                       "connections N/R/A"]))
         print()
         print(tabulate(ratios, headers=["dataset", "RTT ms", "sync / pipe (target <= 1.3x at 60)",
-                                        "sync / seeds (target <= 0.5x)"]))
+                                        "sync / bash (target <= 0.5x)"]))
         print()
         print(tabulate(validations, headers=["RTT ms", "inv validate median s (target < 2 at 60)", "runs",
                                              "round trips N/R/A", "connections N/R/A"]))

@@ -4,33 +4,36 @@ Builds a dataset of at least --size-mb in the sandbox's Neon stand-in (customers
 with jsonb, indexes and foreign keys; attachments with incompressible bytea), puts the previous copy on
 the RDS stand-in with one untimed sync, then times --runs rounds, each running in turn:
 
-    toolbox  ./toolbox/inv sync.neon-to-rds --yes --json   (the user's path: a fresh toolbox container per
-             run, the image's client tools; needs a Docker engine and the sandbox under the repository)
+    toolbox  ./toolbox/inv sync.neon-to-rds --yes --json   (the user's path: a docker exec into the
+             checkout's warm toolbox container, the image's client tools; needs a Docker engine and the
+             sandbox under the repository)
     image    inv sync.neon-to-rds --yes --json, run by this bench's Python directly (no container start:
              in the dev image, the same tools; with its CPU broken down)
     baseline the same as image, from another checkout (--baseline DIR: an earlier commit, for a before and
              after measured side by side)
     pipe     pg_dump -Fc -Z0 | pg_restore --clean --if-exists   (the limit: no S3, no checks; the same
              client tools as the sync)
-    seeds    pg_dump -Fc to a file, upload it to S3, pg_restore --clean --if-exists from the file
+    bash     the original bash script's flow, which this project replaces: pg_dump -Fc to a file, upload
+             it to S3, pg_restore --clean --if-exists from the file
 
 Before each method the target is vacuumed and both servers checkpointed (untimed), and each round starts
 with the next method. The bench prints medians, the ratios of medians measured in this run, the sync's
 phases, the CPU seconds each process spent (the client's tools, each server, the S3 emulator) and the
 peak memory of the inv process (VmHWM, polled from /proc; the toolbox container's is visible when the
-bench shares the host's PID namespace, `docker run --pid host`). Targets: sync <= 1.5x pipe, seeds >= 3x
+bench shares the host's PID namespace, `docker run --pid host`). Targets: sync <= 1.5x pipe, bash >= 3x
 sync, inv peak RSS < 150 MB.
 
 Run it in the dev image, which has the toolbox's client tools (the host's pg_dump may be older than the
-stand-ins' PostgreSQL 17), with the engine's socket for the toolbox row; a machine with extra CA certificates
-or a provider mirror mounts them at the same paths (the toolbox row's shim names the image by its CAs):
+stand-ins' PostgreSQL, 18 by default), with the engine's socket for the toolbox row; a machine with extra CA
+certificates or a provider mirror mounts them at the same paths (the toolbox row's shim names the image by its
+CAs):
 
     # from the repository's root
     docker run --rm --network host --pid host -u 0 -v "$PWD:$PWD" -w "$PWD" \
         -v /var/run/docker.sock:/var/run/docker.sock -e TF_PROVIDER_MIRROR -e DEVOPS_TOOLBOX_CA \
         [-v "$DEVOPS_TOOLBOX_CA:$DEVOPS_TOOLBOX_CA:ro"] [-v "$TF_PROVIDER_MIRROR:$TF_PROVIDER_MIRROR:ro"] \
         devops-toolbox:<hash>-dev \
-        python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--methods toolbox,image,pipe,seeds]
+        python bench/sync_throughput.py [--size-mb 800] [--runs 3] [--methods toolbox,image,pipe,bash]
                                         [--baseline DIR] [--sandbox-dir .toolbox-tmp/bench-sandbox] [--reuse] [--keep]
 
 --reuse uses a sandbox already up in --sandbox-dir (and its dataset when big enough); --keep leaves it up.
@@ -66,11 +69,11 @@ from devops.console import Console  # noqa: E402
 from devops.sandbox import Sandbox  # noqa: E402
 from devops.sandbox.provider_mirror import use_provider_mirror  # noqa: E402
 
-METHODS = ("toolbox", "image", "baseline", "pipe", "seeds")
+METHODS = ("toolbox", "image", "baseline", "pipe", "bash")
 SYNCS = ("toolbox", "image", "baseline")
 LABELS = {"toolbox": "sync through the toolbox (./toolbox/inv)", "image": "sync, inv run directly (no container start)",
           "baseline": "sync, inv run directly from --baseline's checkout",
-          "pipe": "direct pipe pg_dump -Fc -Z0 | pg_restore", "seeds": "the seeds' flow (file, upload, restore)"}
+          "pipe": "direct pipe pg_dump -Fc -Z0 | pg_restore", "bash": "the bash script's flow (file, upload, restore)"}
 TICK = os.sysconf("SC_CLK_TCK")
 BENCH_TABLES = ("customers", "orders", "order_items", "attachments")
 SCHEMA = """
@@ -181,7 +184,7 @@ def describe_dataset(neon_url: str) -> tuple[float, dict[str, int], str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The three methods: each returns {"seconds": total, "phases": {...}, ...}
+# The methods: each returns {"seconds": total, "phases": {...}, ...}
 
 
 def rss_kb(pid: int, field: str) -> int:
@@ -328,15 +331,15 @@ def run_pipe(neon: dict[str, str], rds: dict[str, str]) -> dict:
     return {"seconds": time.monotonic() - started}
 
 
-def run_seeds(neon: dict[str, str], rds: dict[str, str], s3, bucket: str, workdir: str) -> dict:
+def run_bash(neon: dict[str, str], rds: dict[str, str], s3, bucket: str, workdir: str) -> dict:
     """As scripts/sync-neon-to-rds.sh did it: dump to a file, `aws s3 cp` it, restore from the file."""
-    path, phases = os.path.join(workdir, "seeds.dump"), {}
+    path, phases = os.path.join(workdir, "bash.dump"), {}
     started = time.monotonic()
     with tempfile.TemporaryFile() as err:
         check(subprocess.Popen(["pg_dump", "--format=custom", "--no-owner", "--no-acl", f"--file={path}"],
                                env={**os.environ, **neon}, stderr=err), "pg_dump", err)
     phases["dump"] = time.monotonic() - started
-    s3.upload_file(path, bucket, "bench/seeds.dump")  # aws s3 cp: 8 MB parts, 10 threads
+    s3.upload_file(path, bucket, "bench/bash.dump")  # aws s3 cp: 8 MB parts, 10 threads
     phases["upload"] = time.monotonic() - started - phases["dump"]
     with tempfile.TemporaryFile() as err:
         check(subprocess.Popen(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-acl",
@@ -419,9 +422,9 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
     if "pipe" in med:
         ratios += [[f"{m} sync / pipe", f"{med[m] / med['pipe']:.2f}x", "<= 1.5x", med[m] / med["pipe"] <= 1.5]
                    for m in syncs]
-    if "seeds" in med and syncs:
-        ratios.append([f"seeds / {syncs[0]} sync", f"{med['seeds'] / med[syncs[0]]:.2f}x", ">= 3x",
-                       med["seeds"] / med[syncs[0]] >= 3])
+    if "bash" in med and syncs:
+        ratios.append([f"bash / {syncs[0]} sync", f"{med['bash'] / med[syncs[0]]:.2f}x", ">= 3x",
+                       med["bash"] / med[syncs[0]] >= 3])
     for m in syncs:
         peaks = [r["rss_mb"] for r in results[m] if r["rss_mb"]]
         ratios.append([f"{m} sync: peak RSS of the inv process", f"{max(peaks):.0f} MB" if peaks else
@@ -439,8 +442,8 @@ def report(results: dict[str, list[dict]], size: float, counts: dict[str, int], 
                            [r["phases"][p] for r in sync]) for p in phases]
         rows.append(stats_row(f"{m}: outside the task's total (start, imports, exit)",
                               [r["seconds"] - r["phases"]["total"] for r in sync]))
-    if results.get("seeds"):
-        rows += [stats_row(f"seeds: {p}", [r["phases"][p] for r in results["seeds"]])
+    if results.get("bash"):
+        rows += [stats_row(f"bash: {p}", [r["phases"][p] for r in results["bash"]])
                  for p in ("dump", "upload", "restore")]
     print(tabulate(rows, headers=["phase", *head]))
     print()
@@ -495,7 +498,7 @@ def main() -> int:
         known = (Path(args.baseline) / "devops" / "config.py").read_text() if args.baseline else ""
         baseline_env = {k: v for k, v in env.items()
                         if not k.startswith("INVOKE_DEVOPS_") or f'"{k.removeprefix("INVOKE_DEVOPS_").lower()}"' in known}
-        # The pipe and the seeds reach both servers as the sync does: through the sandbox's network (RDS at
+        # The pipe and the bash flow reach both servers as the sync does: through the sandbox's network (RDS at
         # the tunnel's address), over TLS.
         neon, rds = libpq_env(env["NEON_DATABASE_URL"]), libpq_env(env["SANDBOX_RDS_URL"])
         rds["PGHOST"], rds["PGPORT"] = env["INVOKE_DEVOPS_RDS_ADDRESS"].split(":")
@@ -508,7 +511,7 @@ def main() -> int:
         log(f"Warm-up sync (untimed, {warm}): puts the previous copy on RDS; task logs in {log_path}")
         run_sync(toolbox_env if warm == "toolbox" else env, log_path, warm == "toolbox")
         results: dict[str, list[dict]] = {m: [] for m in methods}
-        with tempfile.TemporaryDirectory(prefix="bench-seeds-") as workdir:
+        with tempfile.TemporaryDirectory(prefix="bench-bash-") as workdir:
             for round_ in range(1, args.runs + 1):
                 # Each round starts with another method, so that no method always follows the same one.
                 shift = (round_ - 1) % len(methods)
@@ -521,7 +524,7 @@ def main() -> int:
                                            else env, log_path, method == "toolbox",
                                            Path(args.baseline).resolve() if method == "baseline" else ROOT)
                                   if method in SYNCS else run_pipe(neon, rds) if method == "pipe"
-                                  else run_seeds(neon, rds, s3, bucket, workdir))
+                                  else run_bash(neon, rds, s3, bucket, workdir))
                     results[method].append({**result, **measured})
                     log(f"round {round_}/{args.runs} {method}: {result['seconds']:.1f}s")
         report(results, size, counts, version, args.runs)

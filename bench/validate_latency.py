@@ -1,24 +1,27 @@
-"""Validation latency on the path users run: `./toolbox/inv validate`, against host-native `inv validate` and
-the seeds' dev-validation.sh, on one sandbox, both modes.
+"""Validation latency: `./toolbox/inv validate` against host-native `inv validate` and the bash script.
+
+The path users run, `./toolbox/inv validate`, against host-native `inv validate` and the original bash script
+dev-validation.sh, on one sandbox, both modes.
 
 Runs on the host (Docker, and Python with requirements.txt: .venv). The sandbox is the
 one users get: `./toolbox/inv sandbox.up` (the checkout's .sandbox, servers in the sandbox's container), its
 variables from `./toolbox/inv sandbox.env`. Methods, each timed as a whole command:
 
 - toolbox (the headline): `./toolbox/inv validate` (a docker exec into the checkout's warm container);
-- fresh container: the same task in a container started per run (`docker run --rm`, as before the warm one);
+- fresh container: the same task in a container started per run (`docker run --rm`: what the warm container saves);
 - host-native: `inv validate` with INVOKE_DEVOPS_TOOLBOX=host (Terraform's data dir initialized on the host:
   the sandbox's links its providers into the container's plugin cache);
-- the seeds' script, taken from the seeds' plan (Task 4) at run time and run as written, from a temporary
+- bash: the original bash script this project replaces, taken at run time from the plan document that holds
+  it (Task 4, --bash-plan; outside this repository) and run as written, from a temporary
   checkout-like folder whose terraform/ links to this repository's, with the AWS CLI v1 from its own venv
   (--awscli-bin; `python3 -m venv /tmp/awscli-venv && /tmp/awscli-venv/bin/pip install awscli`).
 
 Each method gets one untimed warm-up per mode, then --runs rounds, each running every method once in turn;
 medians, min-max and the ratios are printed, and the peak RSS (VmHWM) of the inv process in the container.
-Targets: toolbox < 1.5 s in pilot light, seeds >= 5x toolbox, peak RSS < 150 MB.
+Targets: toolbox < 1.5 s in pilot light, bash >= 5x toolbox, peak RSS < 150 MB.
 
     .venv/bin/python bench/validate_latency.py \\
-        --seeds-plan PATH/implementation-plan.md [--runs 7] [--modes pilot,active] [--reuse] [--keep]
+        --bash-plan PATH/implementation-plan.md [--runs 7] [--modes pilot,active] [--reuse] [--keep]
 """
 
 from __future__ import annotations
@@ -49,13 +52,13 @@ RATIO_TARGET = 5.0
 RSS_TARGET_MB = 150
 SHIM = str(ROOT / "toolbox" / "inv")
 HEADLINE = "./toolbox/inv validate"
-SEEDS = "seeds dev-validation.sh"
+BASH = "bash dev-validation.sh"
 # The inv process's peak RSS, measured in the warm container around the same task.
 PEAK_RSS = ("import sys; from invoke.main import program; program.run(['inv', 'validate'], exit=False); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], file=sys.stderr)")
 
 
-def seeds_script(plan: Path, name: str = "dev-validation.sh") -> str:
+def bash_script(plan: Path, name: str = "dev-validation.sh") -> str:
     """The bash block of the plan's task "Create <name> Script" (Task 4 for dev-validation.sh), as written."""
     text = plan.read_text()
     start = text.index(f": Create {name} Script")
@@ -107,7 +110,7 @@ def _passed(env: dict[str, str]) -> list[str]:
 
 
 def fresh_command(env: dict[str, str]) -> list[str]:
-    """The task in a container started for the run, as toolbox/inv ran every task before the warm container."""
+    """The task in a container started for the run: the start-up cost that the warm container saves."""
     mounts = [f"-v{ROOT}:{ROOT}", "-vdevops-toolbox-terraform:/var/cache/devops-toolbox"]
     aws_dir = Path(env.get("HOME", "/nonexistent"), ".aws")
     if aws_dir.is_dir():
@@ -136,8 +139,8 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds-plan", type=Path, required=True,
-                        help="the seeds' implementation-plan.md, whose Task 4 holds dev-validation.sh")
+    parser.add_argument("--bash-plan", type=Path, required=True,
+                        help="the plan document (implementation-plan.md) whose Task 4 holds dev-validation.sh")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--modes", default="pilot,active", help="pilot, active or both (active: about 2 min of apply)")
     parser.add_argument("--awscli-bin", default="/tmp/awscli-venv/bin")
@@ -157,12 +160,12 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     rows, medians, peaks = [], {}, []
 
-    with tempfile.TemporaryDirectory(prefix="seeds-validation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bash-validation-") as tmp:
         checkout = Path(tmp)
         host_env = host_data_dir(env, checkout / "host")
         (checkout / "scripts").mkdir()
         script = checkout / "scripts" / "dev-validation.sh"
-        script.write_text(seeds_script(args.seeds_plan))
+        script.write_text(bash_script(args.bash_plan))
         script.chmod(0o755)
         (checkout / "terraform").symlink_to(ROOT / "terraform")
         # AWS CLI v1 ignores AWS_ENDPOINT_URL for some services (rds goes to https://rds.amazonaws.com/),
@@ -172,12 +175,12 @@ def main() -> None:
         wrapper = checkout / "bin" / "aws"
         wrapper.write_text(f'#!/bin/sh\nexec {Path(args.awscli_bin, "aws")} "$@" --endpoint-url "$AWS_ENDPOINT_URL"\n')
         wrapper.chmod(0o755)
-        seeds_env = {**host_env, "PATH": f"{checkout / 'bin'}:{args.awscli_bin}:{env['PATH']}",
+        bash_env = {**host_env, "PATH": f"{checkout / 'bin'}:{args.awscli_bin}:{env['PATH']}",
                      "PROJECT_NAME": settings.project_name, "AWS_DEFAULT_REGION": settings.region}
         methods = {HEADLINE: (["sh", SHIM, "validate"], env, ROOT),
                    "fresh container per run (docker run)": (fresh_command(env), env, ROOT),
                    "host-native inv validate": ([sys.executable, "-m", "invoke", "validate"], host_env, ROOT),
-                   SEEDS: (["bash", str(script)], seeds_env, checkout)}
+                   BASH: (["bash", str(script)], bash_env, checkout)}
         try:
             for mode in modes:
                 if mode == "active":
@@ -214,8 +217,8 @@ def main() -> None:
         pilot = medians[("pilot", HEADLINE)]
         print(f"{HEADLINE} in pilot light: {pilot:.2f}s (target < {PILOT_TARGET}s): "
               f"{'met' if pilot < PILOT_TARGET else 'NOT met'}")
-    ratios = [medians[(m, SEEDS)] / medians[(m, HEADLINE)] for m in modes]
-    print(f"seeds / toolbox: {min(ratios):.1f}x at worst (target >= {RATIO_TARGET:.0f}x): "
+    ratios = [medians[(m, BASH)] / medians[(m, HEADLINE)] for m in modes]
+    print(f"bash / toolbox: {min(ratios):.1f}x at worst (target >= {RATIO_TARGET:.0f}x): "
           f"{'met' if min(ratios) >= RATIO_TARGET else 'NOT met'}")
     peak = max(peaks)
     print(f"peak RSS of the inv process in the container: {peak:.0f} MB (median {statistics.median(peaks):.0f}; "
