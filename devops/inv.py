@@ -6,18 +6,65 @@ program has returned (or exited with its code), the exit handlers run (atexit: l
 the standard streams are flushed, and the process ends at once with that code. Threads still running (a
 validate check past its timeout) end with it, as they would not under Python's own exit, which waits.
 
-Anything else (Ctrl-C's KeyboardInterrupt, an error) takes Python's usual way out, untouched.
+Anything else (Ctrl-C's KeyboardInterrupt, an error) takes Python's usual way out, untouched. A mistyped
+command line is one [ERROR] line that names the flag or task and the nearest one there is (Program).
 """
 
 from __future__ import annotations
 
 import atexit
+import difflib
 import os
+import re
 import sys
+from typing import Any
 
-from invoke.main import program
+import invoke
+from invoke.exceptions import Exit, ParseError
+from invoke.main import program as invoke_program
 
+from devops import hints
 from devops.terminal import SIGPIPE_EXIT, silence_output
+
+UNKNOWN = re.compile(r"No idea what '(.*)' is!")
+MISSING = re.compile(r"'(.*)' did not receive required positional arguments: (.*)")
+
+
+class Program(invoke.Program):
+    """Invoke's program; its command-line errors said as every error here is: one [ERROR] line, exit 1."""
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise Exit(f"[ERROR] {explain(str(exc), exc.context, list(self.collection.task_names))}", code=1) \
+                from None
+
+
+def explain(message: str, context: Any, tasks: list[str]) -> str:
+    """Invoke's parse error as what to type instead: the nearest flag of the task or the nearest task, and a
+    missing argument named as the flag that gives it."""
+    if unknown := UNKNOWN.fullmatch(message):
+        token = unknown.group(1)
+        if token.startswith("-") and context is not None:
+            flags = [name for name in context.flag_names() if name.startswith("--")]
+            return (f"{context.name} has no flag {token}{_nearest(token, flags)} "
+                    f"(`{hints.inv('--help ' + context.name)}` lists its flags)")
+        return f"no task named {token}{_nearest(token, tasks)} (`{hints.inv('--list')}` lists them)"
+    if missing := MISSING.fullmatch(message):
+        task = missing.group(1)
+        flags = " and ".join(f"--{name.replace('_', '-')}" for name in re.findall(r"'([^']+)'", missing.group(2)))
+        return f"{task} needs {flags} (`{hints.inv('--help ' + task)}` says what each takes)"
+    return message
+
+
+def _nearest(token: str, names: list[str]) -> str:
+    found = difflib.get_close_matches(token, names, n=1, cutoff=0.6)
+    return f": did you mean {found[0]}?" if found else ""
+
+
+program = Program(name=invoke_program.name, binary=invoke_program.binary,
+                  binary_names=invoke_program.binary_names, version=invoke_program.version)
 
 
 def exit_code(value: object) -> int:

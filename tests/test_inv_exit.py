@@ -25,7 +25,7 @@ def test_output_and_codes_arrive_as_invokes():
     assert listed.returncode == 0 and "sync.neon-to-rds" in listed.stdout and listed.stdout.endswith("\n")
     assert listed.stdout.splitlines()[0] == "Available tasks:"
     unknown = inv("no-such-task")
-    assert unknown.returncode == 1 and "No idea what 'no-such-task' is!" in unknown.stderr
+    assert unknown.returncode == 1 and unknown.stderr == "[ERROR] no task named no-such-task (`inv --list` lists them)\n"
     helped = inv("--help", "validate")
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: inv")  # named inv, not devops/inv.py
 
@@ -36,3 +36,25 @@ def test_a_reader_that_goes_early_ends_it_quietly_with_141():
     reader.stdout.close()  # gone before anything was read
     stderr = reader.stderr.read().decode()
     assert reader.wait(timeout=60) == 141 and "Traceback" not in stderr, stderr
+
+
+def test_a_mistyped_command_line_is_one_line_naming_what_to_type_instead():
+    flag = inv("sync.neon-to-rds", "--dryrun")
+    assert flag.returncode == 1 and flag.stdout == ""
+    assert flag.stderr == ("[ERROR] sync.neon-to-rds has no flag --dryrun: did you mean --dry-run? "
+                           "(`inv --help sync.neon-to-rds` lists its flags)\n")
+    task = inv("sync.nein-to-rds")
+    assert task.stderr == ("[ERROR] no task named sync.nein-to-rds: did you mean sync.neon-to-rds? "
+                           "(`inv --list` lists them)\n")
+    missing = inv("sync.restore", "--key", "rds-dumps/2026-01-29T15-45-00.dump")
+    assert missing.returncode == 1
+    assert missing.stderr == "[ERROR] sync.restore needs --to (`inv --help sync.restore` says what each takes)\n"
+
+
+def test_hints_name_the_command_as_the_user_ran_it(monkeypatch):
+    from devops import hints
+
+    monkeypatch.delenv(hints.INV_ENV, raising=False)
+    assert hints.inv("sync.list") == "inv sync.list"
+    monkeypatch.setenv(hints.INV_ENV, "./toolbox/inv")
+    assert hints.inv("sync.list --wide") == "./toolbox/inv sync.list --wide" and hints.inv() == "./toolbox/inv"
