@@ -25,7 +25,8 @@ def test_output_and_codes_arrive_as_invokes():
     assert listed.returncode == 0 and "sync.neon-to-rds" in listed.stdout and listed.stdout.endswith("\n")
     assert listed.stdout.splitlines()[0] == "Available tasks:"
     unknown = inv("no-such-task")
-    assert unknown.returncode == 1 and unknown.stderr == "[ERROR] no task named no-such-task (`inv --list` lists them)\n"
+    assert unknown.returncode == 1
+    assert unknown.stderr == "[ERROR] no task named no-such-task (`inv --list` lists them)\n"
     helped = inv("--help", "validate")
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: inv")  # named inv, not devops/inv.py
 
