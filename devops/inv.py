@@ -17,11 +17,13 @@ import difflib
 import os
 import re
 import sys
-from typing import Any
+import textwrap
+from typing import Any, Sequence
 
 import invoke
 from invoke.exceptions import Exit, ParseError
 from invoke.main import program as invoke_program
+from invoke.terminals import pty_size
 
 from devops import hints
 from devops.terminal import SIGPIPE_EXIT, silence_output
@@ -32,6 +34,20 @@ MISSING = re.compile(r"'(.*)' did not receive required positional arguments: (.*
 
 class Program(invoke.Program):
     """Invoke's program; its command-line errors said as every error here is: one [ERROR] line, exit 1."""
+
+    def print_columns(self, tuples: Sequence[tuple[str, str | None]]) -> None:
+        """Invoke's columns of names and help, wrapped on spaces only: an S3 key in an example stays whole."""
+        name_width = max(len(name) for name, _ in tuples)
+        indent = self.leading_indent
+        wrapper = textwrap.TextWrapper(width=max(pty_size()[0] - name_width - len(indent) - self.col_padding - 1, 20),
+                                       break_on_hyphens=False, break_long_words=False)
+        for name, text in tuples:
+            spec = f"{indent}{name:<{name_width}}{' ' * self.col_padding}"
+            chunks = wrapper.wrap(text or "")
+            print(spec + chunks[0] if chunks else spec.rstrip())
+            for chunk in chunks[1:]:
+                print(" " * len(spec) + chunk)
+        print("")
 
     def parse_tasks(self) -> None:
         try:

@@ -59,3 +59,9 @@ def test_hints_name_the_command_as_the_user_ran_it(monkeypatch):
     assert hints.inv("sync.list") == "inv sync.list"
     monkeypatch.setenv(hints.INV_ENV, "./toolbox/inv")
     assert hints.inv("sync.list --wide") == "./toolbox/inv sync.list --wide" and hints.inv() == "./toolbox/inv"
+
+
+def test_help_wraps_on_spaces_so_an_example_key_stays_whole():
+    helped = inv("--help", "sync.restore")  # not a terminal: 80 columns
+    assert helped.returncode == 0 and "rds-dumps/2026-01-29T15-45-00.dump" in helped.stdout
+    assert max(len(line) for line in helped.stdout.splitlines()) <= 80
