@@ -12,6 +12,9 @@ _SECRETS: set[str] = set()
 
 # scheme://user:password@host -> scheme://****:****@host (also user-only forms).
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s'\"]+)@")
+# An example's placeholders (postgresql://<user>:<password>@<host>/<dbname>) stay as written: a real URL's
+# user information cannot hold a bare '<' (RFC 3986: it must be percent-encoded).
+_PLACEHOLDER = re.compile(r"<[\w-]+>(:<[\w-]+>)?")
 # password=... in keyword/value DSNs and query strings.
 _PASSWORD_PARAM = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*(?:'[^']*'|\"[^\"]*\"|[^\s&;'\"]+)")
 
@@ -33,6 +36,8 @@ def mask(text: Any) -> str:
 
 
 def _mask_userinfo(userinfo: str) -> str:
+    if _PLACEHOLDER.fullmatch(userinfo):
+        return userinfo
     return "****:****" if ":" in userinfo else "****"
 
 

@@ -130,7 +130,8 @@ def parse_url(url: str, label: str, variable: str, ca_file: str = "", ca_setting
     PgBouncer in transaction mode.
     """
     if not url:
-        raise DevopsError(f"{variable} is not set: export it (postgresql://user:password@host/dbname)")
+        raise DevopsError(f"{variable} is not set: export it (postgresql://<user>:<password>@<host>/<dbname>, "
+                          "as the Neon console's Connect dialog shows it)")
     hint = f"{variable} is not a valid PostgreSQL URL"
     try:
         parts = urlsplit(url.strip())

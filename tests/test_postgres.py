@@ -69,3 +69,12 @@ def test_libpq_environment_carries_the_password_so_argv_never_does():
 def test_unknown_parameters_are_refused():
     with pytest.raises(DevopsError, match="unsupported parameter"):
         parse_url("postgresql://u:p@h/app?foo=bar", "Neon", "X")
+
+
+def test_an_unset_url_is_refused_with_an_example_that_stays_readable_and_real_credentials_stay_masked():
+    with pytest.raises(DevopsError) as unset:
+        parse_url("", "Neon", "NEON_DATABASE_URL")
+    assert mask(unset.value) == ("NEON_DATABASE_URL is not set: export it (postgresql://<user>:<password>@<host>/"
+                                 "<dbname>, as the Neon console's Connect dialog shows it)")
+    assert mask("postgresql://neondb_owner:s3cret@ep-x.neon.tech/db") == "postgresql://****:****@ep-x.neon.tech/db"
+    assert mask("postgresql://<user>:s3cret@host/db") == "postgresql://****:****@host/db"
