@@ -44,21 +44,21 @@ validate_engine = _Lazy("devops.validate.runner")
 @handled
 def sandbox_up(c):
     """Start the local stand-ins: PostgreSQL for Neon and RDS, the AWS emulator, Terraform applied."""
-    sandbox_engine.run_up(Settings.from_context(c), Console())
+    sandbox_engine.run_up(sandbox_engine.task_settings(c), Console())
 
 
 @task
 @handled
 def sandbox_down(c):
     """Stop everything the sandbox started and remove its data."""
-    sandbox_engine.run_down(Settings.from_context(c), Console())
+    sandbox_engine.run_down(sandbox_engine.task_settings(c), Console())
 
 
 @task(help={"json": "Print one JSON object instead of the table."})
 @handled
 def sandbox_status(c, json=False):
     """Show what the sandbox runs and where."""
-    if not sandbox_engine.run_status(Settings.from_context(c), Console(json_mode=json)):
+    if not sandbox_engine.run_status(sandbox_engine.task_settings(c), Console(json_mode=json)):
         raise Exit(code=1)
 
 
@@ -66,7 +66,7 @@ def sandbox_status(c, json=False):
 @handled
 def sandbox_env(c, tunnel=False):
     """Print `export` lines that point every task at the sandbox: eval "$(inv sandbox.env [--tunnel])"."""
-    for line in sandbox_engine.Sandbox(Settings.from_context(c), stderr_console()).env_lines(tunnel):
+    for line in sandbox_engine.Sandbox(sandbox_engine.task_settings(c), stderr_console()).env_lines(tunnel):
         print(line)
 
 
@@ -260,7 +260,7 @@ def toolbox_stop(c):
 @handled
 def demo(c):
     """The whole story on the sandbox: activate, validate, an edit in RDS, deactivate, the edit in Neon."""
-    demo_engine.run_demo(Settings.from_context(c), Console())
+    demo_engine.run_demo(sandbox_engine.task_settings(c), Console())
 
 
 @task(help={"pytest-args": "Arguments for pytest, in one string (e.g. \"-k sync -x\")."})

@@ -17,7 +17,8 @@ from devops import toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import HOST, PostgresCluster, Sandbox, Server, certificates, find_pg_bin, free_port
+from devops.sandbox import (HOST, PostgresCluster, Sandbox, Server, certificates, create_app_database, find_pg_bin,
+                            free_port)
 from devops.sandbox.provider_mirror import use_provider_mirror
 from tests import dbtools
 from tests.faults import S3FaultProxy
@@ -211,7 +212,7 @@ def server_of_major(sandbox):
         cluster.init(server, sandbox.limits(role), files)
         cluster.start()
         started.append((cluster, root))
-        Sandbox._create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])
+        create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])
         return dataclasses.replace(server, user=stand_in["user"], password=stand_in["password"],
                                    database=stand_in["database"]).url()
 

@@ -19,6 +19,13 @@ def inv(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProc
                           stdin=subprocess.DEVNULL, timeout=timeout)
 
 
+def inv_after_eval(exports: str, env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`inv ARGS` in a POSIX shell (started with ``env``) that first ran ``eval "$exports"``: e.g. the lines
+    `inv sandbox.env` printed, as in a user's shell after ``eval "$(inv sandbox.env)"``."""
+    return subprocess.run(["sh", "-c", 'eval "$1" && shift && exec "$@"', "sh", exports, *INV, *args], env=env,
+                          capture_output=True, text=True, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, timeout=timeout)
+
+
 def forget_syncs(sandbox, bucket: str) -> None:
     """Remove every dump and record from the bucket: for the divergence guard, no sync has happened yet."""
     s3 = sandbox.client("s3")

@@ -25,12 +25,12 @@ def test_write_private_replaces_a_leftover_with_an_owner_only_file(tmp_path):
 def test_the_sandbox_state_is_owner_only_even_over_a_leftover_temp_file(tmp_path):
     box = Sandbox(Settings.load({"sandbox_dir": str(tmp_path / "sandbox")}, environ={}), Console())
     box.dir.mkdir()
-    leftover = box.state_path.with_suffix(".tmp")  # from a run that was killed between write and rename
+    leftover = box.state_file.path.with_suffix(".tmp")  # from a run that was killed between write and rename
     leftover.write_text("{}")
     leftover.chmod(0o644)
-    box._save_state({"neon": {"superuser_password": "pw"}})
-    assert box.state_path.stat().st_mode & 0o777 == 0o600
-    assert json.loads(box.state_path.read_text())["neon"]["superuser_password"] == "pw"
+    box.state_file.save({"neon": {"superuser_password": "pw"}})
+    assert box.state_file.path.stat().st_mode & 0o777 == 0o600
+    assert json.loads(box.state_file.path.read_text())["neon"]["superuser_password"] == "pw"
 
 
 def test_a_test_session_removes_its_terraform_cli_folder(tmp_path):

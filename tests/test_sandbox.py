@@ -10,12 +10,13 @@ import time
 
 import psycopg2
 import pytest
+from invoke import Config, Context
 
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, terraform_default
-from tests.helpers import INV, without_log
+from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, task_settings, terraform_default
+from tests.helpers import INV, inv, inv_after_eval, without_log
 
 
 
@@ -192,7 +193,7 @@ def test_the_rds_stand_in_runs_terraforms_engine_version_unless_set(sandbox_sett
     default = re.search(r'variable "db_engine_version" \{[^}]*default\s*=\s*"(\d+)"', variables).group(1)
     assert terraform_default(sandbox_settings, "db_engine_version") == default == "18"
     unset = dataclasses.replace(sandbox_settings, sandbox_rds_major="")
-    assert Sandbox(unset).majors() == {"neon": "18", "rds": default}
+    assert Sandbox(unset).majors() == {"neon": sandbox_settings.sandbox_neon_major, "rds": default}
     assert Sandbox(sandbox_settings).majors()["rds"] == sandbox_settings.sandbox_rds_major
 
 
@@ -216,6 +217,23 @@ def test_env_without_a_sandbox_is_one_clear_error(tmp_path):
     assert "start it with `inv sandbox.up`" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_sandbox_tasks_need_no_file_of_the_sandbox_their_settings_name(tmp_path):
+    """The CA that `sandbox.env` exports is gone once `sandbox.down` removed the folder: the sandbox tasks' own
+    settings pass without it (they read no CA file), a CA file elsewhere is checked as for every task."""
+    folder = tmp_path / "sandbox"
+    gone = str(folder / "ca" / "ca.pem")
+
+    def context(**devops) -> Context:
+        return Context(Config(overrides={"devops": {"sandbox_dir": str(folder), **devops}}))
+
+    with pytest.raises(DevopsError, match="neon_ca_file .*: no such file"):
+        Settings.from_context(context(neon_ca_file=gone))
+    settings = task_settings(context(neon_ca_file=gone, rds_ca_file=gone))
+    assert (settings.sandbox_dir, settings.neon_ca_file, settings.rds_ca_file) == (folder, "", "")
+    with pytest.raises(DevopsError, match="rds_ca_file .*: no such file"):
+        task_settings(context(neon_ca_file=gone, rds_ca_file=str(tmp_path / "elsewhere.pem")))
+
+
 def test_list_shows_every_task_with_help():
     result = subprocess.run([*INV, "--list"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0
@@ -224,15 +242,41 @@ def test_list_shows_every_task_with_help():
     assert all(len(line.split()) > 1 for line in listed.values()), "a task without help"
 
 
-@pytest.mark.last
-def test_down_stops_everything_and_removes_the_folder(sandbox, sandbox_settings):
-    state = sandbox.load_state()
-    ports = [state["neon"]["port"], state["rds"]["port"], state["emulator"]["port"], state["app"]["port"]]
-    result = subprocess.run([*INV, "sandbox.down"], capture_output=True, text=True, cwd=REPO_ROOT,
-                            env={**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)})
-    assert result.returncode == 0, result.stderr
+def assert_stopped(state: dict, settings: Settings) -> None:
+    """Nothing of the sandbox ``state`` describes runs any more, and its folder is gone."""
+    ports = [state["neon"]["port"], state["rds"]["port"], state["emulator"]["port"], state["app"]["port"],
+             state["network"]["control"]]
     assert not any(port_open(port) for port in ports)
-    assert not pid_alive(state["emulator"]["pid"]) and not pid_alive(state["app"]["pid"])
-    assert not sandbox_settings.sandbox_dir.exists()
-    assert Sandbox(sandbox_settings, Console()).status() == []
+    assert not any(pid_alive(state[component]["pid"]) for component in ("emulator", "app", "network"))
+    assert not settings.sandbox_dir.exists()
+    assert Sandbox(settings, Console()).status() == []
 
+
+@pytest.mark.last
+def test_a_shell_pointed_at_the_sandbox_stops_it_starts_it_again_and_stops_it(sandbox, sandbox_settings):
+    """In a shell that ran `eval "$(inv sandbox.env)"`, whose variables name the sandbox's CA in the folder that
+    down removes: down stops everything and removes the folder, status says there is no sandbox, up starts it
+    again (the session's majors), and down stops that one too."""
+    shell = {**os.environ, "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir),
+             "INVOKE_DEVOPS_SANDBOX_NEON_MAJOR": sandbox_settings.sandbox_neon_major,
+             "INVOKE_DEVOPS_SANDBOX_RDS_MAJOR": sandbox_settings.sandbox_rds_major}
+    exports = inv(shell, "sandbox.env")
+    assert exports.returncode == 0, exports.stderr
+    assert f"INVOKE_DEVOPS_NEON_CA_FILE={sandbox_settings.sandbox_dir}/" in exports.stdout
+    first = sandbox.load_state()
+
+    down = inv_after_eval(exports.stdout, shell, "sandbox.down")
+    assert down.returncode == 0, down.stderr
+    assert_stopped(first, sandbox_settings)
+    status = inv_after_eval(exports.stdout, shell, "sandbox.status")
+    assert status.returncode == 1 and "No sandbox in" in status.stdout, status.stdout + status.stderr
+
+    up = inv_after_eval(exports.stdout, shell, "sandbox.up", timeout=600)
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr
+    assert inv_after_eval(exports.stdout, shell, "sandbox.status").returncode == 0
+    again = sandbox.load_state()
+    assert again["ca"] == first["ca"]  # the shell's variables name the new sandbox's CA again
+
+    down = inv_after_eval(exports.stdout, shell, "sandbox.down")
+    assert down.returncode == 0, down.stderr
+    assert_stopped(again, sandbox_settings)

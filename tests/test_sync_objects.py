@@ -151,7 +151,7 @@ def test_a_restore_that_comes_out_different_is_rolled_back(sandbox, every_kind, 
 def test_clearing_a_target_the_login_cannot_clear_is_one_line(sandbox, every_kind, sandbox_env, rds):
     """An object of another role in the target: the prelude's drop fails, the sync names it, nothing changes."""
     state = sandbox.load_state()
-    conn = sandbox._server(state, "rds").connect(as_superuser=True, database=state["rds"]["database"])
+    conn = sandbox.server("rds", state).connect(as_superuser=True, database=state["rds"]["database"])
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("CREATE ROLE someone_else; CREATE SCHEMA theirs AUTHORIZATION someone_else")
@@ -171,7 +171,7 @@ def test_clearing_a_target_the_login_cannot_clear_is_one_line(sandbox, every_kin
         assert "safety copy of RDS before neon-to-rds (did not commit)" in inv(sandbox_env, "sync.list", "--wide").stdout
         assert re.search(r"rds-dumps/\S+ +\S+ \S+ +\S+ +safety copy \*", inv(sandbox_env, "sync.list").stdout)
     finally:
-        conn = sandbox._server(state, "rds").connect(as_superuser=True, database=state["rds"]["database"])
+        conn = sandbox.server("rds", state).connect(as_superuser=True, database=state["rds"]["database"])
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("DROP SCHEMA theirs; DROP ROLE someone_else")

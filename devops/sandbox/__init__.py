@@ -14,19 +14,29 @@
 Everything lives in one git-ignored folder (devops.sandbox_dir); ``down`` stops it all and removes it.
 
 The package, by what changes where:
-- ``postgres``: a major's server binaries and one stand-in server (a new server setting goes in
+- ``postgres``: a major's server binaries and one PostgreSQL server (a new server setting goes in
   SERVER_SETTINGS there);
-- ``processes``: ports, PIDs, waiting;
-- ``stand_ins``: the Sandbox itself, which starts, describes and stops them all, and the variables that
-  point the tasks at them (a new stand-in is a component there);
+- ``processes``: ports, PIDs, waiting, stopping a process group;
+- one module per component, each starting it and describing it for ``sandbox.status``:
+  ``postgres_stand_ins`` (the Neon and RDS servers, their application role and database, the sample data),
+  ``aws_emulator`` (moto, its clients, what its ECS tasks need), ``app_stand_in``, ``network_launcher`` (the
+  process of ``network``, the delaying, counting proxy), ``terraform_apply`` (Terraform against the emulator);
+  ``certificates``: the sandbox's CA and the servers' certificates;
+- ``state_file``: state.json, the record of what runs where;
+- ``stand_ins``: the Sandbox, which starts the components in order, describes and stops them all (a new
+  stand-in is a module of its own, started in Sandbox._start and listed in COMPONENTS);
+- ``shell_environment``: the variables that point the tasks at the sandbox (what ``sandbox.env`` prints);
 - ``provider_mirror``: Terraform's providers from a local mirror (the tests, the demo, the benches);
-- ``task_bodies``: what the sandbox.* tasks run.
+- ``task_bodies``: what the sandbox.* tasks run, and their settings (task_settings).
 """
 
-from devops.sandbox.postgres import HOST, PostgresCluster, Server, _unprivileged_user, find_pg_bin, server_major
+from devops.sandbox.postgres import HOST, PostgresCluster, Server, find_pg_bin, server_major, unprivileged_user
+from devops.sandbox.postgres_stand_ins import SAMPLE_DATA, create_app_database
 from devops.sandbox.processes import free_port, pid_alive, port_open
-from devops.sandbox.stand_ins import SAMPLE_DATA, Sandbox, terraform_default
-from devops.sandbox.task_bodies import run_down, run_status, run_up
+from devops.sandbox.stand_ins import Sandbox
+from devops.sandbox.task_bodies import run_down, run_status, run_up, task_settings
+from devops.sandbox.terraform_apply import terraform_default
 
-__all__ = ["HOST", "SAMPLE_DATA", "PostgresCluster", "Sandbox", "Server", "_unprivileged_user", "find_pg_bin", "free_port",
-           "pid_alive", "port_open", "run_down", "run_status", "run_up", "server_major", "terraform_default"]
+__all__ = ["HOST", "SAMPLE_DATA", "PostgresCluster", "Sandbox", "Server", "create_app_database", "find_pg_bin",
+           "free_port", "pid_alive", "port_open", "run_down", "run_status", "run_up", "server_major", "task_settings",
+           "terraform_default", "unprivileged_user"]

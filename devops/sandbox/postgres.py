@@ -80,8 +80,6 @@ def server_major(bin_dir: Path) -> str:
     return server_version(bin_dir).split(".")[0] or "?"
 
 
-
-
 @dataclasses.dataclass
 class Server:
     """One PostgreSQL stand-in and the application role/database it serves."""
@@ -181,7 +179,7 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def _unprivileged_user() -> str | None:
+def unprivileged_user() -> str | None:
     """None when we are not root; otherwise the system user to run PostgreSQL as."""
     if os.geteuid() != 0:
         return None
@@ -193,7 +191,3 @@ def _unprivileged_user() -> str | None:
         raise DevopsError("PostgreSQL refuses to run as root and there is no 'postgres' user: "
                           "run the sandbox as a regular user (or in the toolbox)") from None
     return "postgres"
-
-
-# --------------------------------------------------------------------------------------------------
-# Helpers for processes and ports

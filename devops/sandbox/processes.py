@@ -50,11 +50,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-# --------------------------------------------------------------------------------------------------
-# The sandbox
-
-
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 within a second."""
     try:
         with urllib.request.urlopen(url, timeout=1) as reply:
             return reply.status == 200
@@ -62,7 +59,9 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _terminate_group(pid: int, timeout: float = 10) -> None:
+def terminate_group(pid: int, timeout: float = 10) -> None:
+    """Stop the process group ``pid`` leads (a started component and its children): SIGTERM, then SIGKILL
+    after ``timeout`` seconds."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -72,6 +71,3 @@ def _terminate_group(pid: int, timeout: float = 10) -> None:
             time.sleep(0.1)
         if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------------------------------

@@ -1,11 +1,39 @@
-"""The sandbox.* tasks' bodies (tasks.py names them)."""
+"""The sandbox.* tasks' bodies and their settings (tasks.py names them)."""
 
 from __future__ import annotations
 
-from devops.config import Settings
+import os
+from pathlib import Path
+from typing import Any
+
+from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.sandbox.postgres import HOST
 from devops.sandbox.stand_ins import Sandbox
+
+# The settings `sandbox.env` points at files in the sandbox's folder: its CA.
+SANDBOX_FILE_SETTINGS = ("neon_ca_file", "rds_ca_file")
+
+
+def task_settings(context: Any) -> Settings:
+    """The settings of a sandbox.* task, from its Invoke context: Settings.from_context's, except that a CA file
+    in the sandbox's folder is left out, whether it exists or not. It is the sandbox's own CA, which
+    `sandbox.env` exports and `sandbox.down` removes with the folder, and no sandbox task reads it: a shell that
+    ran ``eval "$(inv sandbox.env)"`` starts, stops and shows the sandbox whether the folder is there or not.
+    A CA file anywhere else is checked as for every task."""
+    config = dict(context.config.get("devops", {}))
+    folder = Settings.load({**config, **dict.fromkeys(SANDBOX_FILE_SETTINGS, "")}).sandbox_dir
+    own = {name: "" for name in SANDBOX_FILE_SETTINGS if _inside(config.get(name), folder)}
+    return Settings.load({**config, **own})
+
+
+def _inside(value: Any, folder: Path) -> bool:
+    """Whether the path setting ``value`` (relative to the repository, as Settings reads it) is in ``folder``."""
+    text = str(value or "").strip()
+    if not text:
+        return False
+    path = Path(os.path.normpath(REPO_ROOT / Path(text).expanduser()))
+    return path.is_relative_to(os.path.normpath(folder))
 
 
 def _banner(console: Console, title: str, settings: Settings) -> None:
