@@ -40,12 +40,13 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # PostgreSQL server binaries (initdb, pg_ctl, postgres) for the sandbox's stand-ins: a directory, or a
     # pattern with {major} (/usr/lib/postgresql/{major}/bin); empty means search the usual places.
     "sandbox_pg_bin": "",
-    # The stand-ins' server majors, as the real services run them: Neon creates projects on 17; RDS runs
+    # The stand-ins' server majors, as the real services run them: Neon creates projects on 18; RDS runs
     # Terraform's db_engine_version (empty: that variable's default; the sandbox passes it to Terraform).
     "sandbox_neon_major": "18",
     "sandbox_rds_major": "",
-    # The stand-ins' server limits, as the real services set them (../shared/WORLD.md): a small Neon compute
-    # (0.25 CU: 104 connections, PostgreSQL's default lock table of 64 locks per transaction and connection)
+    # The stand-ins' server limits, as the real services set them (Neon's and RDS's documentation on connection
+    # limits): a small Neon compute (0.25 CU: 104 connections, PostgreSQL's default lock table of 64 locks per
+    # transaction and connection)
     # and the dev RDS as Terraform makes it (db.t4g.micro: LEAST(DBInstanceClassMemory/9531392, 5000), about
     # 87 connections; its parameter group's max_locks_per_transaction, db_max_locks_per_transaction's
     # default: tests/test_config.py keeps the two equal). A test can make them tight.
@@ -90,7 +91,7 @@ class Settings:
     terraform_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["terraform_dir"]
     sandbox_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["sandbox_dir"]
     sandbox_pg_bin: str = ""
-    sandbox_neon_major: str = "17"
+    sandbox_neon_major: str = "18"
     sandbox_rds_major: str = ""
     sandbox_neon_max_connections: int = CONFIG_DEFAULTS["sandbox_neon_max_connections"]
     sandbox_rds_max_connections: int = CONFIG_DEFAULTS["sandbox_rds_max_connections"]

@@ -1,7 +1,7 @@
 """The toolbox: the pinned image (toolbox/Dockerfile) the tasks run in, and how a host gets them there.
 
 toolbox/inv, a POSIX sh script, is the one way into the toolbox: it picks the image, builds it when
-missing, and runs the task in a container with the terminal contract the README describes (stdin, pipes,
+missing, and runs the task in a container with the terminal contract docs/toolbox.md describes (stdin, pipes,
 signals, exit codes). A host with only Docker runs it directly; a plain ``inv`` on a host with Python execs
 it with its own argument list (``reenter``, called at the start of the project's Executor.execute(): after
 Invoke has parsed the command line, so ``inv --list``/``--help`` stay native and fast), unless the

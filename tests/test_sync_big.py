@@ -18,7 +18,7 @@ from devops.sandbox.postgres import Server
 from tests import dbtools
 from tests.helpers import inv, s3_state
 
-NEON_1_CU = 419  # max_connections of a 1 CU Neon compute (../shared/WORLD.md)
+NEON_1_CU = 419  # max_connections of a 1 CU Neon compute (Neon's documentation: max_connections by compute size)
 
 
 @pytest.fixture

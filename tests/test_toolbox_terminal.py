@@ -1,4 +1,4 @@
-"""The terminal contract of both ways into the toolbox (README, "The toolbox and your terminal"):
+"""The terminal contract of both ways into the toolbox (docs/toolbox.md, "The toolbox and your terminal"):
 `./toolbox/inv TASK` and a plain `inv TASK` (which execs the shim), against the real engine, with the tasks in
 the checkout's warm container talking to the sandbox's servers.
 
