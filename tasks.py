@@ -167,12 +167,12 @@ def validate(c, verbose=False, json=False, strict=False, drift=False, on=None):
     if _remote(c, on, ["validate"], dict(verbose=verbose, json=json, strict=strict, drift=drift)):
         return
     console = Console(json_mode=json)
-    report, code = validate_engine.run_validate(Settings.from_context(c), console,
-                                                validate_engine.Options(verbose=verbose, strict=strict, drift=drift))
+    report = validate_engine.run_validate(Settings.from_context(c), console,
+                                          validate_engine.Options(verbose=verbose, strict=strict, drift=drift))
     if json:
-        console.emit(report)
-    if code:
-        raise Exit(code=code)
+        console.emit(report.to_json())
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
 
 
 OPERATION = FlagSet(

@@ -7,6 +7,7 @@ passed explicitly so that a Settings object built from another environment still
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 from typing import Any
@@ -129,6 +130,54 @@ def require_rds_available(settings: Settings, instance: str, rds: Any = None) ->
         raise DevopsError(f"RDS instance {instance} is {status}, not available: start it "
                           f"(aws rds start-db-instance --db-instance-identifier {instance}) and retry")
     return db
+
+
+class S3ErrorKind(enum.Enum):
+    """What an S3 error means to its caller. Every place that tells one S3 error from another asks
+    ``s3_error_kind``, so that "not found" means the same thing everywhere."""
+
+    MISSING_KEY = "missing key"
+    MISSING_BUCKET = "missing bucket"
+    PRECONDITION_FAILED = "precondition failed"  # a conditional write or delete (If-Match, If-None-Match) lost
+    ACCESS_DENIED = "access denied"
+    OTHER = "other"  # any other answer, and failures that are no answer of S3's (network, timeouts)
+
+
+# The codes S3 puts in an error's body. A HEAD's answer has no body: botocore then gives the HTTP status as
+# the code ("404", "403", "412"), whose meaning depends on the request (_bare_status below).
+_S3_ERROR_CODES = {
+    "NoSuchKey": S3ErrorKind.MISSING_KEY,
+    "NoSuchBucket": S3ErrorKind.MISSING_BUCKET,
+    "PreconditionFailed": S3ErrorKind.PRECONDITION_FAILED,  # 412: the condition does not hold
+    "ConditionalRequestConflict": S3ErrorKind.PRECONDITION_FAILED,  # 409: another conditional write is under way
+    "AccessDenied": S3ErrorKind.ACCESS_DENIED,
+}
+
+
+def s3_error_kind(exc: BaseException) -> S3ErrorKind:
+    """The kind of an S3 error (a botocore exception; anything else is OTHER).
+
+    A missing bucket is never a missing key: GetObject, ListObjectsV2 and the others say NoSuchBucket. Only a
+    HEAD cannot tell: HeadObject's bare 404 is a missing key, whether or not the bucket exists (S3 says no
+    more), and HeadBucket's bare 404 is a missing bucket.
+    """
+    if not isinstance(exc, ClientError):
+        return S3ErrorKind.OTHER
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in _S3_ERROR_CODES:
+        return _S3_ERROR_CODES[code]
+    return _bare_status(code, exc.operation_name)
+
+
+def _bare_status(code: str, operation: str) -> S3ErrorKind:
+    """The kind of a HEAD's answer, which is a status code alone."""
+    if code == "404":
+        return S3ErrorKind.MISSING_BUCKET if operation == "HeadBucket" else S3ErrorKind.MISSING_KEY
+    if code == "403":
+        return S3ErrorKind.ACCESS_DENIED
+    if code == "412":
+        return S3ErrorKind.PRECONDITION_FAILED
+    return S3ErrorKind.OTHER
 
 
 def describe(exc: Exception) -> str:

@@ -1,4 +1,5 @@
-"""What the tasks print: the seeds' [INFO]/[PASS]/[WARN]/[FAIL] lines, banners and tables.
+"""What the tasks print: [INFO]/[PASS]/[WARN]/[FAIL] lines and banners as the original bash scripts print
+them, and tables.
 
 Every line goes through ``mask`` first, so a connection string or a password that slips into a message
 is hidden before it reaches a terminal, a log or a report. Colour only on a terminal and never when
@@ -118,7 +119,7 @@ class Console:
         return True
 
     def banner(self, title: str, *lines: str) -> None:
-        """The seeds' banner: a rule, the title and its lines indented by two, a rule."""
+        """The original bash scripts' banner: a rule, the title and its lines indented by two, a rule."""
         self._write()
         self._write(RULE)
         for text in (title, *lines):
@@ -127,7 +128,7 @@ class Console:
         self._write()
 
     def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
-        """Aligned ``  Name:  value`` lines, as in the seeds' plan and summary blocks."""
+        """Aligned ``  Name:  value`` lines, as in the original bash scripts' plan and summary blocks."""
         pairs = list(pairs)
         width = max((len(name) for name, _ in pairs), default=0) + 1
         for name, value in pairs:

@@ -26,7 +26,7 @@ from devops import aws
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.modes import ACTIVE, PILOT, mode_of
+from devops.modes import ACTIVE, MODE_PHRASES, PILOT, mode_of
 from devops.terraform import ApplyProgress, PlanProgress, Terraform
 
 RUNNERS = ("local", "ecs")
@@ -39,8 +39,6 @@ def runner(settings: Settings, on: str | None) -> str:
         raise DevopsError(f"invalid runner {choice!r}: use --on local or --on ecs (devops.runner)")
     return choice
 
-
-MODE_LABELS = {ACTIVE: "active (full mode)", PILOT: "pilot light"}
 
 # Always-on resource types: a plan that deletes or replaces one is refused, whatever the HCL says
 # (prevent_destroy guards them too, but only where someone remembered to write it).
@@ -75,7 +73,9 @@ class Flags:
 
 
 @dataclasses.dataclass(frozen=True)
-class Change:
+class ResourceChange:
+    """One resource a saved plan changes: its address, its type and Terraform's actions on it."""
+
     address: str
     type: str
     actions: tuple[str, ...]
@@ -98,7 +98,7 @@ class Planned:
     operation: Operation
     proceed: bool
     plan_dir: Path | None = None
-    changes: tuple[Change, ...] = ()
+    changes: tuple[ResourceChange, ...] = ()
     confirmed: bool = False
 
     @property
@@ -124,12 +124,12 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
                           "(terraform -chdir=terraform/environments/dev apply), then retry")
     current = mode_of(outputs)
     console.info(f"Target: {aws.target_label(settings, identity['account'])}")
-    console.info(f"Current mode: {MODE_LABELS[current]}")
+    console.info(f"Current mode: {MODE_PHRASES[current]}")
     if current == operation.mode:
-        console.passed(f"Dev is already {MODE_LABELS[current]}: nothing to change"
+        console.passed(f"Dev is already {MODE_PHRASES[current]}: nothing to change"
                        + (" (no data synced either)" if flags.sync_data else ""))
         return Planned(operation, proceed=False)
-    if operation.activated:  # the seeds' RDS check: the services need the database
+    if operation.activated:  # the original bash scripts' RDS check: the services need the database
         aws.require_rds_available(settings, outputs.get("db_instance_identifier") or settings.rds_instance_id)
 
     planned = Planned(operation, proceed=True, plan_dir=Path(tempfile.mkdtemp(prefix="devops-plan-")))
@@ -152,7 +152,7 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
 
 
 def _saved_plan(settings: Settings, console: Console, terraform: Terraform, operation: Operation,
-                plan_file: Path) -> tuple[Change, ...]:
+                plan_file: Path) -> tuple[ResourceChange, ...]:
     """`terraform plan -out` for the operation's mode, and the changes the saved plan makes."""
     console.info(f"terraform plan -var dev_activated={str(operation.activated).lower()} ...")
     with PlanProgress(console, settings.progress_interval) as progress:
@@ -175,29 +175,30 @@ def apply(settings: Settings, console: Console, operation: Operation, planned: P
     finally:
         planned.discard()
     console.info(f"terraform apply: {progress.summary()}")
-    console.passed(f"Dev is now {MODE_LABELS[operation.mode]}")
+    console.passed(f"Dev is now {MODE_PHRASES[operation.mode]}")
 
 
-def plan_changes(plan_json: dict[str, Any]) -> tuple[Change, ...]:
+def plan_changes(plan_json: dict[str, Any]) -> tuple[ResourceChange, ...]:
     """The resources a saved plan changes, from `terraform show -json` (no-ops and reads left out)."""
     changes = []
     for entry in plan_json.get("resource_changes", []):
         actions = tuple(entry.get("change", {}).get("actions", ()))
         if entry.get("mode") == "managed" and actions not in ((), ("no-op",), ("read",)):
-            changes.append(Change(entry["address"], entry["type"], actions))
+            changes.append(ResourceChange(entry["address"], entry["type"], actions))
     return tuple(changes)
 
 
-def refuse_always_on_destroy(changes: tuple[Change, ...]) -> None:
+def refuse_always_on_destroy(changes: tuple[ResourceChange, ...]) -> None:
     doomed = [c.address for c in changes if c.type in ALWAYS_ON_TYPES and "delete" in c.actions]
     if doomed:
         raise DevopsError(f"the plan would destroy always-on resources ({', '.join(doomed)}): refusing to apply; "
                           "fix the Terraform code or state so that only active-mode resources change")
 
 
-def show_plan(console: Console, operation: Operation, current: str, changes: tuple[Change, ...], flags: Flags) -> None:
+def show_plan(console: Console, operation: Operation, current: str, changes: tuple[ResourceChange, ...],
+              flags: Flags) -> None:
     console.banner(operation.title)
-    console.fields([("Mode", f"{MODE_LABELS[current]} -> {MODE_LABELS[operation.mode]}"),
+    console.fields([("Mode", f"{MODE_PHRASES[current]} -> {MODE_PHRASES[operation.mode]}"),
                     ("Terraform", _counts(changes))])
     for action, heading in (("create", "CREATED"), ("replace", "REPLACED"), ("update", "UPDATED"),
                             ("destroy", "DESTROYED")):
@@ -222,6 +223,6 @@ def show_plan(console: Console, operation: Operation, current: str, changes: tup
     console.line()
 
 
-def _counts(changes: tuple[Change, ...]) -> str:
+def _counts(changes: tuple[ResourceChange, ...]) -> str:
     counts = Counter(c.action for c in changes)
     return ", ".join(f"{counts[a]} to {a}" for a in ("create", "replace", "update", "destroy") if counts[a]) or "no changes"

@@ -8,7 +8,7 @@ from devops.errors import DevopsError
 from devops.sandbox.stand_ins import terraform_default
 
 
-def test_defaults_are_the_seeds():
+def test_defaults_are_those_of_the_original_bash_scripts():
     settings = Settings.load({}, environ={})
     assert settings.project_name == "davidshaevel"
     assert settings.region == "us-east-1"

@@ -40,7 +40,7 @@ def test_registered_secret_is_hidden_everywhere(monkeypatch):
     assert "P@55w0rd" not in out.getvalue()
 
 
-def test_status_lines_and_banner_match_the_seeds():
+def test_status_lines_and_banner_match_the_original_bash_scripts():
     out = io.StringIO()
     console = Console(out=out)
     console.banner("DEV ENVIRONMENT VALIDATION", "Region: us-east-1")

@@ -17,7 +17,7 @@ from invoke.exceptions import Exit
 from devops import environment
 from devops.config import ECS_SERVICES, Settings
 from devops.console import Console
-from devops.environment import (ACTIVATE, DEACTIVATE, PILOT, Change, Flags, Planned, plan_changes,
+from devops.environment import (ACTIVATE, DEACTIVATE, PILOT, Flags, Planned, ResourceChange, plan_changes,
                                 refuse_always_on_destroy, show_plan)
 from devops.errors import DevopsError
 from devops.sandbox import SAMPLE_DATA
@@ -66,7 +66,7 @@ def steps(result) -> dict[str, str]:
 
 
 def test_the_plan_view_says_when_a_parameter_group_change_waits_for_a_reboot():
-    group = Change("aws_db_parameter_group.this", "aws_db_parameter_group", ("update",))
+    group = ResourceChange("aws_db_parameter_group.this", "aws_db_parameter_group", ("update",))
     for changes, said in (((group,), True), ((), False)):
         out = io.StringIO()
         show_plan(Console(out=out), ACTIVATE, PILOT, changes, Flags())
@@ -89,7 +89,7 @@ def test_plan_changes_reads_the_saved_plan_and_refuses_always_on_destroys():
                                                         ("aws_db_instance.main", "replace")]
     with pytest.raises(DevopsError, match=r"destroy always-on resources \(aws_db_instance.main\)"):
         refuse_always_on_destroy(changes)
-    refuse_always_on_destroy((Change("aws_lb.main[0]", "aws_lb", ("delete",)),))  # active resources may go
+    refuse_always_on_destroy((ResourceChange("aws_lb.main[0]", "aws_lb", ("delete",)),))  # active resources may go
 
 
 NO_CONFIRMED_PLAN = ("activate has no confirmed plan in this run: run it as `inv activate` from the project "
@@ -122,8 +122,29 @@ def test_apply_refuses_anything_but_this_runs_confirmed_plan(planned, saved_plan
     assert (saved_plan / "operation.tfplan").exists()  # refused before Terraform, or anything else, ran
 
 
-def test_apply_of_a_dry_run_does_nothing(saved_plan):
-    environment.apply(Settings.load({}), Console(), ACTIVATE, None, dry_run=True)
+@pytest.mark.parametrize("planned", ["none", "confirmed"])
+def test_apply_of_a_dry_run_does_nothing(planned, saved_plan, monkeypatch):
+    """Under --dry-run the apply step runs no Terraform, prints nothing, and leaves the plan it was handed as it
+    was: not even a confirmed plan is applied or discarded, and no plan at all is no error."""
+    terraform_used = []
+
+    class Recorder:
+        """Terraform that only notes what was asked of it."""
+        def __init__(self, *args, **kwargs):
+            terraform_used.append("Terraform()")
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: terraform_used.append(name)
+
+    monkeypatch.setattr(environment, "Terraform", Recorder)
+    handed = {"none": None,
+              "confirmed": Planned(ACTIVATE, proceed=True, plan_dir=saved_plan, confirmed=True)}[planned]
+    out = io.StringIO()
+    assert environment.apply(Settings.load({}), Console(out=out), ACTIVATE, handed, dry_run=True) is None
+    assert terraform_used == [] and out.getvalue() == ""
+    assert (saved_plan / "operation.tfplan").exists()
+    if handed is not None:
+        assert handed.plan_dir == saved_plan and handed.confirmed
 
 
 def test_the_operation_without_the_operation_executor_refuses_with_one_line(tmp_path, capsys):

@@ -99,6 +99,16 @@ def test_verbose_shows_detail_and_duration(sandbox_env):
 
 def test_secrets_are_never_printed(sandbox_env, sandbox_state):
     result = validate(sandbox_env, "--verbose", "--json")
+    # Validate ran to its end: every check printed and passed (the RDS connection's logged in with the password),
+    # each with its detail line, then the summary; the report is on stdout.
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    checked = [line for line in lines if line.startswith("[")]
+    assert len(checked) == len(PILOT_CHECKS) and all(line.startswith("[PASS]") for line in checked), result.stderr
+    assert any(line.startswith("[PASS] RDS answers select 1 as ") for line in checked), result.stderr
+    assert len([line for line in lines if re.fullmatch(r" {7}(.*; )?\d+\.\d\ds", line)]) == len(PILOT_CHECKS)
+    assert result.stderr.rstrip().endswith("Dev Pilot Light components are healthy"), result.stderr
+    assert [c["name"] for c in json.loads(result.stdout)["checks"]] == PILOT_CHECKS
     assert sandbox_state["rds"]["password"] not in result.stdout + result.stderr
 
 

@@ -1,6 +1,6 @@
 """The dumps bucket: keys, manifests, listing, and the lock that keeps two syncs apart.
 
-Layout (as in the seeds): ``neon-dumps/`` holds dumps of Neon, ``rds-dumps/`` dumps of RDS, each
+Layout (as in the original bash scripts): ``neon-dumps/`` holds dumps of Neon, ``rds-dumps/`` dumps of RDS, each
 ``YYYY-MM-DDTHH-MM-SS.dump`` with a sidecar ``YYYY-MM-DDTHH-MM-SS.manifest.json`` (direction, reason,
 masked source, versions, sha256, size, per-table rows and checksums, timings). A restore leaves
 ``YYYY-MM-DDTHH-MM-SS.restore.manifest.json`` in the target's folder: the dump it put back and what the
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devops.aws import describe
+from devops.aws import S3ErrorKind, describe, s3_error_kind
 from devops.errors import DevopsError
 from devops.s3stream import MultipartWriter, read_object
 
@@ -122,8 +122,7 @@ class DumpStore:
         try:
             self.s3.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchBucket", "NotFound"):
+            if s3_error_kind(exc) is S3ErrorKind.MISSING_BUCKET:
                 raise DevopsError(f"bucket {self.bucket} not found: apply the Terraform environment "
                                   "(terraform/environments/dev) first") from None
             raise DevopsError(f"bucket {self.bucket} is not usable: {describe(exc)}") from None
@@ -149,7 +148,7 @@ class DumpStore:
     def free_time(self, sides: tuple[str, ...], when: dt.datetime) -> dt.datetime:
         """The first second from ``when`` at which no dump key of ``sides`` exists yet.
 
-        Keys have one-second resolution (as in the seeds): two operations within a second must not
+        Keys have one-second resolution (as in the original bash scripts): two operations within a second must not
         overwrite each other's dumps.
         """
         when = when.replace(microsecond=0)
@@ -163,7 +162,7 @@ class DumpStore:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if s3_error_kind(exc) is S3ErrorKind.MISSING_KEY:
                 return False
             raise DevopsError(f"cannot read {self.url(key)}: {describe(exc)}") from None
 
@@ -193,7 +192,7 @@ class DumpStore:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if s3_error_kind(exc) is S3ErrorKind.MISSING_KEY:
                 raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with `inv sync.list`") from None
             raise UnreadableManifest(self.url(name), describe(exc)) from None
         except BotoCoreError as exc:
@@ -292,7 +291,7 @@ class SyncLock:
             written = s3.put_object(Bucket=bucket, Key=LOCK_KEY, Body=json.dumps(self.holder).encode(),
                                     IfNoneMatch="*")
         except ClientError as exc:
-            if not _precondition_failed(exc):
+            if s3_error_kind(exc) is not S3ErrorKind.PRECONDITION_FAILED:
                 raise DevopsError(f"cannot take the sync lock: {describe(exc)}") from None
             raise DevopsError(self._held_message((self._current() or ({}, ""))[0])) from None
         except BotoCoreError as exc:
@@ -319,7 +318,7 @@ class SyncLock:
         try:
             self.store.s3.delete_object(Bucket=self.store.bucket, Key=LOCK_KEY, IfMatch=etag)
         except ClientError as exc:
-            if not (missing_ok and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
+            if not (missing_ok and s3_error_kind(exc) is S3ErrorKind.MISSING_KEY):
                 raise
 
     def _current(self) -> tuple[dict[str, Any], str] | None:
@@ -327,7 +326,7 @@ class SyncLock:
         try:
             found = self.store.s3.get_object(Bucket=self.store.bucket, Key=LOCK_KEY)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if s3_error_kind(exc) is S3ErrorKind.MISSING_KEY:
                 return None
             raise
         try:
@@ -342,10 +341,6 @@ class SyncLock:
         if is_stale(holder):
             return f"a stale sync lock is in the way: {who}; that sync is gone. Remove it with --break-lock"
         return f"another sync is running: {who}. Wait for it, or if it is dead, remove its lock with --break-lock"
-
-
-def _precondition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412")
 
 
 def is_stale(holder: dict[str, Any], now: dt.datetime | None = None) -> bool:

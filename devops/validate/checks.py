@@ -1,6 +1,6 @@
 """The checks of `inv validate`: small functions, each registered with the modes it runs in.
 
-A check takes the run's Context and returns a Result (PASS/WARN/FAIL, a one-line message, an optional
+A check takes the run's Context and returns a Finding (PASS/WARN/FAIL, a one-line message, an optional
 detail for --verbose). Raising is fine: the runner turns an exception into a FAIL line. Checks run
 concurrently and print in registration order, so the order here is the order of the report.
 """
@@ -27,21 +27,15 @@ from devops.masking import first_line
 from devops.modes import ACTIVE, BOTH, PILOT, mode_of
 from devops.sync.store import DUMP_SUFFIX, DumpStore
 from devops.terraform import Terraform
+from devops.validate.report import CheckStatus, Finding
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+PASS, WARN, FAIL = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL
 DEFAULT_TIMEOUT = 10.0
 # A dump older than this (or none at all) is a WARN: the next activation would start from stale data.
 RECENT_DUMP_DAYS = 7
 # Fast failure over patience: one try more, short timeouts, so a dead endpoint costs seconds, not minutes.
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
 HTTP_TIMEOUT = 5
-
-
-@dataclasses.dataclass
-class Result:
-    status: str
-    message: str
-    detail: str = ""
 
 
 class Answers:
@@ -92,7 +86,7 @@ class Context:
 @dataclasses.dataclass(frozen=True)
 class Check:
     name: str
-    func: Callable[[Context], Result]
+    func: Callable[[Context], Finding]
     modes: tuple[str, ...]
     timeout: float
     only_with_drift: bool = False
@@ -105,8 +99,8 @@ REGISTRY: list[Check] = []
 
 def check(name: str, modes: tuple[str, ...] = BOTH, timeout: float = DEFAULT_TIMEOUT,
           only_with_drift: bool = False,
-          needs_outputs: bool = True) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
-    def register(func: Callable[[Context], Result]) -> Callable[[Context], Result]:
+          needs_outputs: bool = True) -> Callable[[Callable[[Context], Finding]], Callable[[Context], Finding]]:
+    def register(func: Callable[[Context], Finding]) -> Callable[[Context], Finding]:
         REGISTRY.append(Check(name, func, tuple(modes), timeout, only_with_drift, needs_outputs))
         return func
 
@@ -126,17 +120,17 @@ def early_checks(drift: bool) -> list[Check]:
 # Both modes
 
 
-def _ecr_check(short: str) -> Callable[[Context], Result]:
-    def run(ctx: Context) -> Result:
+def _ecr_check(short: str) -> Callable[[Context], Finding]:
+    def run(ctx: Context) -> Finding:
         name = f"{ctx.settings.project_name}/{short}"
         ecr = ctx.client("ecr")
         try:
             ecr.describe_repositories(repositoryNames=[name])
         except ecr.exceptions.RepositoryNotFoundException:
-            return Result(FAIL, f"ECR repo {name} not found")
+            return Finding(FAIL, f"ECR repo {name} not found")
         count = sum(len(page.get("imageDetails", []))
                     for page in ecr.get_paginator("describe_images").paginate(repositoryName=name))
-        return Result(PASS, f"ECR repo {name} exists ({count} images)")
+        return Finding(PASS, f"ECR repo {name} exists ({count} images)")
 
     return run
 
@@ -151,21 +145,17 @@ def _bucket(ctx: Context) -> str:
 
 
 @check("S3 db-backups bucket", needs_outputs=False)
-def bucket_exists(ctx: Context) -> Result:
+def bucket_exists(ctx: Context) -> Finding:
     bucket = _bucket(ctx)
     try:
         ctx.client("s3").head_bucket(Bucket=bucket)
     except Exception as exc:  # noqa: BLE001
-        return Result(FAIL, f"S3 bucket {bucket} not found or not readable ({aws.describe(exc)})")
-    return Result(PASS, f"S3 bucket {bucket} exists")
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        return Finding(FAIL, f"S3 bucket {bucket} not found or not readable ({aws.describe(exc)})")
+    return Finding(PASS, f"S3 bucket {bucket} exists")
 
 
 @check("S3 db-backups protections", needs_outputs=False)
-def bucket_protections(ctx: Context) -> Result:
+def bucket_protections(ctx: Context) -> Finding:
     """Lifecycle rule, all four public-access blocks, default encryption, and a TLS-only policy."""
     s3, bucket = ctx.client("s3"), _bucket(ctx)
 
@@ -173,7 +163,7 @@ def bucket_protections(ctx: Context) -> Result:
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - "no such configuration" is an error code here
-            if _error_code(exc) == "NoSuchBucket":
+            if aws.s3_error_kind(exc) is aws.S3ErrorKind.MISSING_BUCKET:
                 raise
             return False
 
@@ -193,9 +183,9 @@ def bucket_protections(ctx: Context) -> Result:
     present = [label for label, ok in held.items() if ok]
     missing = [label for label, ok in held.items() if not ok]
     if missing:
-        return Result(WARN, f"S3 bucket {bucket} lacks: {', '.join(missing)}",
+        return Finding(WARN, f"S3 bucket {bucket} lacks: {', '.join(missing)}",
                       f"present: {', '.join(present) or 'none'}")
-    return Result(PASS, f"S3 bucket {bucket}: {', '.join(present)}")
+    return Finding(PASS, f"S3 bucket {bucket}: {', '.join(present)}")
 
 
 def _denies_plain_http(policy: str) -> bool:
@@ -208,61 +198,61 @@ def _denies_plain_http(policy: str) -> bool:
 
 
 @check("Recent dump", needs_outputs=False)
-def recent_dump(ctx: Context) -> Result:
+def recent_dump(ctx: Context) -> Finding:
     bucket = _bucket(ctx)
     found = [item for item in DumpStore(ctx.client("s3"), bucket).objects() if item["Key"].endswith(DUMP_SUFFIX)]
     newest = max(found, key=lambda item: item["LastModified"], default=None)
     if newest is None:
-        return Result(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
+        return Finding(WARN, f"No dumps in s3://{bucket} yet (run inv sync.neon-to-rds or sync.rds-to-neon)")
     elapsed = dt.datetime.now(dt.timezone.utc) - newest["LastModified"]
     text = f"newest dump {newest['Key']} is {age(elapsed.total_seconds())} old"
     if elapsed > dt.timedelta(days=RECENT_DUMP_DAYS):
-        return Result(WARN, f"No dump in the last {RECENT_DUMP_DAYS} days: {text}")
-    return Result(PASS, f"Recent dump: {text}")
+        return Finding(WARN, f"No dump in the last {RECENT_DUMP_DAYS} days: {text}")
+    return Finding(PASS, f"Recent dump: {text}")
 
 
 @check("RDS instance", needs_outputs=False)
-def rds_instance(ctx: Context) -> Result:
+def rds_instance(ctx: Context) -> Finding:
     instance = ctx.settings.rds_instance_id
     try:
         ctx.rds_available(instance)
     except DevopsError as exc:
-        return Result(FAIL, str(exc))
-    return Result(PASS, f"RDS instance {instance} is available")
+        return Finding(FAIL, str(exc))
+    return Finding(PASS, f"RDS instance {instance} is available")
 
 
 @check("RDS connection")
-def rds_connection(ctx: Context) -> Result:
+def rds_connection(ctx: Context) -> Finding:
     try:
         endpoint = rds_endpoint(ctx.settings, ctx.outputs, secrets=ctx.client("secretsmanager"),
                                 available=ctx.rds_available)
     except PrivateRds:
-        return Result(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
+        return Finding(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
                             "from the VPC, or reach it through a tunnel and set rds_address")
     try:
         conn = endpoint.connect(timeout=5)
     except DevopsError as exc:  # one line naming RDS and, for TLS, what to set (Endpoint.refusal)
-        return Result(FAIL, str(exc))
+        return Finding(FAIL, str(exc))
     except Exception as exc:  # noqa: BLE001
-        return Result(FAIL, f"RDS connection to {endpoint.where()} failed: {first_line(exc)}")
+        return Finding(FAIL, f"RDS connection to {endpoint.where()} failed: {first_line(exc)}")
     try:
         with conn.cursor() as cur:
             cur.execute("select 1")
             cur.fetchone()
     finally:
         conn.close()
-    return Result(PASS, f"RDS answers select 1 as {endpoint.user} ({endpoint.where()})")
+    return Finding(PASS, f"RDS answers select 1 as {endpoint.user} ({endpoint.where()})")
 
 
 @check("VPC")
-def vpc(ctx: Context) -> Result:
+def vpc(ctx: Context) -> Finding:
     vpc_id = ctx.outputs.get("vpc_id")
     if not vpc_id:
-        return Result(FAIL, "VPC not found in Terraform outputs")
+        return Finding(FAIL, "VPC not found in Terraform outputs")
     state = ctx.client("ec2").describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["State"]
     if state != "available":
-        return Result(FAIL, f"VPC {vpc_id} state: {state}")
-    return Result(PASS, f"VPC {vpc_id} is available")
+        return Finding(FAIL, f"VPC {vpc_id} state: {state}")
+    return Finding(PASS, f"VPC {vpc_id} is available")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,32 +260,32 @@ def vpc(ctx: Context) -> Result:
 
 
 @check("ECS cluster", modes=(ACTIVE,))
-def ecs_cluster(ctx: Context) -> Result:
+def ecs_cluster(ctx: Context) -> Finding:
     name = ctx.outputs.get("ecs_cluster_name")
     if not name:
-        return Result(FAIL, "ECS cluster not in Terraform outputs")
+        return Finding(FAIL, "ECS cluster not in Terraform outputs")
     clusters = ctx.client("ecs").describe_clusters(clusters=[name])["clusters"]
     status = clusters[0]["status"] if clusters else "MISSING"
     if status != "ACTIVE":
-        return Result(FAIL, f"ECS cluster {name} status: {status}")
-    return Result(PASS, f"ECS cluster {name} is active")
+        return Finding(FAIL, f"ECS cluster {name} status: {status}")
+    return Finding(PASS, f"ECS cluster {name} is active")
 
 
-def _ecs_service_check(short: str) -> Callable[[Context], Result]:
-    def run(ctx: Context) -> Result:
+def _ecs_service_check(short: str) -> Callable[[Context], Finding]:
+    def run(ctx: Context) -> Finding:
         cluster, service = ctx.outputs.get("ecs_cluster_name"), ctx.outputs.get(f"{short}_service_name")
         if not cluster or not service:
-            return Result(FAIL, f"ECS {short}: service not in Terraform outputs")
+            return Finding(FAIL, f"ECS {short}: service not in Terraform outputs")
         services = ctx.client("ecs").describe_services(cluster=cluster, services=[service])["services"]
         if not services or services[0]["status"] != "ACTIVE":
-            return Result(FAIL, f"ECS {service} status: {services[0]['status'] if services else 'MISSING'}")
+            return Finding(FAIL, f"ECS {service} status: {services[0]['status'] if services else 'MISSING'}")
         running, desired = services[0]["runningCount"], services[0]["desiredCount"]
         text = f"ECS {service}: {running}/{desired} tasks running"
         if desired == 0:
-            return Result(WARN, f"{text} (scaled to zero)")
+            return Finding(WARN, f"{text} (scaled to zero)")
         if running < desired:
-            return Result(WARN, text)
-        return Result(PASS, text)
+            return Finding(WARN, text)
+        return Finding(PASS, text)
 
     return run
 
@@ -305,13 +295,13 @@ for _short in ECS_SERVICES:
 
 
 @check("ALB targets", modes=(ACTIVE,))
-def alb_targets(ctx: Context) -> Result:
+def alb_targets(ctx: Context) -> Finding:
     elb = ctx.client("elbv2")
     name = f"{ctx.settings.name_prefix}-alb"
     try:
         arn = elb.describe_load_balancers(Names=[name])["LoadBalancers"][0]["LoadBalancerArn"]
     except elb.exceptions.LoadBalancerNotFoundException:
-        return Result(FAIL, f"ALB {name} not found")
+        return Finding(FAIL, f"ALB {name} not found")
     groups = elb.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]
     states: dict[str, list[str]] = {}
     for group in groups:
@@ -322,19 +312,19 @@ def alb_targets(ctx: Context) -> Result:
         # No registered targets is PASS: ECS registers a task's IP when it runs, so "no targets" means
         # "no running tasks", which the ECS service checks already report (WARN). moto never registers
         # any (its ECS runs no containers), so in the sandbox this is the normal answer.
-        return Result(PASS, f"ALB {name}: {len(groups)} target groups, no registered targets")
+        return Finding(PASS, f"ALB {name}: {len(groups)} target groups, no registered targets")
     unhealthy = {s: n for s, n in states.items() if s != "healthy"}
     if unhealthy:
-        return Result(WARN, f"ALB {name} targets not all healthy ({detail})",
+        return Finding(WARN, f"ALB {name} targets not all healthy ({detail})",
                       "; ".join(f"{s}: {', '.join(n)}" for s, n in unhealthy.items()))
-    return Result(PASS, f"ALB {name}: {len(states['healthy'])} healthy targets in {len(groups)} target groups")
+    return Finding(PASS, f"ALB {name}: {len(states['healthy'])} healthy targets in {len(groups)} target groups")
 
 
 @check("ALB health URL", modes=(ACTIVE,))
-def alb_health(ctx: Context) -> Result:
+def alb_health(ctx: Context) -> Finding:
     dns = ctx.outputs.get("alb_dns_name")
     if not dns:
-        return Result(FAIL, "ALB DNS name not in Terraform outputs")
+        return Finding(FAIL, "ALB DNS name not in Terraform outputs")
     https = bool(ctx.outputs.get("alb_https"))
     scheme = "https" if https else "http"
     url = f"{scheme}://{dns}/api/health"
@@ -342,7 +332,7 @@ def alb_health(ctx: Context) -> Result:
     host, port = override or (dns, 443 if https else 80)
     via = f" via {host}:{port}" if override else ""
     if https:
-        # Like the seeds' `curl -k`: the dev ALB's certificate names the site, not the ALB's DNS name.
+        # Like the original bash script's `curl -k`: the dev ALB's certificate names the site, not the ALB's DNS name.
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             host, port, timeout=HTTP_TIMEOUT, context=ssl._create_unverified_context())  # noqa: S323
     else:
@@ -351,41 +341,41 @@ def alb_health(ctx: Context) -> Result:
         conn.request("GET", "/api/health", headers={"Host": dns})
         code = conn.getresponse().status
     except OSError as exc:
-        return Result(WARN, f"ALB health check: {url}{via} unreachable ({exc.strerror or exc})")
+        return Finding(WARN, f"ALB health check: {url}{via} unreachable ({exc.strerror or exc})")
     finally:
         conn.close()
     if code != 200:
-        return Result(WARN, f"ALB health check: {url}{via} answered {code}")
-    return Result(PASS, f"ALB health check: {url}{via} answered 200")
+        return Finding(WARN, f"ALB health check: {url}{via} answered {code}")
+    return Finding(PASS, f"ALB health check: {url}{via} answered 200")
 
 
 @check("CloudFront", modes=(ACTIVE,))
-def cloudfront(ctx: Context) -> Result:
+def cloudfront(ctx: Context) -> Finding:
     dist = ctx.outputs.get("cloudfront_distribution_id")
     if not dist:
-        return Result(FAIL, "CloudFront distribution not in Terraform outputs")
+        return Finding(FAIL, "CloudFront distribution not in Terraform outputs")
     status = ctx.client("cloudfront").get_distribution(Id=dist)["Distribution"]["Status"]
     if status != "Deployed":
-        return Result(WARN, f"CloudFront {dist}: {status}")
-    return Result(PASS, f"CloudFront {dist}: {status}")
+        return Finding(WARN, f"CloudFront {dist}: {status}")
+    return Finding(PASS, f"CloudFront {dist}: {status}")
 
 
 @check("Service discovery", modes=(ACTIVE,))
-def service_discovery(ctx: Context) -> Result:
+def service_discovery(ctx: Context) -> Finding:
     sd = ctx.client("servicediscovery")
     name = ctx.outputs.get("service_discovery_namespace") or ctx.settings.service_discovery_namespace
     namespace_id = ctx.outputs.get("service_discovery_namespace_id")
     if not namespace_id:
-        return Result(WARN, f"Service discovery namespace {name} not in Terraform outputs")
+        return Finding(WARN, f"Service discovery namespace {name} not in Terraform outputs")
     services = sd.list_services(Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id]}])["Services"]
     registered = {s["Name"]: len(sd.list_instances(ServiceId=s["Id"]).get("Instances", [])) for s in services}
     missing = [s for s in ECS_SERVICES if s not in registered]
     detail = ", ".join(f"{n}={c} instance(s)" for n, c in sorted(registered.items()))
     if missing:
-        return Result(WARN, f"Service discovery {name}: no registration for {', '.join(missing)}", detail)
+        return Finding(WARN, f"Service discovery {name}: no registration for {', '.join(missing)}", detail)
     # Instances register as ECS tasks start (none in the sandbox: moto runs no containers); their count
     # is detail, the running tasks are the ECS checks' business.
-    return Result(PASS, f"Service discovery namespace {name}: {len(registered)} services registered", detail)
+    return Finding(PASS, f"Service discovery namespace {name}: {len(registered)} services registered", detail)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -393,7 +383,7 @@ def service_discovery(ctx: Context) -> Result:
 
 
 @check("Terraform drift", timeout=600, only_with_drift=True)
-def drift(ctx: Context) -> Result:
+def drift(ctx: Context) -> Finding:
     flag = f"dev_activated={'true' if ctx.mode == ACTIVE else 'false'}"
     changed: list[str] = []
 
@@ -404,6 +394,6 @@ def drift(ctx: Context) -> Result:
 
     # Read-only: no state lock, so a validation never blocks (or is blocked by) an apply's lock holder.
     if Terraform(ctx.settings).plan({"dev_activated": ctx.mode == ACTIVE}, lock=False, progress=collect):
-        return Result(WARN, f"Terraform plan ({flag}) shows drift: {len(changed)} change(s)"
+        return Finding(WARN, f"Terraform plan ({flag}) shows drift: {len(changed)} change(s)"
                             + (f", e.g. {changed[0]}" if changed else ""), "; ".join(changed))
-    return Result(PASS, f"Terraform plan ({flag}): no drift")
+    return Finding(PASS, f"Terraform plan ({flag}): no drift")
