@@ -214,6 +214,15 @@ def run(world: World, job=None, console: Console | None = None, **options):
     return flow.run_steps(world.env, console or Console(out=io.StringIO()), job, Options(**options), flow.Phases())
 
 
+def refused(world: World, match: str, **options) -> DevopsError:
+    """A run that must be refused before anything is written: no lock taken, no database or object changed."""
+    before = world.snapshot()
+    with pytest.raises(DevopsError, match=match) as error:
+        run(world, **options)
+    assert "lock" not in world.events and world.snapshot() == before
+    return error.value
+
+
 def test_a_sync_reads_plans_locks_keeps_the_target_then_replaces_it_and_records_both(world):
     report = run(world, yes=True)
     assert report.status == Status.OK and report.committed
@@ -246,11 +255,7 @@ def test_a_dry_run_shows_the_plan_and_writes_nothing(world):
 def test_a_target_written_since_its_last_sync_is_refused_before_anything_is_written(world):
     world.record_sync("rds")
     world.databases["rds"].write("public.items", 4)  # a write nobody synced
-    before = world.snapshot()
-    with pytest.raises(DevopsError, match="RDS") as refused:
-        run(world, yes=True)
-    assert refused.value.details["status"] == "refused"
-    assert "lock" not in world.events and world.snapshot() == before
+    assert refused(world, "RDS was written to since its last recorded sync", yes=True).details["status"] == "refused"
 
 
 def test_a_forced_run_overwrites_a_diverged_target_after_its_safety_copy(world):
@@ -262,10 +267,7 @@ def test_a_forced_run_overwrites_a_diverged_target_after_its_safety_copy(world):
 
 
 def test_an_unexpected_target_fingerprint_is_refused_before_anything_is_written(world):
-    before = world.snapshot()
-    with pytest.raises(DevopsError, match="RDS changed after the confirmed plan"):
-        run(world, yes=True, expect_target="0123456789abcdef")
-    assert "lock" not in world.events and world.snapshot() == before
+    refused(world, "RDS changed after the confirmed plan", yes=True, expect_target="0123456789abcdef")
 
 
 def test_the_plans_own_fingerprint_lets_the_run_go_on(world):
@@ -276,11 +278,7 @@ def test_the_plans_own_fingerprint_lets_the_run_go_on(world):
 
 def test_a_restore_that_would_not_fit_the_lock_table_is_refused_before_anything_is_written(world):
     world.databases["rds"].lock_table = LockTable(1, 2)
-    before = world.snapshot()
-    with pytest.raises(DevopsError, match="lock table holds 2") as refused:
-        run(world, yes=True)
-    assert refused.value.details["status"] == "refused"
-    assert "lock" not in world.events and world.snapshot() == before
+    assert refused(world, "lock table holds 2", yes=True).details["status"] == "refused"
 
 
 def test_a_dry_run_says_the_lock_table_is_too_small_and_exits_as_a_dry_run(world):
@@ -349,10 +347,7 @@ def test_no_write_while_the_confirmation_waited_costs_no_second_read(world, monk
 
 def test_no_terminal_and_no_yes_refuses_before_anything_is_written(world, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    before = world.snapshot()
-    with pytest.raises(DevopsError, match="no terminal to ask on; pass --yes"):
-        run(world)
-    assert "lock" not in world.events and world.snapshot() == before
+    refused(world, "no terminal to ask on; pass --yes")
 
 
 def test_a_restore_checks_the_dumps_checksum_first_and_records_what_the_target_holds(world):
