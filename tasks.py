@@ -9,7 +9,7 @@ import importlib
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from devops import environment, terminal
+from devops import environment, hints, terminal
 from devops import toolbox as toolbox_engine
 from devops.cli import OperationTask, handled, planned_of, stderr_console
 from devops.config import CONFIG_DEFAULTS, Settings
@@ -140,7 +140,8 @@ def list_dumps(c, json=False, wide=False):
         console.emit(report.to_json())
 
 
-@task(help=SYNC.help(key="The dump's S3 key, as `inv sync.list` shows it (e.g. rds-dumps/2026-01-29T15-45-00.dump).",
+@task(help=SYNC.help(key=f"The dump's S3 key, as `{hints.inv('sync.list')}` shows it "
+                         "(e.g. rds-dumps/2026-01-29T15-45-00.dump).",
                      to="Where to restore it: neon or rds."))
 @handled
 @SYNC

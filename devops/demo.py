@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg2
 
+from devops import hints
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -57,13 +58,14 @@ class Demo:
         env = self.sandbox.environment(tunnel=True)
         env["INVOKE_DEVOPS_SANDBOX_DIR"] = str(self.settings.sandbox_dir)
         env["INVOKE_DEVOPS_TOOLBOX"] = "host"  # the demo already runs where the tasks should
-        self.console.line(f"$ inv {' '.join(args)}")
+        command = hints.inv(" ".join(args))  # as the user would type it
+        self.console.line(f"$ {command}")
         started = time.monotonic()
         code = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, env=env,
                               stdin=subprocess.DEVNULL).returncode
         if code != 0:
-            raise DemoError(f"`inv {' '.join(args)}` failed with exit code {code} (its output is above)")
-        self.console.info(f"`inv {' '.join(args)}` done in {time.monotonic() - started:.0f}s")
+            raise DemoError(f"`{command}` failed with exit code {code} (its output is above)")
+        self.console.info(f"`{command}` done in {time.monotonic() - started:.0f}s")
 
     def query(self, url: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -101,7 +103,8 @@ class Demo:
                     self.step("Tear the sandbox down", "Everything the demo started stops, and its folder goes.")
                     self.sandbox.down()
                 else:
-                    self.console.info("The sandbox was up before the demo: left running (`inv sandbox.down` stops it)")
+                    self.console.info("The sandbox was up before the demo: left running "
+                                      f"(`{hints.inv('sandbox.down')}` stops it)")
 
     def _story(self, started_here: bool) -> None:
         self.step("Start the sandbox",

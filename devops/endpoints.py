@@ -10,7 +10,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from devops import aws
+from devops import aws, hints
 from devops.config import RDS_CA_BUNDLE, Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -51,10 +51,7 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None, s
         db = available(outputs["db_instance_identifier"])
         override = settings.rds_address_override()
         if not override and not db.get("PubliclyAccessible", True) and not in_ecs_task():
-            raise PrivateRds(f"RDS {outputs['db_instance_identifier']} is private (not publicly accessible) and "
-                             "cannot be reached from here: run the task in the VPC with --on ecs, or reach RDS "
-                             "through a tunnel (SSM or SSH port forwarding) and set rds_address "
-                             "(INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:15432)")
+            raise PrivateRds(private_rds(settings, outputs["db_instance_identifier"]))
         secret = reading.result()
     host, port = outputs["database_endpoint"], int(outputs.get("database_port") or 5432)
     hostaddr = ""
@@ -62,6 +59,18 @@ def rds_endpoint(settings: Settings, outputs: dict[str, Any], rds: Any = None, s
         hostaddr, port = address_of(override[0]), override[1] or port
     return make_endpoint("RDS", host, port, secret["username"], secret["password"], outputs["database_name"],
                          ca_file=rds_ca_file(settings), ca_setting=RDS_CA_SETTING, hostaddr=hostaddr)
+
+
+def private_rds(settings: Settings, instance: str) -> str:
+    """Why a private RDS cannot be reached from here, and the ways to it: the VPC, or a tunnel. The sandbox
+    models the tunnel itself (its RDS address override, on a port of its own), so there the fix is its shell
+    line, not a port to forward."""
+    why = f"RDS {instance} is private (not publicly accessible) and cannot be reached from here"
+    if settings.uses_emulator:
+        return (f"{why}: run the task in the sandbox's VPC with --on ecs, or through the tunnel the sandbox models: "
+                f"eval \"$({hints.inv('sandbox.env --tunnel')})\", then run it again")
+    return (f"{why}: run the task in the VPC with --on ecs, or reach RDS through a tunnel (SSM or SSH port "
+            "forwarding) and set rds_address (INVOKE_DEVOPS_RDS_ADDRESS=127.0.0.1:15432)")
 
 
 def rds_ca_file(settings: Settings) -> str:

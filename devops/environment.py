@@ -22,11 +22,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from devops import aws
+from devops import aws, hints
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.modes import ACTIVE, MODE_PHRASES, PILOT, mode_of
+from devops.sync import render
 from devops.terraform import ApplyProgress, PlanProgress, Terraform
 
 RUNNERS = ("local", "ecs")
@@ -58,6 +59,12 @@ class Operation:
     @property
     def activated(self) -> bool:
         return self.mode == ACTIVE
+
+    @property
+    def heading(self) -> str:
+        """The title of the task's opening banner, as a sync's ("SYNC: NEON -> RDS")."""
+        before = PILOT if self.activated else ACTIVE
+        return f"{self.name.upper()}: {MODE_PHRASES[before].upper()} -> {MODE_PHRASES[self.mode].upper()}"
 
 
 ACTIVATE = Operation("activate", ACTIVE, "sync.neon-to-rds", "Neon -> RDS", "ACTIVATION PLAN")
@@ -117,13 +124,13 @@ def plan(settings: Settings, console: Console, operation: Operation, flags: Flag
     """Checks, the Terraform plan saved to a file, the plan view and the confirmation. Changes nothing."""
     flags = dataclasses.replace(flags, on=runner(settings, flags.on))
     identity = aws.identity(settings)
+    render.banner(console, operation.heading, None, aws.target_label(settings, identity["account"]), flags.dry_run)
     terraform = Terraform(settings)
     outputs = terraform.outputs()
     if not outputs:
         raise DevopsError("Terraform state is empty: create the pilot-light core first "
                           "(terraform -chdir=terraform/environments/dev apply), then retry")
     current = mode_of(outputs)
-    console.info(f"Target: {aws.target_label(settings, identity['account'])}")
     console.info(f"Current mode: {MODE_PHRASES[current]}")
     if current == operation.mode:
         console.passed(f"Dev is already {MODE_PHRASES[current]}: nothing to change"
@@ -166,7 +173,8 @@ def apply(settings: Settings, console: Console, operation: Operation, planned: P
     if dry_run:
         return
     if planned is None or not planned.confirmed or planned.operation != operation or planned.plan_file is None:
-        raise DevopsError(f"{operation.name} has no confirmed plan in this run: run it as `inv {operation.name}` from "
+        raise DevopsError(f"{operation.name} has no confirmed plan in this run: run it as "
+                          f"`{hints.inv(operation.name)}` from "
                           "the project (its invoke.yaml sets tasks.executor_class, which runs the plan step first)")
     try:
         console.info(f"terraform apply (the saved plan: {_counts(planned.changes)}) ...")

@@ -11,7 +11,7 @@ import getpass
 import sys
 from typing import IO
 
-from devops import aws
+from devops import aws, hints
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -39,7 +39,7 @@ def run_set_neon_url(settings: Settings, console: Console, stdin: IO[str] | None
     register_secret(url)
     if not url:
         raise DevopsError("no Neon URL on stdin: pipe it in, e.g. `printenv NEON_DATABASE_URL | "
-                          "inv secrets.set-neon-url`")
+                          f"{hints.inv('secrets.set-neon-url')}`")
     endpoint, _notes = parse_url(url, "Neon", "the Neon URL on stdin")  # one clear line when malformed
     console.banner("Set the Neon URL secret", f"Target: {aws.target_label(settings)}")
     arn = neon_secret_arn(settings)

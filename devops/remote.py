@@ -32,7 +32,7 @@ import tarfile
 import time
 from typing import Any, Callable, Iterable
 
-from devops import aws, toolbox
+from devops import aws, hints, toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import REPORT_LINE_ENV, REPORT_PREFIX, Console
 from devops.environment import runner
@@ -259,7 +259,9 @@ def run(settings: Settings, console: Console, launch: Launch, args: list[str],
         overrides={"containerOverrides": [{
             "name": CONTAINER, "command": ["inv", *args],
             "environment": [{"name": OUTPUTS_ENV, "value": json.dumps(launch.outputs, sort_keys=True)},
-                            {"name": REPORT_LINE_ENV, "value": "1"}]}]},
+                            {"name": REPORT_LINE_ENV, "value": "1"},
+                            # The commands it prints are for the user here: as the user runs them.
+                            {"name": hints.INV_ENV, "value": hints.command()}]}]},
         startedBy="devops-runner",
     )
     if not reply.get("tasks"):
@@ -277,7 +279,7 @@ def require_neon_url(settings: Settings, secret_arn: str) -> None:
     stages = aws.client(settings, "secretsmanager").describe_secret(SecretId=secret_arn).get("VersionIdsToStages", {})
     if not any("AWSCURRENT" in labels for labels in stages.values()):
         raise DevopsError(f"the Neon URL secret {secret_arn.rsplit(':', 1)[-1]} is empty: store the URL first "
-                          "(printf '%s' \"$NEON_DATABASE_URL\" | inv secrets.set-neon-url)")
+                          f"(printf '%s' \"$NEON_DATABASE_URL\" | {hints.inv('secrets.set-neon-url')})")
 
 
 def follow(settings: Settings, console: Console, ops: dict[str, Any], arn: str,

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from invoke import Executor
 
+from devops import hints
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
 from devops.masking import first_line
@@ -74,6 +75,8 @@ def reenter(executor: Executor, tasks: tuple[Any, ...]) -> None:
 
 def exec_shim(args: list[str]) -> NoReturn:
     """Become ``toolbox/inv ARGS``: its stdin, output, signals and exit code are this process's."""
+    # The user typed `inv`: the hints the task prints say so (the shim would name itself).
+    os.environ.setdefault(hints.INV_ENV, "inv")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp("sh", ["sh", str(SHIM), *args])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devops import toolbox
+from devops import hints, toolbox
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -44,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     use_provider_mirror(config.stash[TF_CLI_DIR], candidates=PROVIDER_MIRRORS)
     # Tasks run as subprocesses stay on this host, in this environment (not in the toolbox image).
     os.environ.setdefault("INVOKE_DEVOPS_TOOLBOX", "host")
+    # They are a plain `inv`, and their hints say so, also when the suite itself runs through the shim
+    # (`./toolbox/inv test` passes its own name in DEVOPS_INV).
+    os.environ.pop(hints.INV_ENV, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

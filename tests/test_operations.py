@@ -176,6 +176,12 @@ def test_activate_dry_run_changes_nothing(sandbox, sandbox_env, sandbox_settings
     assert counts["neon"].connections == counts["rds"].connections == 1, counts
     assert counts["neon"].round_trips <= 12 and counts["rds"].round_trips <= 12, counts
     out = result.stdout
+    # It opens as every task does: the banner with its title and target, then the dry run's.
+    opening = [line for line in out.splitlines()[:12] if line.strip()][:6]
+    assert opening[:2] == ["=" * 40, "  ACTIVATE: PILOT LIGHT -> ACTIVE (FULL MODE)"], out
+    assert opening[2].startswith("  Target: sandbox (AWS emulator at ") and opening[3] == "=" * 40, out
+    assert opening[4:] == ["=" * 40, "  DRY RUN - No changes will be made"], out
+    assert "[INFO] Target:" not in out
     assert "ACTIVATION PLAN" in out and "pilot light -> active (full mode)" in out
     assert re.search(r"aws_ecs_service\s+4", out) and re.search(r"aws_lb\s+1", out)  # from the plan itself
     assert "Data sync: Neon -> RDS before Terraform (sync.neon-to-rds, dry run)" in out

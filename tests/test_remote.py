@@ -120,7 +120,9 @@ def test_without_a_way_to_the_private_rds_a_local_sync_fails_at_once_naming_both
     result = inv(private_env, "sync.neon-to-rds", "--yes")
     assert result.returncode == 1
     [line] = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("[ERROR]")]
-    assert "is private" in line and "--on ecs" in line and "rds_address" in line, line
+    # The sandbox's own tunnel, not a port to forward (a port of the sandbox's network, not 15432).
+    assert "is private" in line and "--on ecs" in line and 'eval "$(inv sandbox.env --tunnel)"' in line, line
+    assert "15432" not in line, line
     assert "Traceback" not in result.stderr and dbtools.snapshot(rds) == before
 
 

@@ -5,6 +5,7 @@ import io
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 
@@ -16,6 +17,7 @@ from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, task_settings, terraform_default
+from devops.sandbox.state_file import StateFile
 from tests.helpers import INV, inv, inv_after_eval, without_log
 
 
@@ -208,6 +210,30 @@ def test_up_with_no_server_binaries_is_one_line_and_leaves_nothing(tmp_path):
         "directory, or a pattern such as /usr/lib/postgresql/{major}/bin"
     ]
     assert not (tmp_path / "sandbox").exists()
+
+
+def test_a_sandbox_started_in_another_process_namespace_is_judged_by_its_ports(tmp_path):
+    """Started on the host and asked about from the toolbox's sandbox container (or the reverse), the sandbox's
+    PIDs name other processes here, or none: a component that answers on its port runs, down refuses what it
+    cannot stop from here and signals no PID; once nothing answers, down removes the folder."""
+    listener = socket.create_server((HOST, 0))
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)  # what its recorded PID is here
+    folder = tmp_path / "sandbox"
+    StateFile(folder).save({"pid_namespace": "pid:[1]", "app": {"port": listener.getsockname()[1],
+                                                                "pid": bystander.pid}})
+    box = Sandbox(Settings.load({"sandbox_dir": str(folder)}, environ={}), Console(out=io.StringIO()))
+    try:
+        assert [row["running"] for row in box.status()] == [True]
+        with pytest.raises(DevopsError, match=r"^the sandbox in .* runs in another process namespace"):
+            box.down()
+        assert folder.exists()
+        listener.close()
+        assert [row["running"] for row in box.status()] == [False]
+        box.down()
+        assert not folder.exists() and bystander.poll() is None
+    finally:
+        bystander.kill()
+        listener.close()
 
 
 def test_env_without_a_sandbox_is_one_clear_error(tmp_path):

@@ -311,6 +311,30 @@ def test_shim_mounts_a_ca_file_of_ones_own_wherever_it_is_on_the_host(tmp_path):
     assert asked and warm not in asked[0], calls
 
 
+# FAKE_DOCKER, which also records the DEVOPS_INV a task's exec or run gets (docker reads `-e NAME` from here).
+HINT_DOCKER = FAKE_DOCKER.replace('echo "$*" >> "$FAKE_DOCKER_LOG"', 'echo "$*" >> "$FAKE_DOCKER_LOG"\n'
+                                  'echo "DEVOPS_INV=$DEVOPS_INV" >> "$FAKE_DOCKER_LOG"')
+
+
+def test_the_task_is_told_how_the_user_ran_it(tmp_path):
+    """The commands a task prints name what the user typed (devops/hints.py): the shim as typed ($0), a
+    DEVOPS_INV already set, or `inv` for a plain inv on a host, which execs the shim."""
+    def told(*command: str, **extra: str) -> str:
+        _shim_result(tmp_path, "--version", fake=HINT_DOCKER)  # the stand-in docker and its PATH, once
+        log = tmp_path / "calls.log"
+        log.write_text("")
+        subprocess.run(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                       env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra))
+        lines = log.read_text().splitlines()
+        task = next(i for i, line in enumerate(lines) if line.startswith("exec ") and "-e DEVOPS_INV " in line)
+        return lines[task + 1].removeprefix("DEVOPS_INV=")
+
+    assert told("./toolbox/inv", "sync.list") == "./toolbox/inv"
+    assert told("sh", str(SHIM), "sync.list") == str(SHIM)
+    assert told("./toolbox/inv", "sync.list", DEVOPS_INV="my-inv") == "my-inv"
+    assert told(sys.executable, "-m", "invoke", "sync.list") == "inv"
+
+
 def test_shim_picks_the_image_from_task_names_only(tmp_path):
     runtime, dev = _tag(tmp_path), _tag(tmp_path, "dev")
     # An option's value that looks like a task name picks nothing (nor a sandbox container).

@@ -1,6 +1,7 @@
 """The terminal contract of both ways into the toolbox (docs/toolbox.md, "The toolbox and your terminal"):
 `./toolbox/inv TASK` and a plain `inv TASK` (which execs the shim), against the real engine, with the tasks in
-the checkout's warm container talking to the sandbox's servers.
+the checkout's warm container talking to the sandbox's servers. Then the newcomer's path: what the shim
+prints (hints, errors, help, plans, listings), typed as a user types it, and its hints run as printed.
 
 Signals go as a terminal and a CI runner send them: to the whole process group of a foreground job (the shim,
 or `inv`, and `tee`), with SIGINT at its default. A clean clone (no CA certificate anywhere in it) runs the
@@ -10,6 +11,7 @@ shim, as almost every user's does.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,9 +24,9 @@ from devops import toolbox
 from devops.config import REPO_ROOT
 from tests import dbtools
 from tests.conftest import SCRATCH
-from tests.helpers import assert_no_secret
+from tests.helpers import assert_no_secret, without_log
 from tests.test_sync_faults import assert_broken_mid_upload, assert_failed_cleanly
-from tests.test_toolbox import _shim_result
+from tests.test_toolbox import _sandbox_container, _shim_result
 
 SHIM = REPO_ROOT / "toolbox" / "inv"
 WAYS = {"shim": ["sh", str(SHIM)], "inv": [sys.executable, "-m", "invoke"]}
@@ -184,3 +186,97 @@ def test_ctrl_c_through_a_terminal(engine, way):
         process.kill()
     assert b"caught-42" in seen + rest, seen + rest
     assert process.returncode == 130
+
+
+# --------------------------------------------------------------------------------------------------
+# The newcomer's path: what the shim prints, run as the user runs it (`./toolbox/inv` from the checkout)
+
+
+def _typed(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """``./toolbox/inv ARGS`` typed in the checkout: the shim's $0, which its hints name, is ./toolbox/inv."""
+    return subprocess.run(["./toolbox/inv", *args], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error(result: subprocess.CompletedProcess) -> str:
+    """The one line an expected failure prints (without the run log's path it may end with)."""
+    assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
+    [line] = _stderr_lines(result.stderr)
+    return without_log(line)
+
+
+def test_the_hints_of_sandbox_up_run_as_printed(engine, sandbox, sandbox_settings):
+    """`./toolbox/inv sandbox.up` on the session's sandbox (up already, started in another process namespace
+    than the shim's sandbox container: it is found up, not started again) ends with the lines to type next;
+    they name the shim as typed, and, run in a shell as printed, reach the sandbox's private RDS."""
+    keeper = _sandbox_container(REPO_ROOT)
+    kept = subprocess.run([engine, "inspect", keeper], capture_output=True).returncode == 0
+    env = {**_host(dict(os.environ)), "INVOKE_DEVOPS_SANDBOX_DIR": str(sandbox_settings.sandbox_dir)}
+    started = sandbox.load_state()
+    try:
+        up = _typed("sandbox.up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"[INFO] Sandbox already up in {sandbox_settings.sandbox_dir}" in up.stdout
+        hints = dict(re.findall(r"^\[INFO\] (Point your shell at it|Then, for example): +(.+)$", up.stdout, re.M))
+        assert hints == {"Point your shell at it": 'eval "$(./toolbox/inv sandbox.env --tunnel)"',
+                         "Then, for example": "./toolbox/inv sync.neon-to-rds --dry-run"}, up.stdout
+        shell = subprocess.run(["sh", "-c", " && ".join(hints.values())], cwd=REPO_ROOT, env=env,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+        assert shell.returncode == 0, shell.stdout[-2000:] + shell.stderr[-2000:]
+        assert "Dry run complete." in shell.stdout
+        assert_no_secret(shell, sandbox.environment(tunnel=True))
+    finally:
+        if not kept:
+            subprocess.run([engine, "rm", "-f", keeper], capture_output=True)
+    assert sandbox.load_state() == started and sandbox.is_up()
+
+
+def test_a_mistyped_command_line_through_the_shim(engine):
+    """One [ERROR] line naming what to type instead, with the shim's own name; help wraps on spaces only."""
+    env = _host(dict(os.environ))
+    assert _one_error(_typed("sync.neon-to-rds", "--dryrun", env=env)) == (
+        "[ERROR] sync.neon-to-rds has no flag --dryrun: did you mean --dry-run? "
+        "(`./toolbox/inv --help sync.neon-to-rds` lists its flags)")
+    assert _one_error(_typed("sync.restore", "--key", "rds-dumps/x.dump", env=env)) == (
+        "[ERROR] sync.restore needs --to (`./toolbox/inv --help sync.restore` says what each takes)")
+    helped = _typed("--help", "sync.restore", env=env)
+    assert helped.returncode == 0, helped.stderr
+    assert "rds-dumps/2026-01-29T15-45-00.dump" in helped.stdout
+    assert max(len(line) for line in helped.stdout.splitlines()) <= 80, helped.stdout
+
+
+def test_a_sync_through_the_shim_from_its_plan_to_its_dumps(engine, sandbox, sandbox_env, databases, rds):
+    """One sync, and what surrounds it, through the shim: --expect-target refuses a value of the wrong form
+    before anything is read; the dry run's fingerprint runs the real sync; sync.list fits 80 columns and
+    --wide says why each dump exists; a restore plan of RDS's (empty) safety copy to Neon warns twice."""
+    databases(neon="rich", rds="keep_me")
+    dbtools.execute(rds, "DELETE FROM keep_me")  # RDS's safety copy then holds no rows
+    env = _host(sandbox_env)
+    before = dbtools.snapshot(rds)
+    assert _one_error(_typed("sync.neon-to-rds", "--yes", "--expect-target", "/nonexistent", env=env)) == (
+        "[ERROR] --expect-target takes the plan's target fingerprint (16 hex digits, the plan's \"Target "
+        "fingerprint\") or a file holding the plan's `--dry-run --json` report; '/nonexistent' is neither")
+    assert dbtools.snapshot(rds) == before
+
+    planned = _typed("sync.neon-to-rds", "--dry-run", env=env)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    [fingerprint] = re.findall(r"^  Target fingerprint: +([0-9a-f]{16}) ", planned.stdout, re.M)
+    synced = _typed("sync.neon-to-rds", "--yes", "--expect-target", fingerprint, env=env)
+    assert synced.returncode == 0, synced.stdout[-2000:] + synced.stderr[-2000:]
+
+    listed = _typed("sync.list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80, listed.stdout
+    wide = _typed("sync.list", "--wide", env=env)
+    assert wide.returncode == 0, wide.stderr
+    [safety_copy] = re.findall(r"^  (rds-dumps/\S+\.dump) .* safety copy of RDS before neon-to-rds ", wide.stdout,
+                               re.M)
+    assert re.search(r"^  neon-dumps/\S+\.dump .* sync neon-to-rds ", wide.stdout, re.M), wide.stdout
+
+    restore = _typed("sync.restore", "--key", safety_copy, "--to", "neon", "--dry-run", env=env)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    warnings = [line for line in restore.stdout.splitlines() if line.startswith("[WARN]")]
+    assert any(line.startswith("[WARN] This dump is of RDS, not of Neon: ") for line in warnings), warnings
+    assert any(line.startswith("[WARN] Neon would be left empty: ") for line in warnings), warnings
+    for result in (planned, synced, listed, wide, restore):
+        assert_no_secret(result, sandbox_env)

@@ -11,7 +11,7 @@ from typing import Any
 
 from devops.console import Console
 from devops.sandbox.postgres import HOST
-from devops.sandbox.processes import free_port, http_ok, pid_alive, port_open, wait_for
+from devops.sandbox.processes import free_port, http_ok, runs, wait_for
 
 
 def start_app(folder: Path, console: Console, port: int | None = None) -> dict[str, Any]:
@@ -34,5 +34,5 @@ def describe_app(state: dict[str, Any]) -> dict[str, Any]:
     """Its row in `sandbox.status`."""
     app = state["app"]
     return {"component": "app", "address": f"http://{HOST}:{app['port']}/api/health",
-            "running": pid_alive(app.get("pid")) and port_open(app["port"]),
+            "running": runs(state, app.get("pid"), app["port"]),
             "detail": "app stand-in behind the ALB address override (devops.alb_address)"}

@@ -20,7 +20,7 @@ from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
 from devops.sandbox.postgres import HOST
-from devops.sandbox.processes import free_port, http_ok, pid_alive, port_open, wait_for
+from devops.sandbox.processes import free_port, http_ok, runs, wait_for
 
 TASKS_CONFIG = "ecs-tasks.json"
 
@@ -73,7 +73,7 @@ def describe_emulator(state: dict[str, Any]) -> dict[str, Any]:
     """Its row in `sandbox.status`."""
     emulator = state["emulator"]
     return {"component": "emulator", "address": emulator_url(state),
-            "running": pid_alive(emulator.get("pid")) and port_open(emulator["port"]),
+            "running": runs(state, emulator.get("pid"), emulator["port"]),
             "detail": "moto server (AWS)"}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from devops.config import REPO_ROOT
 from devops.console import Console
 from devops.sandbox.postgres import HOST
-from devops.sandbox.processes import free_port, pid_alive, port_open, wait_for
+from devops.sandbox.processes import free_port, port_open, runs, wait_for
 
 
 def start_network(folder: Path, state: dict[str, Any], rtt_ms: float, console: Console) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def describe_network(state: dict[str, Any], rtt_ms: float) -> dict[str, Any]:
     """Its row in `sandbox.status`."""
     network = state["network"]
     return {"component": "network", "address": f"{HOST}:{network['control']}",
-            "running": pid_alive(network.get("pid")) and port_open(network["control"]),
+            "running": runs(state, network.get("pid"), network["control"]),
             "detail": f"the tasks' way to Neon, RDS and AWS: {rtt_ms:g} ms "
                       "round trips (devops.sandbox_rtt_ms), counted"}
 

@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 import urllib.request
-from typing import Callable
+from typing import Any, Callable
 
 from devops.errors import DevopsError
 from devops.sandbox.postgres import HOST
@@ -24,6 +24,29 @@ def port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
         return True
     return False
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace ("pid:[4026531836]"; "" where /proc does not say): the host's, or one
+    container's. A PID names a process only in the namespace that gave it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def elsewhere(state: dict[str, Any]) -> bool:
+    """Whether the sandbox ``state`` describes was started in another PID namespace than this process runs in
+    (on the host, asked from the toolbox's sandbox container, or the reverse): its PIDs mean nothing here."""
+    return state.get("pid_namespace", pid_namespace()) != pid_namespace()
+
+
+def runs(state: dict[str, Any], pid: int | None, port: int) -> bool:
+    """Whether a process the sandbox started still runs and listens on ``port``. Its PID says so in the
+    namespace that started it; from another one, where that PID is another process or none, its port alone."""
+    if elsewhere(state):
+        return port_open(port)
+    return pid_alive(pid) and port_open(port)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from devops import aws
+from devops import aws, hints
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -25,7 +25,7 @@ from devops.sandbox.postgres import HOST, PostgresCluster, Server, find_pg_bin, 
 from devops.sandbox.postgres_stand_ins import (NEON_DATABASE, NEON_ROLE, cluster_of, create_app_database,
                                                describe_servers, load_sample_data, name_the_rds_endpoint, record,
                                                server_of, start_server, stop_servers)
-from devops.sandbox.processes import pid_alive, terminate_group
+from devops.sandbox.processes import elsewhere, pid_alive, pid_namespace, terminate_group
 from devops.sandbox.shell_environment import env_values, shell_lines, with_values
 from devops.sandbox.state_file import StateFile
 from devops.sandbox.terraform_apply import (apply_terraform, describe_terraform, sandbox_terraform, state_bucket,
@@ -129,7 +129,9 @@ class Sandbox:
         run_as = unprivileged_user()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # the PostgreSQL user must reach its data folders
+        # pid_namespace: where its PIDs mean its processes (devops.sandbox.processes.runs).
         state: dict[str, Any] = {"project_name": self.settings.project_name, "run_as": run_as,
+                                 "pid_namespace": pid_namespace(),
                                  "pg_bin": {name: str(path) for name, path in bin_dirs.items()},
                                  "rds_major": majors["rds"]}
         state["ca"] = str(certificates.make_ca(self.dir / "ca"))
@@ -201,11 +203,19 @@ class Sandbox:
             if not quiet:
                 self.console.info(f"No sandbox in {self.dir}: nothing to stop")
             return
-        for component in PROCESSES:
-            pid = state.get(component, {}).get("pid")
-            if pid_alive(pid):
-                terminate_group(pid)
-        stop_servers(self.dir, state)
+        if elsewhere(state):
+            # Started in another PID namespace: its PIDs here are other processes, or none. Nothing here can
+            # stop what still runs, and nothing here is signalled; what runs no more leaves only its folder.
+            if any(row["running"] for row in self.status() if row["component"] != "terraform"):
+                raise DevopsError(f"the sandbox in {self.dir} runs in another process namespace (started on this "
+                                  "host, or in a toolbox container): stop it from there, running sandbox.down the "
+                                  "way sandbox.up was run")
+        else:
+            for component in PROCESSES:
+                pid = state.get(component, {}).get("pid")
+                if pid_alive(pid):
+                    terminate_group(pid)
+            stop_servers(self.dir, state)
         shutil.rmtree(self.dir, ignore_errors=True)
         if not quiet:
             self.console.passed(f"Sandbox stopped and {self.dir} removed")
@@ -217,7 +227,7 @@ class Sandbox:
         (devops.sandbox.shell_environment.env_values)."""
         state = self.load_state()
         if not state.get("terraform", {}).get("applied"):
-            raise DevopsError(f"no sandbox running in {self.dir}: start it with `inv sandbox.up`")
+            raise DevopsError(f"no sandbox running in {self.dir}: start it with `{hints.inv('sandbox.up')}`")
         return env_values(self.settings, self.dir, state, tunnel)
 
     def env_lines(self, tunnel: bool = False) -> list[str]:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from devops import hints
 from devops.config import REPO_ROOT, Settings
 from devops.console import Console
 from devops.sandbox.postgres import HOST
@@ -46,8 +47,9 @@ def run_up(settings: Settings, console: Console) -> None:
     sandbox.up()
     _show_status(sandbox, console)
     console.line()
-    console.info('Point your shell at it:  eval "$(inv sandbox.env)"')
-    console.info('Then, for example:       psql "$SANDBOX_RDS_URL" -c "select 1"')
+    # --tunnel: RDS is private, and the tunnel it models is what lets a sync from this shell reach it.
+    console.info(f'Point your shell at it:  eval "$({hints.inv("sandbox.env --tunnel")})"')
+    console.info(f"Then, for example:       {hints.inv('sync.neon-to-rds --dry-run')}")
 
 
 def run_down(settings: Settings, console: Console) -> None:
@@ -65,7 +67,7 @@ def run_status(settings: Settings, console: Console) -> bool:
         return up
     _banner(console, "SANDBOX STATUS", settings)
     if not rows:
-        console.warn(f"No sandbox in {settings.sandbox_dir}: start it with `inv sandbox.up`")
+        console.warn(f"No sandbox in {settings.sandbox_dir}: start it with `{hints.inv('sandbox.up')}`")
         return False
     _show_status(sandbox, console)
     return up
@@ -79,5 +81,5 @@ def _show_status(sandbox: Sandbox, console: Console) -> None:
     if state.get("rds_endpoint"):
         console.line()
         console.info(f"Emulated RDS endpoint {state['rds_endpoint']} is private, as on AWS: run tasks that need "
-                     f"it with --on ecs, or through the tunnel `inv sandbox.env --tunnel` models "
+                     f"it with --on ecs, or through the tunnel `{hints.inv('sandbox.env --tunnel')}` models "
                      f"(devops.rds_address = {HOST}:{state['network']['routes']['rds']})")

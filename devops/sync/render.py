@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from devops import hints
 from devops.console import Console, age, cell
 from devops.errors import DevopsError
 from devops.progress import size
@@ -123,9 +124,9 @@ def _downgrade(report: Report) -> list[tuple[str, str]]:
 def _commands(report: Report) -> tuple[str, str | None]:
     """(the same command with --force, the sync that would first bring the target's writes to the other side)."""
     if report.operation == "restore":
-        return f"inv sync.restore --key {report.key} --to {report.to} --force", None
+        return hints.inv(f"sync.restore --key {report.key} --to {report.to} --force"), None
     source, target = report.direction.split("-to-")
-    return f"inv sync.{report.direction} --force", f"inv sync.{target}-to-{source}"
+    return hints.inv(f"sync.{report.direction} --force"), hints.inv(f"sync.{target}-to-{source}")
 
 
 def divergence(console: Console, report: Report, found: Divergence) -> None:
@@ -274,7 +275,7 @@ def dumps(console: Console, report: DumpList, wide: bool = False) -> None:
     console.line()
     if not all(e.committed for e in report.dumps):
         console.line("  * did not commit: its sync or restore left the target as it was (or runs now)")
-    console.line("  Source, reason, rows and sha256: inv sync.list --wide (or --json)")
+    console.line(f"  Source, reason, rows and sha256: {hints.inv('sync.list --wide')} (or --json)")
 
 
 def _kind(reason: str) -> str:

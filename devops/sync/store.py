@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devops import hints
 from devops.aws import S3ErrorKind, describe, s3_error_kind
 from devops.errors import DevopsError
 from devops.s3stream import MultipartWriter, read_object
@@ -101,7 +102,7 @@ class UnreadableManifest(DevopsError):
 
     def __init__(self, url: str, why: str):
         super().__init__(f"the manifest {url} is unreadable ({why}): its dump cannot be checked against it, so it "
-                         "is not restored; pick another dump with `inv sync.list`")
+                         f"is not restored; pick another dump with `{hints.inv('sync.list')}`")
         self.url, self.why = url, why
 
 
@@ -193,7 +194,8 @@ class DumpStore:
             body = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
         except ClientError as exc:
             if s3_error_kind(exc) is S3ErrorKind.MISSING_KEY:
-                raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with `inv sync.list`") from None
+                raise DevopsError(f"no manifest for {self.url(key)}: list the dumps with "
+                                  f"`{hints.inv('sync.list')}`") from None
             raise UnreadableManifest(self.url(name), describe(exc)) from None
         except BotoCoreError as exc:
             raise DevopsError(f"S3 unreachable: {describe(exc)}") from None
