@@ -7,16 +7,23 @@ passed explicitly so that a Settings object built from another environment still
 
 from __future__ import annotations
 
+import difflib
 import enum
+import functools
 import json
+import re
 import threading
 from typing import Any
 
+import botocore
+import botocore.loaders
 import botocore.session
 import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.parsers import ResponseParserError
 
+from devops import hints
 from devops.config import Settings
 from devops.errors import DevopsError
 from devops.masking import register_secret
@@ -24,6 +31,90 @@ from devops.masking import register_secret
 # Short connect timeout and few retries: a wrong endpoint or a dead emulator must fail in seconds.
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 SMALL_BODY = 1024 * 1024
+# What a region's name looks like: lower-case words and a number, joined by dashes (us-east-1, us-gov-west-1,
+# eusc-de-east-1). An availability zone (us-east-1a), capitals or underscores are not one.
+REGION_NAME = re.compile(r"[a-z]+(-[a-z]+)+-[0-9]+")
+EXAMPLE_REGION = "us-east-1"
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region of every partition in botocore's endpoint data: partitions.json, which its endpoint rules
+    resolve a region with (it lists new regions no later than endpoints.json). Its "aws-global" pseudo-regions
+    are not region names."""
+    partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
+    return frozenset(region for partition in partitions for region in partition["regions"]
+                     if REGION_NAME.fullmatch(region))
+
+
+def region_problem(settings: Settings) -> str | None:
+    """Why the tasks cannot use the settings' region, in one line; None when they can.
+
+    A region is used when botocore's endpoint data lists it, in any partition. Any other name is refused before
+    a request is made, whichever endpoint the requests would go to: on AWS an unknown region is a host name that
+    does not exist (a typo, us-esat-1, would fail as "could not connect"), and an emulator such as the sandbox's
+    (AWS_ENDPOINT_URL) knows the regions its own botocore lists and answers the others with a 500 page; so
+    AWS_ENDPOINT_URL is no sign that a region is meant. A region newer than the installed botocore is meant when
+    devops.new_region (INVOKE_DEVOPS_NEW_REGION) names it too: the same name twice is deliberate, and a typo in
+    either is still caught.
+    """
+    region, source = settings.region, settings.region_source or "the region setting"
+    if not REGION_NAME.fullmatch(region):
+        return f"AWS region {region!r} is not a region name: check {source} (a region name looks like {EXAMPLE_REGION})"
+    if region in known_regions() or region == settings.new_region:
+        return None
+    close = difflib.get_close_matches(region, sorted(known_regions()), n=2)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"a region name looks like {EXAMPLE_REGION}"
+    return (f"unknown AWS region {region!r}: no AWS partition in botocore {botocore.__version__} has it; check "
+            f"{source} ({hint}), or, for a region newer than botocore, also set INVOKE_DEVOPS_NEW_REGION={region}")
+
+
+def require_region(settings: Settings) -> None:
+    """region_problem as an error: called before any request (every client is made by ``client``)."""
+    problem = region_problem(settings)
+    if problem:
+        raise DevopsError(problem)
+
+
+class ForeignAnswer(DevopsError):
+    """An answer that is not an AWS API's: a web page, a proxy's error, a body botocore cannot parse. It names
+    the endpoint and what to check, and ends the call at once (botocore would retry a 5xx)."""
+
+
+def foreign_answer(settings: Settings, endpoint: str, what: str) -> str:
+    answered = f"{endpoint} answered {what}, not as an AWS API does"
+    if settings.uses_emulator:
+        return (f"{answered}: check AWS_ENDPOINT_URL (it must lead to AWS or an emulator of it, such as the "
+                f"sandbox's: `{hints.inv('sandbox.status')}`) and the region {settings.region}")
+    return (f"{answered}: check the way to AWS from here (a proxy: HTTPS_PROXY, NO_PROXY) and the region "
+            f"{settings.region}")
+
+
+def _is_web_page(response: dict[str, Any]) -> bool:
+    """A web page (a server's error page, a proxy's, a portal's): never an AWS API's answer, which is XML or JSON.
+    Its body tells when botocore has read it; an error's Content-Type tells too (a HEAD's error has no body). A
+    download's Content-Type is its object's, and its body (a stream) the caller's data: neither is looked at."""
+    body, status = response.get("body"), response["status_code"]
+    if status >= 300 and "text/html" in str(response["headers"].get("content-type", "")).lower():
+        return True
+    head = body[:512].lstrip().lower() if isinstance(body, bytes) else b""
+    return head.startswith(b"<") and (head.startswith(b"<!doctype html") or b"<html" in head)
+
+
+def _refuse_foreign_answers(made: Any, settings: Settings) -> None:
+    endpoint = made.meta.endpoint_url
+
+    def page(response_dict: dict[str, Any], **_: Any) -> None:
+        if _is_web_page(response_dict):
+            raise ForeignAnswer(foreign_answer(settings, endpoint, f"HTTP {response_dict['status_code']} with "
+                                                                  "a web page"))
+
+    def unparseable(exception: BaseException, **_: Any) -> None:
+        if isinstance(exception, ResponseParserError):
+            raise ForeignAnswer(foreign_answer(settings, endpoint, "with a body botocore cannot parse")) from None
+
+    made.meta.events.register("before-parse", page)
+    made.meta.events.register("after-call-error", unparseable)
 
 
 def session(settings: Settings) -> botocore.session.Session:
@@ -39,10 +130,12 @@ def session(settings: Settings) -> botocore.session.Session:
 
 def client(settings: Settings, service: str, boto_session: botocore.session.Session | None = None,
            config: Config | None = None) -> Any:
+    require_region(settings)
     made = (boto_session or session(settings)).create_client(
         service, region_name=settings.region or None, endpoint_url=settings.aws_endpoint_url or None,
         config=config or CLIENT_CONFIG,
     )
+    _refuse_foreign_answers(made, settings)
     if service == "s3":
         made.meta.events.register_last("before-call.s3", _no_continue_for_small_bodies)
     return made
@@ -181,8 +274,9 @@ def _bare_status(code: str, operation: str) -> S3ErrorKind:
 
 
 def describe(exc: Exception) -> str:
-    """A one-line description of a boto error."""
+    """A one-line description of a boto error (an error's message may run over several lines)."""
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip().rstrip(":")
+        message = next(iter(str(err.get("Message") or "").strip().splitlines()), "")
+        return f"{err.get('Code', 'Error')}: {message}".strip().rstrip(":")
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

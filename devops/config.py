@@ -23,6 +23,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "project_name": "davidshaevel",
     # Empty means: AWS_REGION, then AWS_DEFAULT_REGION, then DEFAULT_REGION.
     "region": "",
+    # A region newer than the installed botocore, named here to use it anyway: the tasks refuse a region that
+    # no partition of botocore's endpoint data lists (a typo would otherwise reach AWS as requests to a host
+    # that does not exist), unless it is exactly this one (devops.aws.region_problem).
+    "new_region": "",
     # host[:port] to reach RDS at instead of its endpoint: an SSH/SSM tunnel to a private instance,
     # or the sandbox's stand-in.
     "rds_address": "",
@@ -88,6 +92,9 @@ ECS_SERVICES = ("backend", "frontend", "prometheus", "grafana")
 class Settings:
     project_name: str = CONFIG_DEFAULTS["project_name"]
     region: str = DEFAULT_REGION
+    # Where the region came from, for the line that refuses it: the setting or variable to change.
+    region_source: str = ""
+    new_region: str = ""
     terraform_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["terraform_dir"]
     sandbox_dir: Path = REPO_ROOT / CONFIG_DEFAULTS["sandbox_dir"]
     sandbox_pg_bin: str = ""
@@ -132,15 +139,19 @@ class Settings:
                 f"invalid project_name {project!r}: use 3-32 lower-case letters, digits and dashes, starting with "
                 "a letter and not ending with a dash (it names the S3 bucket and the RDS instance)"
             )
-        region = (
-            str(values["region"] or "")
-            or env.get("AWS_REGION", "")
-            or env.get("AWS_DEFAULT_REGION", "")
-            or DEFAULT_REGION
+        region, region_source = next(
+            (value, source) for value, source in (
+                (str(values["region"] or ""), "devops.region"),
+                (env.get("AWS_REGION", ""), "AWS_REGION"),
+                (env.get("AWS_DEFAULT_REGION", ""), "AWS_DEFAULT_REGION"),
+                (DEFAULT_REGION, "the default"),
+            ) if value
         )
         return cls(
             project_name=project,
             region=region,
+            region_source=region_source,
+            new_region=str(values["new_region"] or "").strip(),
             terraform_dir=_repo_path(values["terraform_dir"]),
             sandbox_dir=_repo_path(values["sandbox_dir"]),
             sandbox_pg_bin=str(values["sandbox_pg_bin"] or ""),

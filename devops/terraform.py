@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from devops import runlog
+from devops import aws, runlog
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -37,6 +37,7 @@ class Terraform:
     def __init__(
         self, settings: Settings, env: Mapping[str, str | None] | None = None, log: Path | None = None
     ):
+        self.settings = settings
         self.directory = settings.terraform_dir
         # ``env`` overrides the process environment; a None value removes the variable.
         merged = {**os.environ, **settings.terraform_variables(), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
@@ -46,7 +47,9 @@ class Terraform:
         self.log = log
 
     def _command(self, *args: str) -> list[str]:
-        """terraform -chdir=<the environment> ARGS, or one clear line when either is missing."""
+        """terraform -chdir=<the environment> ARGS, or one clear line when either is missing (or the region is
+        unknown: Terraform's AWS calls take the tasks' region, TF_VAR_aws_region)."""
+        aws.require_region(self.settings)
         if not self.directory.is_dir():
             raise TerraformError(f"Terraform directory {self.directory} not found: check devops.terraform_dir")
         binary = shutil.which("terraform", path=self.env.get("PATH"))
@@ -220,6 +223,8 @@ class OutputsCache:
             f"{config.get('workspace_key_prefix', 'env:')}/{workspace}/{config['key']}"
         try:
             etag = s3.head_object(Bucket=config["bucket"], Key=key)["ETag"]
+        except aws.ForeignAnswer:
+            raise  # Terraform's read would meet the same endpoint, and say so less clearly
         except Exception:  # noqa: BLE001 - no state yet, no access, no network: Terraform's read says which
             return None
         return cls(data_dir / cls.FILE, config["bucket"], key, etag)

@@ -10,15 +10,19 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import botocore
 import pytest
 
 from devops.config import REPO_ROOT, ECR_REPOSITORIES, ECS_SERVICES
-from tests.helpers import INV
+from devops.postgres import parse_url
+from devops.sync.database import Database
+from tests.helpers import INV, secrets_of
 
 PILOT_CHECKS = ["AWS credentials", "Terraform state", *(f"ECR {r}" for r in ECR_REPOSITORIES),
                 "S3 db-backups bucket", "S3 db-backups protections", "Recent dump", "RDS instance",
-                "RDS connection", "VPC"]
+                "RDS connection", "Neon", "VPC"]
 ACTIVE_CHECKS = [*PILOT_CHECKS, "ECS cluster", *(f"ECS {s}" for s in ECS_SERVICES), "ALB targets",
                  "ALB health URL", "CloudFront", "Service discovery"]
 FAKE_DUMP = "neon-dumps/9999-validate-test.dump"
@@ -37,6 +41,14 @@ def report(env: dict, *args: str) -> tuple[dict, int]:
 
 def statuses(payload: dict) -> dict[str, str]:
     return {check["name"]: check["status"] for check in payload["checks"]}
+
+
+def messages(payload: dict) -> dict[str, str]:
+    return {check["name"]: check["message"] for check in payload["checks"]}
+
+
+def status_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith("[")]
 
 
 def assert_only(payload: dict, expected: dict[str, str]) -> None:
@@ -69,6 +81,11 @@ def test_healthy_pilot_light_passes_every_check(sandbox_env, sandbox_settings):
     assert len(lines) == len(PILOT_CHECKS) and all(line.startswith("[PASS]") for line in lines), out
     assert "AWS credentials valid (account " in lines[0]
     assert lines[1] == "[PASS] Dev infrastructure is in Pilot Light mode"
+    # Neon as the sync reaches it: the URL's host, over TLS verified with the sandbox's CA, every table readable.
+    neon = urlsplit(sandbox_env["NEON_DATABASE_URL"])
+    assert lines[PILOT_CHECKS.index("Neon")] == (
+        f"[PASS] Neon answers as neondb_owner over verified TLS at {neon.hostname}:{neon.port}/neondb (NEON_DATABASE_URL "
+        f"names the direct host) and can read its {neon_tables(sandbox_env)} tables")
     assert "VALIDATION SUMMARY" in out and "Mode:      Pilot Light" in out
     assert f"Passed:   {len(PILOT_CHECKS)}" in out and "Warnings: 0" in out and "Failed:   0" in out
     assert out.rstrip().endswith("Dev Pilot Light components are healthy")
@@ -109,7 +126,8 @@ def test_secrets_are_never_printed(sandbox_env, sandbox_state):
     assert len([line for line in lines if re.fullmatch(r" {7}(.*; )?\d+\.\d\ds", line)]) == len(PILOT_CHECKS)
     assert result.stderr.rstrip().endswith("Dev Pilot Light components are healthy"), result.stderr
     assert [c["name"] for c in json.loads(result.stdout)["checks"]] == PILOT_CHECKS
-    assert sandbox_state["rds"]["password"] not in result.stdout + result.stderr
+    for secret in (sandbox_state["rds"]["password"], *secrets_of(sandbox_env)):  # RDS's, and Neon's from its URL
+        assert secret not in result.stdout + result.stderr
 
 
 def test_no_credentials_is_one_fail_line(sandbox_env):
@@ -132,6 +150,40 @@ def test_unreadable_state_is_one_fail_line(sandbox_env, tmp_path):
     fails = [line for line in result.stdout.splitlines() if line.startswith("[FAIL]")]
     assert len(fails) == 1 and fails[0].startswith("[FAIL] Cannot read Terraform state"), result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_region_is_one_fail_line_before_any_request(sandbox, sandbox_env):
+    network = sandbox.network()
+    network.reset()
+    result = validate({**sandbox_env, "AWS_REGION": "xx-nowhere-1"})
+    assert result.returncode == 1
+    assert status_lines(result) == ["[FAIL] unknown AWS region 'xx-nowhere-1': no AWS partition in botocore "
+                                    f"{botocore.__version__} has it; check AWS_REGION (a region name looks like "
+                                    "us-east-1), or, for a region newer than botocore, also set "
+                                    "INVOKE_DEVOPS_NEW_REGION=xx-nowhere-1"], result.stdout
+    assert "Failed:   1" in result.stdout and "Passed:   0" in result.stdout
+    assert "html" not in (result.stdout + result.stderr).lower() and "Traceback" not in result.stderr
+    counts = network.counts()
+    assert counts["aws"].connections == counts["neon"].connections == counts["rds"].connections == 0
+
+
+def test_a_malformed_region_is_one_fail_line(sandbox_env):
+    result = validate({**sandbox_env, "AWS_REGION": "us-east-1a"})
+    assert result.returncode == 1
+    assert status_lines(result) == ["[FAIL] AWS region 'us-east-1a' is not a region name: check AWS_REGION (a region "
+                                    "name looks like us-east-1)"], result.stdout
+
+
+def test_an_answer_that_is_not_awss_is_one_fail_line_naming_the_endpoint(sandbox_env, sandbox_state):
+    """AWS_ENDPOINT_URL at a web server (the app stand-in, which answers a POST with a 501 page): the first
+    request says so, in one line, and validate stops there."""
+    web = f"http://127.0.0.1:{sandbox_state['app']['port']}"
+    result = validate({**sandbox_env, "AWS_ENDPOINT_URL": web})
+    assert result.returncode == 1
+    assert status_lines(result) == [f"[FAIL] {web} answered HTTP 501 with a web page, not as an AWS API does: check "
+                                    "AWS_ENDPOINT_URL (it must lead to AWS or an emulator of it, such as the sandbox's: "
+                                    "`inv sandbox.status`) and the region us-east-1"], result.stdout
+    assert "<" not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
 def test_outputs_come_from_the_cache_while_the_state_is_unchanged(sandbox_env, sandbox_state):
@@ -247,6 +299,109 @@ def test_stopped_rds_server_fails_the_connection(sandbox, sandbox_env):
     finally:
         cluster.start()
     assert report(sandbox_env)[1] == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Neon, where the data lives in pilot light
+
+
+def neon_tables(env: dict) -> int:
+    """The tables the sync reads in the Neon stand-in, as the sync counts them."""
+    database = neon_database(env)
+    try:
+        return len(database.counts()[0])
+    finally:
+        database.close()
+
+
+def neon_database(env: dict) -> Database:
+    """Neon as the sync reads it (devops.sync.database), through the task's URL and CA."""
+    endpoint, _ = parse_url(env["NEON_DATABASE_URL"], "Neon", "NEON_DATABASE_URL",
+                            ca_file=env["INVOKE_DEVOPS_NEON_CA_FILE"])
+    return Database("neon", endpoint)
+
+
+def superuser_sql(sandbox, statement: str) -> None:
+    conn = sandbox.server("neon").connect(as_superuser=True, database="neondb")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def test_neon_unset_is_one_fail_line_saying_what_to_export(sandbox_env):
+    env = {k: v for k, v in sandbox_env.items() if k != "NEON_DATABASE_URL"}
+    result = validate(env)
+    assert result.returncode == 1
+    fails = [line for line in status_lines(result) if not line.startswith("[PASS]")]
+    assert fails == ["[FAIL] NEON_DATABASE_URL is not set: export it (postgresql://<user>:<password>@<host>/<dbname>, "
+                     "as the Neon console's Connect dialog shows it)"], result.stdout
+
+
+def test_neon_with_a_wrong_password_fails_naming_the_host_never_a_password(sandbox_env):
+    url = urlsplit(sandbox_env["NEON_DATABASE_URL"])
+    wrong = "not-the-neon-password-7f3a"
+    netloc = f"{url.username}:{quote(wrong)}@{url.hostname}:{url.port}"
+    result = validate({**sandbox_env, "NEON_DATABASE_URL": urlunsplit(url._replace(netloc=netloc))})
+    assert result.returncode == 1
+    [line] = [line for line in status_lines(result) if not line.startswith("[PASS]")]
+    assert line.startswith(f"[FAIL] cannot connect to Neon at {url.hostname}:{url.port}/neondb: "), line
+    assert 'password authentication failed for user "neondb_owner"' in line, line
+    assert line.endswith(f"; check NEON_DATABASE_URL (postgresql://****@{url.hostname}:{url.port}/neondb)"), line
+    for secret in (wrong, *secrets_of(sandbox_env)):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_neon_over_tls_that_is_not_verified_warns(sandbox_env):
+    payload, code = report({**sandbox_env, "NEON_DATABASE_URL": sandbox_env["NEON_DATABASE_URL"] + "?sslmode=require"})
+    assert code == 0
+    assert_only(payload, {"Neon": "WARN"})
+    assert "over TLS that is not verified (NEON_DATABASE_URL sets sslmode=require)" in messages(payload)["Neon"]
+
+
+def test_neon_with_a_table_its_role_cannot_read_fails(sandbox, sandbox_env):
+    """A table the sync's pg_dump could not read (another role's, never granted): validate names it."""
+    superuser_sql(sandbox, "CREATE TABLE public.validate_not_granted (id int)")
+    try:
+        payload, code = report(sandbox_env)
+    finally:
+        superuser_sql(sandbox, "DROP TABLE public.validate_not_granted")
+    assert code == 1
+    assert_only(payload, {"Neon": "FAIL"})
+    assert messages(payload)["Neon"] == (
+        f"Neon: neondb_owner cannot read 1 of the {neon_tables(sandbox_env) + 1} tables the sync dumps "
+        "(public.validate_not_granted): grant it SELECT on them and USAGE on their schemas")
+
+
+def test_verbose_shows_neons_size_and_objects_with_the_figures_the_sync_reads(sandbox, sandbox_env):
+    database = neon_database(sandbox_env)
+    try:
+        database.read_server()
+        objects, table = database.counts()[1], database.lock_table
+    finally:
+        database.close()
+    # The same figures as the sync's plan: its objects (sql/lockable_objects.sql) and lock table (sql/lock_table.sql).
+    lock_table = (f"{objects:,} objects against a lock table of {table.capacity:,} "
+                  f"(max_locks_per_transaction {table.max_locks} x {table.slots} slots)")
+    result = validate(sandbox_env, "--verbose")
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("[PASS] Neon answers as ")]
+    detail = lines[at + 1]
+    assert re.match(r" {7}PostgreSQL \d+\.\d+; database \d+\.\d MB, no ceiling known \(the server has no "
+                    r"neon\.max_cluster_size\); ", detail), detail
+    assert f"; {lock_table}; " in detail, detail
+    # A server with Neon's ceiling (shown as Neon shows it, "512MB"): the size against it.
+    superuser_sql(sandbox, "ALTER DATABASE neondb SET neon.max_cluster_size = '512MB'")
+    try:
+        payload, code = report(sandbox_env, "--verbose")
+    finally:
+        superuser_sql(sandbox, "ALTER DATABASE neondb RESET neon.max_cluster_size")
+    assert code == 0
+    detail = {c["name"]: c["detail"] for c in payload["checks"]}["Neon"]
+    assert re.search(r"; database \d+\.\d MB of a 512 MB ceiling \(\d+%, neon\.max_cluster_size\); ", detail), detail
 
 
 # --------------------------------------------------------------------------------------------------

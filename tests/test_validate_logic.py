@@ -12,7 +12,8 @@ import pytest
 from devops.errors import DevopsError
 from devops.masking import register_secret
 from devops.modes import ACTIVE, PILOT
-from devops.validate.checks import Answers
+from devops.postgres import parse_url
+from devops.validate.checks import Answers, named_host
 from devops.validate.report import CheckResult, CheckStatus, Finding, ValidationReport
 
 
@@ -91,3 +92,15 @@ def test_the_report_masks_what_a_check_said(monkeypatch):
     found = Finding(CheckStatus.FAIL, "login failed for s3cret-in-a-message", "with s3cret-in-a-message")
     row = CheckResult("RDS connection", found, 0.1).to_json()
     assert "s3cret" not in json.dumps(row) and row["status"] == "FAIL"
+
+
+def test_the_neon_line_says_whether_the_url_names_the_pooled_or_the_direct_host():
+    pooled = "postgresql://owner:pw@ep-quiet-lake-123456-pooler.us-east-2.aws.neon.tech/neondb"
+    direct = pooled.replace("-pooler", "")
+    endpoint, _ = parse_url(pooled, "Neon", "NEON_DATABASE_URL")
+    assert endpoint.host == "ep-quiet-lake-123456.us-east-2.aws.neon.tech"  # what the tasks connect to
+    assert named_host(pooled, endpoint.host) == ("NEON_DATABASE_URL names the pooled host "
+                                                 "ep-quiet-lake-123456-pooler.us-east-2.aws.neon.tech: the tasks use the "
+                                                 "direct one")
+    assert named_host(direct, parse_url(direct, "Neon", "NEON_DATABASE_URL")[0].host) == \
+        "NEON_DATABASE_URL names the direct host"

@@ -15,16 +15,21 @@ import ssl
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
+import psycopg2
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from devops import aws
 from devops.config import ECR_REPOSITORIES, ECS_SERVICES, Settings
 from devops.console import age
-from devops.endpoints import PrivateRds, rds_endpoint
+from devops.endpoints import NEON_CA_SETTING, PrivateRds, rds_endpoint
 from devops.errors import DevopsError
 from devops.masking import first_line
 from devops.modes import ACTIVE, BOTH, PILOT, mode_of
+from devops.postgres import USER_TABLES, parse_url
+from devops.sync import sql
 from devops.sync.store import DUMP_SUFFIX, DumpStore
 from devops.terraform import Terraform
 from devops.validate.report import CheckStatus, Finding
@@ -36,6 +41,29 @@ RECENT_DUMP_DAYS = 7
 # Fast failure over patience: one try more, short timeouts, so a dead endpoint costs seconds, not minutes.
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
 HTTP_TIMEOUT = 5
+DB_CONNECT_TIMEOUT = 5
+# S3's answers for a protection the bucket does not have. Any other error (no permission, no answer, an answer
+# that is not S3's) says nothing about the bucket: the check fails on it rather than report a lack.
+NOT_CONFIGURED = frozenset({"NoSuchLifecycleConfiguration", "NoSuchPublicAccessBlockConfiguration",
+                            "ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucketPolicy"})
+# Neon in one query, one round trip after the login: the tables the sync reads (postgres.USER_TABLES) and which
+# of them this role cannot read (a schema's USAGE first: has_table_privilege errs on a schema it may not use);
+# the database's size and Neon's ceiling for the branch in bytes (neon.max_cluster_size, which Neon's servers
+# show as "512MB", -1 for none; NULL on a server without it); and the figures the sync's plan weighs, the
+# objects a restore drops and creates (sql/lockable_objects.sql) and the server's lock table (sql/lock_table.sql).
+NEON_READ = f"""
+SELECT tables.*, pg_database_size(current_database()),
+       (SELECT CASE WHEN v = '-1' THEN -1 ELSE pg_size_bytes(v) END
+        FROM current_setting('neon.max_cluster_size', true) AS v),
+       ({sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)}), lock_table.*
+FROM (SELECT count(*),
+             coalesce(array_agg(format('%s.%s', t.nspname, t.relname)) FILTER (WHERE NOT CASE
+                          WHEN has_schema_privilege(t.nspname, 'USAGE')
+                          THEN has_table_privilege(format('%I.%I', t.nspname, t.relname), 'SELECT') END),
+                      ARRAY[]::text[])
+      FROM ({USER_TABLES}) AS t) AS tables,
+     ({sql.load("lock_table")}) AS lock_table
+"""
 
 
 class Answers:
@@ -162,21 +190,21 @@ def bucket_protections(ctx: Context) -> Finding:
     def holds(call: Callable[[], bool]) -> bool:
         try:
             return call()
-        except Exception as exc:  # noqa: BLE001 - "no such configuration" is an error code here
-            if aws.s3_error_kind(exc) is aws.S3ErrorKind.MISSING_BUCKET:
-                raise
-            return False
+        except ClientError as exc:  # "no such configuration" is an error code here
+            if exc.response.get("Error", {}).get("Code") in NOT_CONFIGURED:
+                return False
+            raise
 
     probes = {
         "lifecycle": lambda: any(rule.get("Status") == "Enabled" for rule in
                                  s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])),
         "public-access blocks": lambda: all(s3.get_public_access_block(Bucket=bucket)
-                                            ["PublicAccessBlockConfiguration"].get(key) for key in
+                                            .get("PublicAccessBlockConfiguration", {}).get(key) for key in
                                             ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
                                              "RestrictPublicBuckets")),
         "encryption": lambda: bool(s3.get_bucket_encryption(Bucket=bucket)
-                                   ["ServerSideEncryptionConfiguration"].get("Rules")),
-        "TLS-only policy": lambda: _denies_plain_http(s3.get_bucket_policy(Bucket=bucket)["Policy"]),
+                                   .get("ServerSideEncryptionConfiguration", {}).get("Rules")),
+        "TLS-only policy": lambda: _denies_plain_http(s3.get_bucket_policy(Bucket=bucket).get("Policy", "{}")),
     }
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:  # side by side: one round trip, not four
         held = dict(zip(probes, pool.map(holds, probes.values())))
@@ -230,18 +258,84 @@ def rds_connection(ctx: Context) -> Finding:
         return Finding(WARN, "RDS login: not reachable from here (private): run `inv validate --on ecs` to check it "
                             "from the VPC, or reach it through a tunnel and set rds_address")
     try:
-        conn = endpoint.connect(timeout=5)
+        conn = endpoint.connect(timeout=DB_CONNECT_TIMEOUT)
     except DevopsError as exc:  # one line naming RDS and, for TLS, what to set (Endpoint.refusal)
         return Finding(FAIL, str(exc))
     except Exception as exc:  # noqa: BLE001
         return Finding(FAIL, f"RDS connection to {endpoint.where()} failed: {first_line(exc)}")
     try:
+        conn.autocommit = True  # psycopg2 sends no BEGIN first: one round trip, not two
         with conn.cursor() as cur:
             cur.execute("select 1")
             cur.fetchone()
     finally:
         conn.close()
     return Finding(PASS, f"RDS answers select 1 as {endpoint.user} ({endpoint.where()})")
+
+
+@check("Neon", needs_outputs=False)
+def neon(ctx: Context) -> Finding:
+    """Neon as the sync reaches it (its URL, the direct host, verified TLS), and whether its role can read what
+    the sync reads: one login, one query (NEON_READ)."""
+    settings = ctx.settings
+    try:
+        endpoint, _ = parse_url(settings.neon_database_url, "Neon", "NEON_DATABASE_URL",
+                                ca_file=settings.neon_ca_file, ca_setting=NEON_CA_SETTING)
+    except DevopsError as exc:  # unset or malformed: what to export
+        return Finding(FAIL, str(exc))
+    try:
+        conn = endpoint.connect(timeout=DB_CONNECT_TIMEOUT)
+    except DevopsError as exc:  # one line naming Neon's host and libpq's first line (Endpoint.refusal)
+        return Finding(FAIL, f"{exc}; check NEON_DATABASE_URL ({endpoint.masked()})")
+    try:
+        conn.autocommit = True  # psycopg2 sends no BEGIN first: the query is the one round trip
+        with conn.cursor() as cur:
+            cur.execute(NEON_READ)
+            tables, unreadable, size, ceiling, objects, max_locks, slots = cur.fetchone()
+        encrypted, version = conn.info.ssl_in_use, conn.server_version
+    except psycopg2.Error as exc:
+        return Finding(FAIL, f"Neon at {endpoint.where()}: cannot read what the sync reads: {first_line(exc)}")
+    finally:
+        conn.close()
+    detail = (f"PostgreSQL {version // 10000}.{version % 10000}; {_size(size, ceiling)}; {objects:,} objects "
+              f"against a lock table of {max_locks * slots:,} (max_locks_per_transaction {max_locks} x {slots} slots)")
+    if unreadable:
+        return Finding(FAIL, f"Neon: {endpoint.user} cannot read {len(unreadable)} of the {tables} tables the sync "
+                            f"dumps ({', '.join(unreadable[:3])}{', ...' if len(unreadable) > 3 else ''}): grant "
+                            "it SELECT on them and USAGE on their schemas", detail)
+    sslmode = dict(endpoint.params).get("sslmode")
+    if sslmode not in ("verify-full", "verify-ca") or not encrypted:
+        how = "over TLS that is not verified" if encrypted else "without TLS"
+        return Finding(WARN, f"Neon answers as {endpoint.user} at {endpoint.where()} {how} (NEON_DATABASE_URL sets "
+                             f"sslmode={sslmode}): without sslmode in the URL the tasks verify Neon's certificate",
+                       detail)
+    return Finding(PASS, f"Neon answers as {endpoint.user} over verified TLS at {endpoint.where()} "
+                         f"({named_host(settings.neon_database_url, endpoint.host)}) and can read its {tables} tables",
+                   detail)
+
+
+def named_host(url: str, direct: str) -> str:
+    """Which host NEON_DATABASE_URL names: the direct one, or a pooler's (postgres.parse_url gives the tasks its
+    direct host: pg_dump cannot run through PgBouncer)."""
+    named = urlsplit(url.strip()).hostname
+    if named == direct:
+        return "NEON_DATABASE_URL names the direct host"
+    return f"NEON_DATABASE_URL names the pooled host {named}: the tasks use the direct one"
+
+
+def _megabytes(size: int) -> str:
+    megabytes = size / 2 ** 20
+    return f"{megabytes:,.0f} MB" if megabytes >= 100 else f"{megabytes:.1f} MB"
+
+
+def _size(size: int, ceiling: int | None) -> str:
+    """The database's size against Neon's ceiling for the branch (neon.max_cluster_size, in bytes; -1: none)."""
+    if ceiling is None:
+        return f"database {_megabytes(size)}, no ceiling known (the server has no neon.max_cluster_size)"
+    if ceiling < 0:
+        return f"database {_megabytes(size)}, no ceiling (neon.max_cluster_size is -1)"
+    return (f"database {_megabytes(size)} of a {_megabytes(ceiling)} ceiling ({size / ceiling:.0%}, "
+            "neon.max_cluster_size)")
 
 
 @check("VPC")

@@ -54,6 +54,12 @@ def run_validate(settings: Settings, console: Console, options: Options) -> Vali
 
 def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecutor) -> ValidationReport:
     settings, results = ctx.settings, []
+    # Before any request: every answer about an unknown region would be an error of its own (or, from an
+    # emulator that ignores the region for some services, a PASS that means nothing).
+    problem = aws.region_problem(settings)
+    if problem:
+        results.append(_show(console, options, CheckResult("AWS region", Finding(CheckStatus.FAIL, problem), 0.0)))
+        return _finish(console, options, PILOT, results)
     terraform = Terraform(settings)
     ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
     # The outputs come from a cache while the state's ETag is unchanged (one HEAD; else Terraform runs).
