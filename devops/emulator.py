@@ -1,4 +1,4 @@
-"""The sandbox's AWS emulator: moto's server, with two fixes where it answers otherwise than AWS.
+"""The sandbox's AWS emulator: moto's server, with three fixes where it answers otherwise than AWS.
 
 moto 5 evaluates a bucket policy's Condition without the request's context keys, and takes a condition
 on a key it does not know as satisfied. The dev bucket's TLS-only policy ("Deny s3:* when
@@ -9,6 +9,11 @@ fix does the same, which is what AWS does for requests over HTTPS.
 moto 5 keeps a DB parameter group's parameters as they were sent, without the Source AWS reports
 ("user" for a parameter set in the group): the Terraform AWS provider reads a group's parameters with
 Source "user", finds none, and plans to set them again after every apply. The fix records the source.
+
+moto answers a HEAD that fails (S3's HeadBucket or HeadObject of what does not exist) as a web page
+(werkzeug's text/html), where S3 answers application/xml, with no body either way. The tasks take an error
+answered as a web page for something that is not AWS (a proxy's or a portal's page, devops.aws): the fix
+gives the answer S3's type.
 
 It also serves one request at a time: moto's backends are plain dicts shared by the server's threads, and
 Terraform's parallel calls can race in them (seen: a security group's egress rule applied, answered with
@@ -76,6 +81,22 @@ def serialized(app: Callable[..., Iterable[bytes]], lock: threading.Lock = LOCK)
     return handle
 
 
+def head_errors_as_s3_answers_them(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    def handle(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return app(environ, start_response)
+
+        def respond(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            if int(status.split()[0]) >= 400:
+                headers = [(name, "application/xml") if name.lower() == "content-type" and "text/html" in value
+                           else (name, value) for name, value in headers]
+            return start_response(status, headers, *rest)
+
+        return app(environ, respond)
+
+    return handle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -84,7 +105,8 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs from it
     TaskRunner(f"http://{args.host}:{args.port}", LOCK).install()
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
+    run_simple(args.host, args.port, serialized(head_errors_as_s3_answers_them(app)), threaded=True,
+               request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":
