@@ -31,6 +31,7 @@ class _Lazy:
 terminal.quiet_broken_pipe()  # `inv --list | head`: no traceback (tasks handle it in devops.cli.handled)
 
 demo_engine = _Lazy("devops.demo")
+login_engine = _Lazy("devops.login")
 neon_secret = _Lazy("devops.neon_secret")
 remote = _Lazy("devops.remote")
 sandbox_engine = _Lazy("devops.sandbox")
@@ -176,6 +177,13 @@ def validate(c, verbose=False, json=False, strict=False, drift=False, on=None):
         raise Exit(code=report.exit_code)
 
 
+@task
+@handled
+def login(c):
+    """Sign in to AWS as AWS_PROFILE says: SSO's device code, or an assumed role's MFA code; later tasks reuse it."""
+    login_engine.run_login(Settings.from_context(c), Console())
+
+
 OPERATION = FlagSet(
     Flag("sync_data", "Copy the data first, as a pre-task; a failed sync stops before Terraform."),
     Flag("dry_run", "Show the Terraform plan (and the sync's plan with --sync-data); change nothing."),
@@ -294,5 +302,5 @@ toolbox.add_task(toolbox_image, "image")
 toolbox.add_task(toolbox_shell, "shell")
 toolbox.add_task(toolbox_stop, "stop")
 
-ns = Collection(sandbox, sync, secrets, toolbox, activate, deactivate, validate, demo, test)
+ns = Collection(sandbox, sync, secrets, toolbox, login, activate, deactivate, validate, demo, test)
 ns.configure({"devops": dict(CONFIG_DEFAULTS)})

@@ -20,10 +20,10 @@ import botocore.loaders
 import botocore.session
 import botocore.utils
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
 
-from devops import hints
+from devops import credentials, hints
 from devops.config import Settings
 from devops.errors import DevopsError
 from devops.masking import register_secret
@@ -118,14 +118,9 @@ def _refuse_foreign_answers(made: Any, settings: Settings) -> None:
 
 
 def session(settings: Settings) -> botocore.session.Session:
-    boto = botocore.session.Session(profile=settings.aws_profile or None)
-    try:
-        boto.get_scoped_config()  # an unknown profile fails here, in one line, not at the first request
-    except ProfileNotFound:
-        raise DevopsError(
-            f"AWS profile {settings.aws_profile!r} not found: check AWS_PROFILE or run `aws configure`"
-        ) from None
-    return boto
+    """The task's botocore session for ``settings``: one per identity in the process, its credentials resolved
+    (devops/credentials.py)."""
+    return credentials.session(settings)
 
 
 def client(settings: Settings, service: str, boto_session: botocore.session.Session | None = None,
@@ -175,7 +170,7 @@ def identity(settings: Settings, sts: Any = None) -> dict[str, str]:
     try:
         reply = (sts or client(settings, "sts")).get_caller_identity()
     except NoCredentialsError:
-        raise DevopsError("no AWS credentials found: set AWS_PROFILE or run `aws configure` (or `aws sso login`)") from None
+        raise DevopsError(f"no AWS credentials found: set AWS_PROFILE, or sign in with `{hints.inv('login')}`") from None
     except (ClientError, BotoCoreError) as exc:
         raise DevopsError(f"AWS credentials rejected or AWS unreachable: {describe(exc)}") from None
     return {"account": reply["Account"], "arn": reply["Arn"]}

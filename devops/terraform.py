@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from devops import aws, runlog
+from devops import aws, credentials, runlog
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -43,6 +43,8 @@ class Terraform:
         merged = {**os.environ, **settings.terraform_variables(), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
                   **(env or {})}
         self.env = {key: value for key, value in merged.items() if value is not None}
+        # The task's own identity, unless ``env`` brings one (the sandbox's own apply, with the emulator's keys).
+        self._own_identity = not (env or {}).get("AWS_ACCESS_KEY_ID")
         # Long commands (apply) write their full output here instead of the terminal.
         self.log = log
 
@@ -59,9 +61,17 @@ class Terraform:
             )
         return [binary, f"-chdir={self.directory}", *args]
 
+    def _process_env(self) -> dict[str, str]:
+        """The environment of a command: ``env``, with the task's AWS identity served to Terraform
+        (devops/credentials.py) in place of any profile or keys."""
+        if not self._own_identity:
+            return self.env
+        merged = {**self.env, **credentials.terraform_environment(self.settings)}
+        return {key: value for key, value in merged.items() if value is not None}
+
     def run(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
         command = self._command(*args)
-        result = subprocess.run(command, env=self.env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = subprocess.run(command, env=self._process_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
         # `output -json` and `show -json` print data the tasks read (outputs may hold sensitive values): not logged.
         stdout = f"({len(result.stdout)} characters of JSON)\n" if args[0] in ("output", "show") else result.stdout
         self._log(args, result.returncode, stdout + result.stderr)
@@ -84,7 +94,7 @@ class Terraform:
         human: list[str] = []
         errors: list[str] = []
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
+            proc = subprocess.Popen(command, env=self._process_env(), stdout=subprocess.PIPE, stderr=err, text=True,
                                     stdin=subprocess.DEVNULL)
             try:
                 for line in proc.stdout:

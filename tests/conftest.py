@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,21 @@ def engine() -> str:
     for target in ("toolbox", "dev"):
         toolbox.image(target)
     return docker
+
+
+@pytest.fixture
+def scratch():
+    """A folder of its own under SCRATCH (which every toolbox container mounts at the same path)."""
+    SCRATCH.mkdir(exist_ok=True)
+    path = SCRATCH / uuid.uuid4().hex[:8]
+    path.mkdir()
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def docker_only_path(engine, scratch):
+    """A PATH of a host with only Docker and core utilities."""
+    from tests.shim import bin_dir
+    return bin_dir(scratch / "bin", engine)

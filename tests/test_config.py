@@ -95,6 +95,7 @@ def test_the_rds_stand_in_has_the_lock_table_terraform_gives_the_dev_rds():
 def test_an_unknown_aws_profile_is_one_line_and_clients_take_the_settings_region(tmp_path, monkeypatch):
     (tmp_path / "config").write_text("[profile dev]\nregion = eu-west-1\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    (tmp_path / "credentials").write_text("[dev]\naws_access_key_id = AKIDEV\naws_secret_access_key = secret\n")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     with pytest.raises(DevopsError, match=r"^AWS profile 'nope' not found: check AWS_PROFILE"):
         aws.session(Settings.load({}, environ={"AWS_PROFILE": "nope"}))

@@ -28,46 +28,8 @@ from devops import toolbox
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
 from devops.sandbox import free_port
-from tests.conftest import PROVIDER_MIRRORS, SCRATCH
+from tests.shim import SHIM, bin_dir, shim_env
 from devops.sync.tools import ToolError, ToolVersions, check_tools_match_servers
-
-SHIM = REPO_ROOT / "toolbox" / "inv"
-
-# What toolbox/inv runs with besides docker: a host with only Docker and core utilities (setsid: util-linux's,
-# on every Linux; the shim falls back to perl's on macOS).
-CORE_UTILITIES = ("sh", "dirname", "basename", "id", "sha256sum", "sort", "cut", "env", "grep", "stat", "tail", "cat",
-                  "sleep", "date", "setsid", "mktemp", "cp", "mkdir", "rm", "touch")
-
-
-@pytest.fixture
-def scratch():
-    SCRATCH.mkdir(exist_ok=True)
-    path = SCRATCH / uuid.uuid4().hex[:8]
-    path.mkdir()
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _bin_dir(path: Path, docker: str | None) -> str:
-    """A PATH holding only the core utilities (and docker when given): no python3."""
-    path.mkdir()
-    for name in CORE_UTILITIES:
-        os.symlink(shutil.which(name), path / name)
-    if docker:
-        os.symlink(docker, path / "docker")
-    return str(path)
-
-
-def _shim_env(bin_dir: str, **extra: str) -> dict[str, str]:
-    keep = ("HOME", "DOCKER_HOST", "TF_PROVIDER_MIRROR", "DEVOPS_TOOLBOX_CA")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    # The machine's provider mirror, for the sandbox's Terraform in the container (toolbox/entrypoint).
-    mirror = next((m for m in (env.get("TF_PROVIDER_MIRROR", ""), *PROVIDER_MIRRORS)
-                   if m and Path(m, "registry.terraform.io").is_dir()), None)
-    if mirror:
-        env["TF_PROVIDER_MIRROR"] = mirror
-    return {**env, "PATH": bin_dir, **extra}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,10 +161,10 @@ def _shim_result(tmp_path: Path, *args: str, shim: Path = SHIM, fake: str = FAKE
     if not docker.exists():
         docker.write_text(fake)
         docker.chmod(0o755)
-        _bin_dir(tmp_path / "bin", str(docker))
+        bin_dir(tmp_path / "bin", str(docker))
     log = tmp_path / "calls.log"
     log.write_text("")
-    return subprocess.run(["sh", str(shim), *args], env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log),
+    return subprocess.run(["sh", str(shim), *args], env=shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log),
                                                                  **extra),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
 
@@ -267,6 +229,27 @@ def test_shim_passes_names_not_values_and_returns_the_exit_code(tmp_path):
     assert f" {name} sh -c " not in again[0]
 
 
+def test_shim_mounts_the_aws_credential_caches_writable_and_config_files_where_they_are(tmp_path):
+    """~/.aws stays read-only but for the caches botocore and `aws sso login` write (created when missing, as
+    the caller); AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE reach the container at their own paths."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    config = tmp_path / "elsewhere" / "config"
+    config.parent.mkdir()
+    config.write_text("[profile dev]\n")
+    calls = _shim_calls(tmp_path, "validate", HOME=str(home), AWS_CONFIG_FILE=str(config),
+                        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-such-file"))
+    created = next(line for line in calls if line.startswith("run "))
+    executed = next(line for line in calls if line.startswith("exec "))
+    assert f"-v {home}/.aws:/home/toolbox/.aws:ro" in created
+    for cache in ("sso/cache", "cli/cache"):
+        assert (home / ".aws" / cache).is_dir()
+        assert f"-v {home}/.aws/{cache}:/home/toolbox/.aws/{cache} " in created
+    assert f"-v {config}:{config}:ro" in created
+    assert "no-such-file:" not in created  # a missing file is not mounted (docker would make it a folder)
+    assert "-e AWS_CONFIG_FILE " in executed and "-e AWS_SHARED_CREDENTIALS_FILE " in executed
+
+
 def test_shim_uses_the_dev_image_for_the_tests(tmp_path):
     line = _image_run(_shim_calls(tmp_path, "test"))
     assert line.startswith("run ") and _runs_in(line, _tag(tmp_path, "dev")) and line.endswith(" inv test"), line
@@ -324,7 +307,7 @@ def test_the_task_is_told_how_the_user_ran_it(tmp_path):
         log = tmp_path / "calls.log"
         log.write_text("")
         subprocess.run(command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True,
-                       env=_shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra))
+                       env=shim_env(str(tmp_path / "bin"), FAKE_DOCKER_LOG=str(log), **extra))
         lines = log.read_text().splitlines()
         task = next(i for i, line in enumerate(lines) if line.startswith("exec ") and "-e DEVOPS_INV " in line)
         return lines[task + 1].removeprefix("DEVOPS_INV=")
@@ -410,7 +393,7 @@ def test_a_task_run_on_ecs_gets_the_engine(tmp_path):
 
 
 def test_shim_without_docker_says_so_in_one_line(tmp_path):
-    env = _shim_env(_bin_dir(tmp_path / "bin", None))
+    env = shim_env(bin_dir(tmp_path / "bin", None))
     result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["[ERROR] docker not found on PATH: install Docker (the toolbox needs nothing else)"]
@@ -420,7 +403,7 @@ def test_shim_with_no_docker_engine_says_so_in_one_line(tmp_path):
     docker = shutil.which("docker")
     if not docker:
         pytest.skip("no docker CLI on this machine")
-    env = _shim_env(_bin_dir(tmp_path / "bin", docker), DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    env = shim_env(bin_dir(tmp_path / "bin", docker), DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
     result = subprocess.run(["sh", str(SHIM), "validate"], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
@@ -444,24 +427,19 @@ def test_host_inv_with_no_docker_engine_says_so_in_one_line(tmp_path):
 # Against the real engine
 
 
-@pytest.fixture
-def docker_only_path(engine, scratch):
-    return _bin_dir(scratch / "bin", engine)
-
-
 def test_shim_runs_with_only_docker_and_core_utilities(docker_only_path):
     assert shutil.which("python3", path=docker_only_path) is None
-    result = subprocess.run(["sh", str(SHIM), "--version"], env=_shim_env(docker_only_path),
+    result = subprocess.run(["sh", str(SHIM), "--version"], env=shim_env(docker_only_path),
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Invoke ")
 
 
 def test_shim_passes_the_exit_code_through(docker_only_path):
-    shell = subprocess.run(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
+    shell = subprocess.run(["sh", str(SHIM), "toolbox.shell"], env=shim_env(docker_only_path),
                            input="exit 42\n", capture_output=True, text=True)
     assert shell.returncode == 42, shell.stderr
-    unknown = subprocess.run(["sh", str(SHIM), "no-such-task"], env=_shim_env(docker_only_path),
+    unknown = subprocess.run(["sh", str(SHIM), "no-such-task"], env=shim_env(docker_only_path),
                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert unknown.returncode == 1 and "no-such-task" in unknown.stderr
 
@@ -486,7 +464,7 @@ def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, s
     else:
         uid, gid, as_caller = os.getuid(), os.getgid(), []
     result = subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), "toolbox.shell"],
-                            env=_shim_env(docker_only_path, HOME=str(repo)),
+                            env=shim_env(docker_only_path, HOME=str(repo)),
                             input="touch made-in-the-container && id -u\n", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(uid)
@@ -495,7 +473,7 @@ def test_files_written_in_the_container_belong_to_the_caller(docker_only_path, s
     # A task (exec'd into the warm container) leaves no bytecode in the checkout.
     def shim(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*as_caller, "sh", str(repo / "toolbox" / "inv"), *args],
-                              env=_shim_env(docker_only_path, HOME=str(repo)), stdin=subprocess.DEVNULL,
+                              env=shim_env(docker_only_path, HOME=str(repo)), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True)
     try:
         listing = shim("--list")
@@ -514,7 +492,7 @@ def _foreground(command: list[str], **options) -> subprocess.Popen:
 
 def test_ctrl_c_reaches_the_task(docker_only_path):
     script = "trap 'echo interrupted; exit 130' INT\necho ready\nsleep 60 & wait\n"
-    process = _foreground(["sh", str(SHIM), "toolbox.shell"], env=_shim_env(docker_only_path),
+    process = _foreground(["sh", str(SHIM), "toolbox.shell"], env=shim_env(docker_only_path),
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         process.stdin.write(script)
@@ -536,7 +514,7 @@ def test_the_warm_container_is_reused_holds_no_secret_and_is_replaced_with_the_i
     toolbox.stop removes the checkout's warm containers."""
     repo = _copy_repo(scratch)
     shim = ["sh", str(repo / "toolbox" / "inv")]
-    env = _shim_env(docker_only_path, AWS_SECRET_ACCESS_KEY="very-secret-key")
+    env = shim_env(docker_only_path, AWS_SECRET_ACCESS_KEY="very-secret-key")
     label = f"label=devops.toolbox.checkout={repo}"
 
     def warm_ids() -> list[str]:
@@ -629,7 +607,7 @@ def test_the_sandbox_outlives_each_command_on_a_docker_only_host(engine, docker_
     container, find them: the Docker-only user's workflow, through the shim."""
     repo = _copy_repo(scratch)
     shim = ["sh", str(repo / "toolbox" / "inv")]
-    env = _shim_env(docker_only_path)
+    env = shim_env(docker_only_path)
     keeper = _sandbox_container(repo)
 
     def inv(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from devops import aws
+from devops import aws, credentials
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
@@ -59,6 +59,14 @@ def _run(console: Console, options: Options, ctx: Context, pool: ThreadPoolExecu
     problem = aws.region_problem(settings)
     if problem:
         results.append(_show(console, options, CheckResult("AWS region", Finding(CheckStatus.FAIL, problem), 0.0)))
+        return _finish(console, options, PILOT, results)
+    # The identity once, before the checks' threads: an MFA prompt or an SSO exchange happens here, and a
+    # failure is one line, not one per check.
+    try:
+        credentials.identity(settings)
+    except DevopsError as exc:
+        results.append(_show(console, options, CheckResult("AWS credentials", Finding(CheckStatus.FAIL, str(exc)),
+                                                           0.0)))
         return _finish(console, options, PILOT, results)
     terraform = Terraform(settings)
     ident = pool.submit(_timed, lambda: aws.identity(settings, ctx.client("sts")))
