@@ -1,4 +1,4 @@
-"""The sandbox's AWS emulator: moto's server, with three fixes where it answers otherwise than AWS.
+"""The sandbox's AWS emulator: moto's server, with four fixes where it answers otherwise than AWS.
 
 moto 5 evaluates a bucket policy's Condition without the request's context keys, and takes a condition
 on a key it does not know as satisfied. The dev bucket's TLS-only policy ("Deny s3:* when
@@ -20,6 +20,11 @@ Terraform's parallel calls can race in them (seen: a security group's egress rul
 an error, retried, and refused as a duplicate). Each call takes milliseconds, so the lock costs nothing
 that matters; the provider's long waits are sleeps on its side.
 
+moto's STS AssumeRole ignores MFA: the fix checks it as STS does. A request with SerialNumber needs the
+TokenCode that IAM's virtual MFA device of that serial shows (devops/sandbox/totp.py; the step before or
+after passes too, for clock skew), else AccessDenied with AWS's message; a role whose trust policy allows
+sts:AssumeRole only with aws:MultiFactorAuthPresent "true" is refused to a request without a code.
+
 ECS tasks run for real: a Fargate `run_task` starts its container through the local Docker engine
 (devops/emulator_tasks.py).
 
@@ -29,16 +34,23 @@ Run as ``python -m devops.emulator -H HOST -p PORT``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import threading
 from typing import Any, Callable, Iterable
 
+from moto.core.exceptions import AccessDeniedError
 from moto.iam import access_control
+from moto.iam.exceptions import NotFoundException
+from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.rds.models import DBParameterGroup
+from moto.sts.responses import TokenResponse
+from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 
 from devops.emulator_tasks import TaskRunner
+from devops.sandbox.totp import valid as valid_mfa_code
 
 _is_action_permitted = access_control.IAMPolicyStatement.is_action_permitted
 
@@ -67,6 +79,69 @@ def _parameters_set_by_the_user(self: DBParameterGroup, new_parameters: Iterable
 
 DBParameterGroup.update_parameters = _parameters_set_by_the_user
 
+
+class StsAccessDenied(AccessDeniedError):
+    """STS's AccessDenied (HTTP 403) with a message of its own."""
+
+    def __init__(self, message: str) -> None:
+        super(AccessDeniedError, self).__init__("AccessDenied", message)
+
+
+INVALID_MFA_CODE = "MultiFactorAuthentication failed with invalid MFA one time pass code. "
+UNKNOWN_MFA_DEVICE = ("MultiFactorAuthentication failed, unable to validate MFA code.  Please verify your MFA serial "
+                      "number is valid and associated with this user.")
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _mfa_required(trust_policy: str) -> bool:
+    """Whether a role's trust policy lets sts:AssumeRole through only with MFA: each of its Allows requires
+    aws:MultiFactorAuthPresent "true", or a Deny applies when it is "false" or absent."""
+    def mfa_present_is(statement: dict[str, Any], operators: tuple[str, ...], value: str) -> bool:
+        condition = statement.get("Condition") or {}
+        return any(value in [str(each).lower() for each in
+                             _listed(condition.get(operator, {}).get("aws:MultiFactorAuthPresent"))]
+                   for operator in operators)
+
+    statements = [statement for statement in _listed(json.loads(trust_policy or "{}").get("Statement", []))
+                  if {"sts:AssumeRole", "sts:*", "*"} & set(_listed(statement.get("Action")))]
+    allows = [statement for statement in statements if statement.get("Effect") == "Allow"]
+    denies = [statement for statement in statements if statement.get("Effect") == "Deny"]
+    return (bool(allows) and all(mfa_present_is(allow, ("Bool", "BoolIfExists"), "true") for allow in allows)
+            or any(mfa_present_is(deny, ("BoolIfExists",), "false") for deny in denies))
+
+
+_assume_role = TokenResponse.assume_role
+
+
+def _assume_role_checking_mfa(self: TokenResponse) -> Any:
+    serial, code = self._get_param("SerialNumber"), self._get_param("TokenCode")
+    iam = iam_backends[self.current_account][get_partition(self.region)]
+    caller_key = self.get_access_key()
+    if serial or code:
+        device = iam.virtual_mfa_devices.get(serial or "")
+        caller = iam.get_user_from_access_key_id(caller_key)
+        if device is None or device.user is not None and caller is not None and device.user is not caller:
+            raise StsAccessDenied(UNKNOWN_MFA_DEVICE)
+        if not valid_mfa_code(device.base32_string_seed, code or ""):
+            raise StsAccessDenied(INVALID_MFA_CODE)
+    else:
+        role_arn = self._get_param("RoleArn") or ""
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else self.current_account
+        try:
+            role = iam_backends[account][get_partition(self.region)].get_role_by_arn(role_arn)
+        except NotFoundException:  # moto lets a role that does not exist be assumed: nothing to check
+            role = None
+        if role is not None and _mfa_required(role.assume_role_policy_document):
+            caller_arn = self.backend.get_caller_identity(caller_key, self.region)[1]
+            raise StsAccessDenied(f"User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: "
+                                  f"{role_arn}")
+    return _assume_role(self)
+
+
+TokenResponse.assume_role = _assume_role_checking_mfa
 
 
 # One request at a time; the ECS task runner (devops/emulator_tasks.py) takes it too to change a task's state.
