@@ -27,6 +27,9 @@ The package, by what changes where:
   stand-in is a module of its own, started in Sandbox._start and listed in COMPONENTS);
 - ``shell_environment``: the variables that point the tasks at the sandbox (what ``sandbox.env`` prints);
 - ``provider_mirror``: Terraform's providers from a local mirror (the tests, the demo, the benches);
+- ``sso_stand_in``: IAM Identity Center's OIDC service and portal, which a test starts beside the sandbox
+  (AWS_ENDPOINT_URL_SSO[_OIDC]) to sign in as an SSO profile does; ``totp``: an MFA device's codes, which the
+  emulator's STS checks (devops/emulator.py) and tests type;
 - ``task_bodies``: what the sandbox.* tasks run, and their settings (task_settings).
 """
 
