@@ -61,10 +61,11 @@ class CredentialServer:
     def body(self) -> bytes:
         served = self._fetch()
         expiry = served.expiry or datetime.datetime.now(datetime.timezone.utc) + STATIC_LIFETIME
+        # "Token" always: botocore's container provider (boto3, the AWS CLI) reads it unconditionally and fails
+        # without it; an empty one is static keys to every SDK (no security-token header is sent).
         answer = {"AccessKeyId": served.access_key, "SecretAccessKey": served.secret_key,
+                  "Token": served.token or "",
                   "Expiration": expiry.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        if served.token:
-            answer["Token"] = served.token
         return json.dumps(answer).encode()
 
     def close(self) -> None:

@@ -9,7 +9,15 @@ task definition's first container through the local Docker engine, as ECS's agen
   emulated ECR for its tag. An image the engine lacks stops the task with CannotPullContainerError.
 - the environment: the definition's, then the run's overrides, and its ``secrets`` resolved from the
   emulated Secrets Manager (``ARN`` or ``ARN:json-key::``), plus what AWS gives a task implicitly: its
-  region, and here the emulator's endpoint and test credentials in place of the task role's.
+  region, here the emulator's endpoint, and the way to its task role's credentials (next).
+- the credentials: as on Fargate, the task role's (the run's ``taskRoleArn`` override, else the definition's),
+  from the container credentials endpoint, and no keys or profile in the environment. For each task the
+  emulator serves them (devops/credential_server.py, on 127.0.0.1), assumed on its own STS with its admin
+  credentials under the task's id as session name, and assumed again once they near their expiry; the
+  server stops with the container. Fargate's agent answers at 169.254.170.2 and gives the task
+  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; the emulator can bind only loopback, so the container gets
+  AWS_CONTAINER_CREDENTIALS_FULL_URI (http://127.0.0.1:PORT, which the SDKs accept: loopback) and
+  AWS_CONTAINER_AUTHORIZATION_TOKEN. A definition without a task role gives the container no credentials.
 - the network: the host's (``--network host``), so the stand-ins on 127.0.0.1 are reachable. The sandbox
   writes a JSON file (DEVOPS_EMULATOR_TASKS_CONFIG) with ``extra_hosts`` (the emulated RDS endpoint's
   host name -> 127.0.0.1, so it resolves inside the container as it does in the VPC), ``volumes`` (the
@@ -26,21 +34,30 @@ task definition's first container through the local Docker engine, as ECS's agen
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import boto3
+
+from devops.credential_server import CredentialServer, ServedCredentials
 
 Task = Any  # moto's ECS task (moto.ecs.models.Task): moto is imported in install(), in the emulator only
 
 TASKS_CONFIG_ENV = "DEVOPS_EMULATOR_TASKS_CONFIG"
 LABEL = "devops.emulator.task"
 STOP_TIMEOUT = 30
-# The emulator accepts any credentials; these are the conventional ones (the sandbox's too).
+# The emulator's admin credentials (it accepts any; these are the conventional ones, the sandbox's too): its own
+# clients use them, the tasks it runs never see them (they get their task role's).
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+# A task role's credentials: assumed for this long, and again from this long before they expire. botocore's
+# container provider asks again from 15 minutes before the expiry it was given (its advisory refresh): from
+# then on, each ask gets new credentials.
+ROLE_SESSION_SECONDS = 3600
+ROLE_REFRESH = datetime.timedelta(minutes=15)
 
 
 class TaskRunner:
@@ -73,6 +90,7 @@ class TaskRunner:
                 if task.launch_type == "FARGATE" or task.capacity_provider_name in ("FARGATE", "FARGATE_SPOT"):
                     definition = backend.describe_task_definition(task.task_definition_arn)
                     spec = {"container": dict(definition.container_definitions[0]), "memory": definition.memory,
+                            "task_role_arn": getattr(definition, "task_role_arn", None),  # moto: unset when none
                             "overrides": json.loads(json.dumps(task.overrides or {}))}
                     task.last_status = "PENDING"
                     task.containers[0].exitCode = None  # moto's default is 0: none until the container exits
@@ -118,7 +136,8 @@ class TaskRunner:
     def run(self, task: Task, spec: dict[str, Any]) -> None:
         reason, exit_code = "", None
         try:
-            reason, exit_code = self._run(task, spec)
+            with contextlib.ExitStack() as cleanup:
+                reason, exit_code = self._run(task, spec, cleanup)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong becomes the task's stoppedReason
             reason = f"TaskFailedToStart: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         finally:
@@ -132,7 +151,7 @@ class TaskRunner:
                 container.reason = reason if exit_code is None else None
                 task.last_status, task.desired_status, task.stopped_reason = "STOPPED", "STOPPED", reason
 
-    def _run(self, task: Task, spec: dict[str, Any]) -> tuple[str, int | None]:
+    def _run(self, task: Task, spec: dict[str, Any], cleanup: contextlib.ExitStack) -> tuple[str, int | None]:
         import docker
         from docker.errors import ImageNotFound
 
@@ -148,8 +167,13 @@ class TaskRunner:
         except Exception as exc:  # noqa: BLE001
             return ("ResourceInitializationError: unable to pull secrets or registry auth: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0]}", None)
-        environment.update({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": region,
+        environment.update({"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": region,
                             "AWS_DEFAULT_REGION": region, **config.get("environment", {})})
+        role = spec["overrides"].get("taskRoleArn") or spec.get("task_role_arn")
+        if role:
+            server = CredentialServer(RoleCredentials(self.client("sts", region), role, task.id))
+            cleanup.callback(server.close)  # once the container has ended (or never started)
+            environment.update(server.environment())
         image = self._local_image(definition["image"], region)
         engine = docker.from_env()
         memory = override.get("memory") or definition.get("memory") or spec["memory"]
@@ -215,6 +239,27 @@ class TaskRunner:
             pending = lines.pop()
             _put(logs, group, stream, lines)
         _put(logs, group, stream, [pending] if pending else [])
+
+
+class RoleCredentials:
+    """A task role's credentials, as ECS's agent gets them: the role assumed (on the emulator's STS, through
+    ``sts``, a client with its admin credentials) under the task's id, kept until ROLE_REFRESH before they
+    expire. Called by the task's CredentialServer on each ask."""
+
+    def __init__(self, sts: Any, role_arn: str, session_name: str,
+                 now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.timezone.utc)):
+        self.sts, self.role_arn, self.session_name, self.now = sts, role_arn, session_name, now
+        self._lock = threading.Lock()
+        self._served: ServedCredentials | None = None
+
+    def __call__(self) -> ServedCredentials:
+        with self._lock:
+            if self._served is None or self._served.expiry is None or self._served.expiry - self.now() <= ROLE_REFRESH:
+                found = self.sts.assume_role(RoleArn=self.role_arn, RoleSessionName=self.session_name[:64],
+                                             DurationSeconds=ROLE_SESSION_SECONDS)["Credentials"]
+                self._served = ServedCredentials(found["AccessKeyId"], found["SecretAccessKey"],
+                                                 found["SessionToken"], found["Expiration"])
+            return self._served
 
 
 def _put(logs: Any, group: str, stream: str, lines: list[bytes]) -> None:

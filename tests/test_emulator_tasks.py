@@ -1,16 +1,36 @@
 """The emulator runs ECS tasks for real (devops/emulator_tasks.py): a Fargate run_task starts the container
-through the local Docker engine, with its environment, its secrets from the emulated Secrets Manager, the RDS
-endpoint resolving to the RDS stand-in, its output in CloudWatch Logs, and its end on the task."""
+through the local Docker engine, with its environment, its secrets from the emulated Secrets Manager, its task
+role's credentials from a container credentials endpoint, the RDS endpoint resolving to the RDS stand-in, its
+output in CloudWatch Logs, and its end on the task."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import socket
 import time
+from urllib.parse import urlsplit
 
 import docker
 import pytest
 
 from devops import toolbox
-from devops.emulator_tasks import LABEL
+from devops.emulator_tasks import LABEL, ROLE_REFRESH, RoleCredentials
+
+UNSET = object()
+# What would give a container an identity other than its task role's (Fargate sets none of them).
+KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}
+# Run in a task's container: which AWS_ variables it holds, and the identity AWS sees (botocore's chain).
+WHO_AM_I = """python3 -c '
+import json, os, boto3, botocore.exceptions
+env = {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+try:
+    arn = boto3.client("sts").get_caller_identity()["Arn"]
+except botocore.exceptions.NoCredentialsError as exc:
+    arn = type(exc).__name__
+print("identity " + json.dumps({"names": sorted(env), "uri": env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+                                "arn": arn}))
+'"""
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +38,13 @@ def ops(sandbox):
     return sandbox.terraform().outputs()["operations"]
 
 
-def run(sandbox, sandbox_settings, ops, command, image=None, secrets=(), overrides=None, family="emulator-test"):
+def run(sandbox, sandbox_settings, ops, command, image=None, secrets=(), overrides=None, family="emulator-test",
+        role=UNSET):
     ecs = sandbox.client("ecs")
+    role = ops["task_role_arn"] if role is UNSET else role
     definition = ecs.register_task_definition(
         family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
-        executionRoleArn=ops["execution_role_arn"], taskRoleArn=ops["task_role_arn"],
+        executionRoleArn=ops["execution_role_arn"], **({"taskRoleArn": role} if role else {}),
         containerDefinitions=[{
             "name": "main", "image": image or toolbox.image("toolbox"), "essential": True,
             "command": ["sh", "-c", command], "environment": [{"name": "GREETING", "value": "hello"}],
@@ -97,3 +119,64 @@ def test_an_image_the_engine_lacks_stops_the_task_with_cannot_pull(sandbox, sand
     task = wait_stopped(sandbox, ops, arn)
     assert task["stoppedReason"].startswith("CannotPullContainerError:"), task
     assert "exitCode" not in task["containers"][0]
+
+
+def identity(sandbox, ops, arn, family="emulator-test"):
+    task = wait_stopped(sandbox, ops, arn)
+    assert task["containers"][0]["exitCode"] == 0, (task, log_lines(sandbox, ops, arn, family))
+    [line] = [line for line in log_lines(sandbox, ops, arn, family) if line.startswith("identity ")]
+    return json.loads(line.split(" ", 1)[1])
+
+
+def listening(uri):
+    with socket.socket() as probe:
+        return probe.connect_ex((urlsplit(uri).hostname, urlsplit(uri).port)) == 0
+
+
+def test_a_task_gets_its_task_roles_credentials_from_the_container_endpoint_and_no_keys(sandbox, sandbox_settings,
+                                                                                        ops):
+    arn = run(sandbox, sandbox_settings, ops, WHO_AM_I)
+    seen = identity(sandbox, ops, arn)
+    account, role = ops["task_role_arn"].split(":")[4], ops["task_role_arn"].rsplit("/", 1)[1]
+    # As on Fargate: the role assumed under the task's id.
+    assert seen["arn"] == f"arn:aws:sts::{account}:assumed-role/{role}/{arn.split('/')[-1]}", seen
+    assert {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"} <= set(seen["names"]), seen
+    assert not (KEYS | {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"}) & set(seen["names"]), seen
+    assert seen["uri"].startswith("http://127.0.0.1:"), seen
+    assert not listening(seen["uri"])  # the task's endpoint ended with its container
+
+
+def test_without_a_task_role_no_credentials_and_the_runs_role_override_wins(sandbox, sandbox_settings, ops):
+    bare = run(sandbox, sandbox_settings, ops, WHO_AM_I, family="emulator-test-no-role", role=None)
+    overridden = run(sandbox, sandbox_settings, ops, WHO_AM_I, family="emulator-test-no-role",
+                     role=None, overrides={"taskRoleArn": ops["validate_role_arn"]})
+    seen = identity(sandbox, ops, bare, "emulator-test-no-role")
+    assert seen["arn"] == "NoCredentialsError", seen
+    assert not (KEYS | {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"}) & set(seen["names"])
+    role = ops["validate_role_arn"].rsplit("/", 1)[1]
+    assert f":assumed-role/{role}/" in identity(sandbox, ops, overridden, "emulator-test-no-role")["arn"]
+
+
+class FakeSts:
+    def __init__(self, now):
+        self.now, self.calls = now, []
+
+    def assume_role(self, **kwargs):
+        self.calls.append(kwargs)
+        n = len(self.calls)
+        return {"Credentials": {"AccessKeyId": f"ASIA{n}", "SecretAccessKey": f"secret{n}", "SessionToken": f"token{n}",
+                                "Expiration": self.now() + datetime.timedelta(seconds=kwargs["DurationSeconds"])}}
+
+
+def test_role_credentials_are_kept_until_they_near_their_expiry_then_assumed_again():
+    clock = [datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)]
+    sts = FakeSts(lambda: clock[0])
+    credentials = RoleCredentials(sts, "arn:aws:iam::123456789012:role/task", "task-id", now=lambda: clock[0])
+    first = credentials()
+    assert (first.access_key, first.token) == ("ASIA1", "token1")
+    assert sts.calls == [{"RoleArn": "arn:aws:iam::123456789012:role/task", "RoleSessionName": "task-id",
+                          "DurationSeconds": 3600}]
+    clock[0] = first.expiry - ROLE_REFRESH - datetime.timedelta(seconds=1)
+    assert credentials() == first and len(sts.calls) == 1
+    clock[0] += datetime.timedelta(seconds=2)
+    assert credentials().access_key == "ASIA2" and len(sts.calls) == 2

@@ -43,9 +43,15 @@ def test_a_second_run_finds_the_image_in_ecr_and_the_run_holds_no_secret(sandbox
     [container] = definition["containerDefinitions"]
     assert container["secrets"] == [{"name": "NEON_DATABASE_URL", "valueFrom": ops["neon_url_secret_arn"]}]
     assert "@sha256:" in container["image"]  # pinned by digest
+    # Its identity is the task role's (the emulator serves it as Fargate does), never keys or a profile from here.
+    assert definition["taskRoleArn"] == ops["task_role_arn"]
     arns = ecs.list_tasks(cluster=ops["cluster"], family=ops["task_family"])["taskArns"]
     runs = ecs.describe_tasks(cluster=ops["cluster"], tasks=arns)["tasks"]
     assert runs and all(task["overrides"]["containerOverrides"][0]["command"][0] == "inv" for task in runs)
+    passed = {item["name"] for task in runs for override in task["overrides"]["containerOverrides"]
+              for item in override.get("environment", [])} | {item["name"] for item in container["environment"]}
+    assert not passed & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}, passed
+    assert all("taskRoleArn" not in task["overrides"] for task in runs)
     text = json.dumps([definition, [task["overrides"] for task in runs]])
     for secret in [*secrets_of(private_env), private_env["NEON_DATABASE_URL"]]:
         assert secret not in text
