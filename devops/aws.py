@@ -170,7 +170,8 @@ def identity(settings: Settings, sts: Any = None) -> dict[str, str]:
     try:
         reply = (sts or client(settings, "sts")).get_caller_identity()
     except NoCredentialsError:
-        raise DevopsError(f"no AWS credentials found: set AWS_PROFILE, or sign in with `{hints.inv('login')}`") from None
+        raise DevopsError(f"no AWS credentials found: set AWS_PROFILE, or sign in with `{hints.inv('login')}`") \
+            from None
     except (ClientError, BotoCoreError) as exc:
         raise DevopsError(f"AWS credentials rejected or AWS unreachable: {describe(exc)}") from None
     return {"account": reply["Account"], "arn": reply["Arn"]}

@@ -204,7 +204,8 @@ def failure(exc: BaseException, label: str, profile: str = "PROFILE") -> str:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), _last_line(error.get("Message", ""))
         if "MultiFactorAuthentication" in message:
-            return f"AWS refused the MFA code for {label} ({message.rstrip('. ')}): run the task again with the current code"
+            return (f"AWS refused the MFA code for {label} ({message.rstrip('. ')}): run the task again with the "
+                    "current code")
         if exc.operation_name == "GetRoleCredentials":
             return f"the SSO session of {label} has expired or was revoked ({code}): sign in again with `{login}`"
         return f"{label}: {exc.operation_name} failed ({code}: {message})"

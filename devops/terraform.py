@@ -71,7 +71,8 @@ class Terraform:
 
     def run(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
         command = self._command(*args)
-        result = subprocess.run(command, env=self._process_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = subprocess.run(command, env=self._process_env(), capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL)
         # `output -json` and `show -json` print data the tasks read (outputs may hold sensitive values): not logged.
         stdout = f"({len(result.stdout)} characters of JSON)\n" if args[0] in ("output", "show") else result.stdout
         self._log(args, result.returncode, stdout + result.stderr)
