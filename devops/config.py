@@ -58,6 +58,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "sandbox_rds_max_connections": 87,
     "sandbox_neon_max_locks_per_transaction": 64,
     "sandbox_rds_max_locks_per_transaction": 384,
+    # Seconds after which the Neon stand-in closes a connection with no query running (PostgreSQL's
+    # idle_session_timeout): a Neon compute suspends after 5 minutes without one (the default, and fixed on the
+    # free plan) and closes its connections. RDS closes none. 0: never.
+    "sandbox_neon_idle_seconds": 300,
     # The round-trip time, in milliseconds, that the sandbox's network (devops/sandbox/network.py) adds between
     # the tasks and the stand-ins of Neon, RDS and AWS: 20-80 from a laptop to the real services.
     "sandbox_rtt_ms": 0,
@@ -104,6 +108,7 @@ class Settings:
     sandbox_rds_max_connections: int = CONFIG_DEFAULTS["sandbox_rds_max_connections"]
     sandbox_neon_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_neon_max_locks_per_transaction"]
     sandbox_rds_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_rds_max_locks_per_transaction"]
+    sandbox_neon_idle_seconds: float = CONFIG_DEFAULTS["sandbox_neon_idle_seconds"]
     sandbox_rtt_ms: float = 0
     dump_compression: str = "auto"
     rds_address: str = ""
@@ -158,6 +163,8 @@ class Settings:
             sandbox_neon_major=_major(values["sandbox_neon_major"], "sandbox_neon_major") or "18",
             sandbox_rds_major=_major(values["sandbox_rds_major"], "sandbox_rds_major"),
             **{name: _number(values[name], name, int) for name in SANDBOX_LIMITS},
+            sandbox_neon_idle_seconds=_number(values["sandbox_neon_idle_seconds"], "sandbox_neon_idle_seconds", float,
+                                              zero=True),
             sandbox_rtt_ms=_number(values["sandbox_rtt_ms"], "sandbox_rtt_ms", float, zero=True),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),

@@ -7,12 +7,20 @@ the databases with tests/dbtools.py, which reads them independently of the engin
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests import dbtools
-from tests.helpers import assert_no_secret, inv, s3_state
+from devops.config import REPO_ROOT
+from devops.errors import DevopsError
+from devops.postgres import parse_url
+from devops.sync.database import Database
+from tests.helpers import INV, assert_no_secret, inv, s3_state
 
 
 @pytest.fixture
@@ -269,3 +277,69 @@ def test_a_schema_change_on_the_target_is_a_divergence(sandbox_env, fresh, neon,
     assert report["status"] == "refused" and report["divergence"]["changed_tables"] == [named]
     assert "(schema)" in [c["table"] for c in report["divergence"]["changes"]]
     assert (dbtools.snapshot(neon), dbtools.snapshot(rds)) == before
+
+
+def answered_late(env: dict, args: list[str], answer: str, after: float) -> tuple[int, str]:
+    """The task run on a terminal, as a person does: ``answer`` typed ``after`` seconds after the question."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([*INV, *args], env={**env, "NO_COLOR": "1"}, cwd=REPO_ROOT, stdin=child, stdout=child,
+                               stderr=child)
+    os.close(child)
+    output = b""
+    try:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the task closed the terminal
+                break
+            if not data:
+                break
+            output += data
+            if b"Type 'yes'" in data:
+                time.sleep(after)
+                os.write(main, answer.encode() + b"\n")
+        return process.wait(timeout=300), output.decode(errors="replace")
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_person_who_answers_after_neon_closed_the_idle_connection_gets_a_complete_sync(sandbox_env, fresh,
+                                                                                          neon, rds):
+    """Neon closes connections idle past its suspend timeout (the stand-in: idle_session_timeout, here 1 s for
+    the application's role); the sync's connection to it sat idle during the question, and is opened again."""
+    dbtools.execute(neon, "ALTER ROLE CURRENT_USER SET idle_session_timeout = '1s'")
+    try:
+        code, output = answered_late(sandbox_env, ["sync.neon-to-rds"], "yes", after=3)
+    finally:
+        dbtools.execute(neon, "ALTER ROLE CURRENT_USER RESET idle_session_timeout")
+    assert code == 0, output
+    assert "SYNC COMPLETE" in output
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+
+
+def close_idle_connections(url: str) -> None:
+    """What Neon does when its compute suspends: the role's other connections closed (their goodbye sent)."""
+    dbtools.execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE usename = current_user AND pid <> pg_backend_pid()")
+    time.sleep(0.3)  # the goodbye on its way
+
+
+def test_a_connection_the_server_closed_is_opened_again_only_to_the_same_database(sandbox_env, fresh, neon):
+    """The connection the sync keeps is checked before each use, with no round trip: one the server closed is
+    opened again, and must lead to the database read first; elsewhere, nothing is written."""
+    database = Database("neon", parse_url(sandbox_env["NEON_DATABASE_URL"], "Neon", "NEON_DATABASE_URL",
+                                          ca_file=sandbox_env["INVOKE_DEVOPS_NEON_CA_FILE"])[0])
+    try:
+        database.read_server()
+        close_idle_connections(neon)  # as a suspending compute does
+        assert database.counts()[0]  # read through a connection opened again
+        database.identity["database"] = "another"  # a branch re-created under the same address, say
+        close_idle_connections(neon)
+        with pytest.raises(DevopsError, match=r"^Neon closed the connection and, opened again, leads to another "
+                                              r"database than the plan read \(neondb, system \d+\): nothing was "
+                                              r"written; run the task again$"):
+            database.counts()
+    finally:
+        database.close()

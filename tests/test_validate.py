@@ -138,7 +138,8 @@ def test_no_credentials_is_one_fail_line(sandbox_env):
     result = validate(env)
     assert result.returncode == 1
     lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert lines == ["[FAIL] no AWS credentials found: set AWS_PROFILE or run `aws configure` (or `aws sso login`)"]
+    assert lines == ["[FAIL] no AWS credentials found for AWS profile 'default': set AWS_PROFILE to a profile of "
+                     "~/.aws/config, or sign in with `inv login`"]
     assert "Failed:   1" in result.stdout
     assert "Traceback" not in result.stderr
 
@@ -337,7 +338,8 @@ def test_neon_unset_is_one_fail_line_saying_what_to_export(sandbox_env):
     assert result.returncode == 1
     fails = [line for line in status_lines(result) if not line.startswith("[PASS]")]
     assert fails == ["[FAIL] NEON_DATABASE_URL is not set: export it (postgresql://<user>:<password>@<host>/<dbname>, "
-                     "as the Neon console's Connect dialog shows it)"], result.stdout
+                     "as the Neon console's Connect dialog shows it; from Vercel's Neon integration, its unpooled "
+                     "URL: `export NEON_DATABASE_URL=\"$DATABASE_URL_UNPOOLED\"`)"], result.stdout
 
 
 def test_neon_with_a_wrong_password_fails_naming_the_host_never_a_password(sandbox_env):

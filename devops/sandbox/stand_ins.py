@@ -82,9 +82,13 @@ class Sandbox:
                 "rds": self.settings.sandbox_rds_major or terraform_default(self.settings, "db_engine_version")}
 
     def limits(self, name: str) -> dict[str, int]:
-        """The server limits of the stand-in ``name`` (neon, rds), as the real service sets them."""
-        return {setting: getattr(self.settings, f"sandbox_{name}_{setting}")
-                for setting in ("max_connections", "max_locks_per_transaction")}
+        """The server limits of the stand-in ``name`` (neon, rds), as the real service sets them; Neon's also
+        closes idle connections (idle_session_timeout, in milliseconds), as its compute does when it suspends."""
+        limits = {setting: getattr(self.settings, f"sandbox_{name}_{setting}")
+                  for setting in ("max_connections", "max_locks_per_transaction")}
+        if name == "neon":
+            limits["idle_session_timeout"] = round(self.settings.sandbox_neon_idle_seconds * 1000)
+        return limits
 
     # ---- status ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import select
 from typing import Any, Iterator
 
 import psycopg2
@@ -48,6 +49,14 @@ FROM ({sql.load("lock_table")}) AS lock_table
 TRANSACTIONS_SEEN = "pg_current_snapshot()::text"
 # The probe's and the dump's read, in the snapshot: tables, transactions seen, objects, sequences, schema.
 READ_STATE = f", {TRANSACTIONS_SEEN}, ({LOCKABLE_OBJECTS}), ({sql.SEQUENCES}), ({sql.SCHEMA_HASH})"
+
+
+def closed_by_server(conn: Any) -> bool:
+    """Whether the server closed ``conn`` while it sat idle (Neon closes idle connections when its compute
+    suspends, after 5 minutes with no query, and when it restarts): the server's goodbye (a FATAL message, the
+    end of the stream) is waiting on the socket, where an idle connection has nothing to read. No round trip."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    return bool(readable)
 
 
 def version_text(version_num: int) -> str:
@@ -103,9 +112,10 @@ class Database:
     def session(self, reading: str) -> Iterator[Any]:
         """A cursor on the connection for one piece of work, no transaction left open afterwards (an idle
         connection must hold no lock that the restore's DROPs would wait on); errors named by ``reading``."""
+        if self._conn is not None and not self._conn.closed and closed_by_server(self._conn):
+            self._conn.close()  # opened again below, and checked to be the same database
         if self._conn is None or self._conn.closed:
-            self._conn = self.endpoint.connect()
-            self._conn.autocommit = True
+            self._connect(reading)
         conn = self._conn
         try:
             with self.errors_named(reading), conn.cursor() as cur:
@@ -114,6 +124,23 @@ class Database:
             if not conn.closed and conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                 with contextlib.suppress(psycopg2.Error):
                     conn.rollback()
+
+    def _connect(self, reading: str) -> None:
+        """The connection, opened (again). Opened again, after the server closed the last one, it must lead to
+        the database the operation read first (read_server's identity): a failover or a re-created branch
+        between the plan and the write is refused, not written to."""
+        conn = self.endpoint.connect()
+        conn.autocommit = True
+        self._conn = conn
+        if not self.identity:
+            return
+        with self.errors_named(reading), conn.cursor() as cur:
+            cur.execute(SERVER)
+            identifier, database = cur.fetchone()[:2]
+        if (identifier, database) != (self.identity["system_identifier"], self.identity["database"]):
+            raise DevopsError(f"{self.label} closed the connection and, opened again, leads to another database "
+                              f"than the plan read ({database}, system {identifier}): nothing was written; run "
+                              "the task again")
 
     def _one(self, reading: str, query: str) -> tuple[Any, ...]:
         with self.session(reading) as cur:
