@@ -122,16 +122,23 @@ class Endpoint:
         return env
 
 
+# Where Neon's hosts are: its own domain, and the legacy Vercel Postgres one (Neon databases under Vercel's name).
+NEON_DOMAINS = (".neon.tech", ".postgres.vercel-storage.com")
+
+
 def parse_url(url: str, label: str, variable: str, ca_file: str = "", ca_setting: str = "") -> tuple[Endpoint, list[str]]:
     """An Endpoint from a postgresql:// URL, and notes about what was adjusted.
 
     TLS is verified (make_endpoint) unless the URL sets sslmode itself. A Neon pooler host
-    (ep-...-pooler.<region>.aws.neon.tech) is replaced by the direct one: pg_dump must not go through
-    PgBouncer in transaction mode.
+    (ep-...-pooler.<region>.aws.neon.tech, or a legacy Vercel Postgres one, ep-...-pooler.<region>.postgres.
+    vercel-storage.com, which is Neon's) is replaced by the direct one: pg_dump must not go through PgBouncer in
+    transaction mode.
     """
     if not url:
+        vercel = (f"; from Vercel's Neon integration, its unpooled URL: `export {variable}=\"$DATABASE_URL_UNPOOLED\"`"
+                  if variable == "NEON_DATABASE_URL" else "")
         raise DevopsError(f"{variable} is not set: export it (postgresql://<user>:<password>@<host>/<dbname>, "
-                          "as the Neon console's Connect dialog shows it)")
+                          f"as the Neon console's Connect dialog shows it{vercel})")
     hint = f"{variable} is not a valid PostgreSQL URL"
     try:
         parts = urlsplit(url.strip())
@@ -153,7 +160,7 @@ def parse_url(url: str, label: str, variable: str, ca_file: str = "", ca_setting
         raise DevopsError(f"{hint}: unsupported parameter(s) {', '.join(unknown)}")
     params.pop("connect_timeout", None)
     notes = []
-    direct = re.sub(r"^(ep-[^.]+)-pooler\.", r"\1.", host) if host.endswith(".neon.tech") else host
+    direct = re.sub(r"^(ep-[^.]+)-pooler\.", r"\1.", host) if host.endswith(NEON_DOMAINS) else host
     if direct != host:
         notes.append(f"{label}: using the direct host {direct} instead of the pooler {host} "
                      "(pg_dump cannot run through PgBouncer)")

@@ -20,7 +20,7 @@ from devops.errors import DevopsError
 from devops.postgres import TableStats
 from devops.sync import flow, render, safety, sources
 from devops.sync.database import Reading
-from devops.sync.decisions import LockTable
+from devops.sync.decisions import LockTable, Needs, Offers
 from devops.sync.dumps import Dump, Verified, fingerprint
 from devops.sync.jobs import DIRECTIONS, Options, RestoreDump, Sync, expected_fingerprint
 from devops.sync.preflight import Environment
@@ -56,6 +56,8 @@ class FakeDatabase:
         self.version = 170004
         self.identity = {"system_identifier": f"{side}-1", "database": "app"}
         self.lock_table = LockTable(max_locks, 100)
+        self.offers = Offers.of(["pgcrypto"], None, ["app"])
+        self.needs = Needs(self.label, ("pgcrypto",), {"app": ["public.items own_rows"]})
         self.tables = dict(tables)
         self.sequences = {"public.items_id_seq": sum(tables.values())}
         self.writes = 0
@@ -75,7 +77,7 @@ class FakeDatabase:
 
     def counts(self):
         self.world.events.append(f"count {self.side}")
-        return self.stats(), 10 * len(self.tables), 1000 * sum(self.tables.values())
+        return self.stats(), 10 * len(self.tables), 1000 * sum(self.tables.values()), self.needs
 
     def write(self, table: str, rows: int) -> None:
         self.tables[table] = rows
@@ -284,6 +286,33 @@ def test_a_restore_that_would_not_fit_the_lock_table_is_refused_before_anything_
 def test_a_dry_run_says_the_lock_table_is_too_small_and_exits_as_a_dry_run(world):
     world.databases["rds"].lock_table = LockTable(1, 2)
     assert run(world, dry_run=True).status == Status.DRY_RUN
+
+
+def test_what_the_target_lacks_is_refused_all_at_once_before_anything_is_written(world):
+    """Neon holds an extension RDS cannot create and a policy naming a role RDS does not have (its Data API's):
+    one refusal names both, with their fixes, and the lock table's too when it is also too small."""
+    world.databases["neon"].needs = Needs("Neon", ("pg_session_jwt", "pgcrypto"),
+                                          {"app": ["public.items own_rows"], "authenticated": ["public.items read"]})
+    world.databases["rds"].lock_table = LockTable(1, 2)
+    error = refused(world, "lock table holds 2", yes=True)
+    assert "(1) RDS cannot create the extension(s) pg_session_jwt that Neon has" in str(error)
+    assert ("(2) RDS has no role authenticated, which the row-level security policies of Neon name (public.items "
+            "read): create it on RDS (CREATE ROLE authenticated NOLOGIN)") in str(error)
+    out = io.StringIO()
+    assert run(world, console=Console(out=out), dry_run=True).status == Status.DRY_RUN
+    assert "A real run would stop here: refused: the restore replaces everything" in out.getvalue()
+    assert "(2) RDS has no role authenticated" in out.getvalue()
+
+
+def test_a_restore_checks_what_its_dump_recorded_that_it_needs(world):
+    world.databases["neon"].needs = Needs("Neon", ("pg_session_jwt",), {})
+    world.databases["rds"].offers = Offers.of(["pg_session_jwt"], None, ["app"])
+    key = run(world, yes=True).dump.url.split("/", 3)[3]
+    assert world.store.manifest(key)["needs"] == {"extensions": ["pg_session_jwt"], "policy_roles": {}}
+    world.databases["neon"].offers = Offers.of(["pgcrypto"], "pgcrypto", ["app"])
+    world.events.clear()
+    error = refused(world, "Neon cannot create the extension", job=RestoreDump(key, "neon"), yes=True)
+    assert "that the dump has" in str(error)
 
 
 def test_an_unchanged_target_points_at_its_last_dump_instead_of_dumping_it_again(world):

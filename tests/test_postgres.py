@@ -18,6 +18,15 @@ def test_neon_pooler_host_is_replaced_by_the_direct_host_with_a_note():
     assert "s3cr3t-pw" not in repr(endpoint) and mask("error s3cr3t-pw") == "error ****"
 
 
+def test_a_legacy_vercel_postgres_pooler_host_is_neons_and_replaced_too():
+    url = ("postgresql://default:s3cr3t-pw@ep-small-sun-a1b2c3d4-pooler.us-east-1.postgres.vercel-storage.com/"
+           "verceldb")
+    endpoint, notes = parse_url(url, "Neon", "NEON_DATABASE_URL")
+    assert endpoint.host == "ep-small-sun-a1b2c3d4.us-east-1.postgres.vercel-storage.com" and notes
+    other, notes = parse_url("postgresql://u:p@ep-x-pooler.example.com/db", "Neon", "NEON_DATABASE_URL")
+    assert other.host == "ep-x-pooler.example.com" and not notes  # another provider's host is its own business
+
+
 def test_tls_is_verified_by_default_against_the_system_store_or_the_ca_setting():
     default, _ = parse_url("postgresql://u:p%40ss@127.0.0.1:5433/app", "Neon", "X")
     assert dict(default.params) == {"sslmode": "verify-full", "sslrootcert": system_ca_file()}
@@ -75,6 +84,8 @@ def test_an_unset_url_is_refused_with_an_example_that_stays_readable_and_real_cr
     with pytest.raises(DevopsError) as unset:
         parse_url("", "Neon", "NEON_DATABASE_URL")
     assert mask(unset.value) == ("NEON_DATABASE_URL is not set: export it (postgresql://<user>:<password>@<host>/"
-                                 "<dbname>, as the Neon console's Connect dialog shows it)")
+                                 "<dbname>, as the Neon console's Connect dialog shows it; from Vercel's Neon "
+                                 "integration, its unpooled URL: "
+                                 "`export NEON_DATABASE_URL=\"$DATABASE_URL_UNPOOLED\"`)")
     assert mask("postgresql://neondb_owner:s3cret@ep-x.neon.tech/db") == "postgresql://****:****@ep-x.neon.tech/db"
     assert mask("postgresql://<user>:s3cret@host/db") == "postgresql://****:****@host/db"

@@ -343,3 +343,31 @@ def test_a_connection_the_server_closed_is_opened_again_only_to_the_same_databas
             database.counts()
     finally:
         database.close()
+
+
+def test_a_policy_naming_a_role_only_neon_has_is_refused_in_the_plan_before_anything_is_written(
+        sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):
+    """Neon's Data API roles (the stand-in has them, RDS does not) named by a row-level security policy: the
+    plan says a real run would stop, the run refuses with nothing written; with the role on RDS, it syncs."""
+    dbtools.execute(neon, "ALTER TABLE app.customers ENABLE ROW LEVEL SECURITY; "
+                          "CREATE POLICY customers_read ON app.customers FOR SELECT TO authenticated USING (true)")
+    bucket = sandbox_settings.bucket_name
+    before, objects = dbtools.snapshot(rds), s3_state(sandbox, bucket)["objects"]
+    try:
+        planned = inv(sandbox_env, "sync.neon-to-rds", "--dry-run")
+        assert planned.returncode == 0 and "A real run would stop here: refused: RDS lacks what the restore " \
+                                          "needs" in planned.stdout + planned.stderr, planned.stdout
+        result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert result.returncode == 1
+        assert ("RDS has no role authenticated, which the row-level security policies of Neon name (app.customers "
+                "customers_read): create it on RDS (CREATE ROLE authenticated NOLOGIN)") in result.stderr
+        assert dbtools.snapshot(rds) == before and s3_state(sandbox, bucket)["objects"] == objects
+        dbtools.execute(rds, "CREATE ROLE authenticated NOLOGIN")
+        synced = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert synced.returncode == 0, synced.stderr
+        assert dbtools.scalar(rds, "SELECT count(*) FROM pg_policy WHERE polname = 'customers_read'") == 1
+    finally:
+        dbtools.execute(neon, "DROP POLICY IF EXISTS customers_read ON app.customers; "
+                              "ALTER TABLE app.customers DISABLE ROW LEVEL SECURITY")
+        dbtools.execute(rds, "DROP POLICY IF EXISTS customers_read ON app.customers")
+        dbtools.execute(rds, "DROP ROLE IF EXISTS authenticated")

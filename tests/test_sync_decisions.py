@@ -8,9 +8,9 @@ import json
 import re
 
 from devops.postgres import TableStats
-from devops.sync.decisions import (LockTable, Outcome, after_plan, compare, compare_sequences, content_hash,
-                                   downgrade, downgrade_hint, locks_needed, must_look_again, reusable_dump,
-                                   too_many_locks, unexpected_target, version_num)
+from devops.sync.decisions import (LockTable, Needs, Offers, Outcome, after_plan, compare, compare_sequences,
+                                   content_hash, downgrade, downgrade_hint, locks_needed, must_look_again,
+                                   reusable_dump, too_many_locks, unexpected_target, version_num, what_target_lacks)
 from devops.sync.guard import changes, judge, same_database
 from devops.sync.report import (Change, Copy, PlanRow, Report, Side, Status, TableResult, TargetState, Verdict,
                                 Versions)
@@ -133,9 +133,9 @@ def test_after_the_plan_a_dry_run_stops_and_a_diverged_target_is_refused():
 
 
 def test_a_restore_that_would_not_fit_in_the_lock_table_is_refused_after_the_guard():
-    assert after_plan(Verdict.UNCHANGED, dry_run=False, locks_fit=False) == Outcome.TOO_MANY_LOCKS
-    assert after_plan(Verdict.DIVERGED, dry_run=False, locks_fit=False) == Outcome.REFUSE  # the guard says first
-    assert after_plan(Verdict.UNCHANGED, dry_run=True, locks_fit=False) == Outcome.DRY_RUN
+    assert after_plan(Verdict.UNCHANGED, dry_run=False, fits=False) == Outcome.UNFIT
+    assert after_plan(Verdict.DIVERGED, dry_run=False, fits=False) == Outcome.REFUSE  # the guard says first
+    assert after_plan(Verdict.UNCHANGED, dry_run=True, fits=False) == Outcome.DRY_RUN
 
 
 def test_the_locks_a_restore_needs_and_the_refusal_names_both_numbers_and_the_fix_of_that_side():
@@ -219,3 +219,16 @@ def test_a_record_tells_earlier_versions_of_the_tasks_not_to_compare_its_schema_
     record = fingerprint(db, {}, {}, "0123")
     assert record["schema_by"] == "catalog-1 18"
     assert not re.fullmatch(r"\d+(\.\d+)*", record["pg_dump"])
+
+
+def test_rds_allowed_extensions_limits_only_when_it_names_some():
+    assert Offers.of(["pgcrypto"], None, []).allowed is None  # not RDS
+    assert Offers.of(["pgcrypto"], "*", []).allowed is None and Offers.of(["pgcrypto"], "", []).allowed is None
+    offers = Offers.of(["pgcrypto", "postgis", "hstore"], "pgcrypto, hstore", ["app"])
+    assert offers.allowed == {"pgcrypto", "hstore"}
+    refusal = what_target_lacks(Needs("Neon", ("hstore", "postgis", "vector")), offers, "RDS")
+    assert refusal == ("refused: RDS lacks what the restore needs; nothing was changed. (1) RDS cannot create the "
+                       "extension(s) vector that Neon has: drop them on Neon if the app does not use them (DROP "
+                       "EXTENSION vector), or sync to a target that has them; (2) RDS's rds.allowed_extensions leaves "
+                       "out postgis: add them in its parameter group")
+    assert what_target_lacks(Needs("Neon", ("hstore",), {"app": ["public.t p"]}), offers, "RDS") is None

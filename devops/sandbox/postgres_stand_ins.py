@@ -68,6 +68,25 @@ def create_app_database(server: Server, user: str, password: str, database: str)
     server.user, server.password, server.database = user, password, database
 
 
+# The roles Neon's Data API creates in a project (its requests run as one of them, and row-level security
+# policies name them): RDS has no such roles.
+NEON_DATA_API_ROLES = ("authenticated", "anonymous")
+
+
+def create_neon_roles(server: Server) -> None:
+    """What a Neon project holds that RDS does not: the Data API's roles (NOLOGIN, as Neon creates them)."""
+    conn = server.connect(as_superuser=True)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for role in NEON_DATA_API_ROLES:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if not cur.fetchone():
+                    cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    finally:
+        conn.close()
+
+
 def load_sample_data(server: Server) -> None:
     """sample_data.sql, as the application role, into its database."""
     conn = server.connect()

@@ -23,8 +23,8 @@ from devops.sandbox.aws_emulator import (describe_emulator, emulator_client, emu
 from devops.sandbox.network_launcher import describe_network, network_control, start_network
 from devops.sandbox.postgres import HOST, PostgresCluster, Server, find_pg_bin, unprivileged_user
 from devops.sandbox.postgres_stand_ins import (NEON_DATABASE, NEON_ROLE, cluster_of, create_app_database,
-                                               describe_servers, load_sample_data, name_the_rds_endpoint, record,
-                                               server_of, start_server, stop_servers)
+                                               create_neon_roles, describe_servers, load_sample_data,
+                                               name_the_rds_endpoint, record, server_of, start_server, stop_servers)
 from devops.sandbox.processes import elsewhere, pid_alive, pid_namespace, terminate_group
 from devops.sandbox.shell_environment import env_values, shell_lines, with_values
 from devops.sandbox.state_file import StateFile
@@ -169,6 +169,7 @@ class Sandbox:
             self._record(state, name, record(server))
         neon = server_of(state, "neon")
         create_app_database(neon, NEON_ROLE, secrets.token_urlsafe(18), NEON_DATABASE)
+        create_neon_roles(neon)
         self._record(state, "neon", record(neon))
         load_sample_data(neon)
         self.console.info(f"Neon stand-in loaded with sample data ({HOST}:{neon.port}/{neon.database})")

@@ -24,7 +24,7 @@ from devops.errors import DevopsError
 from devops.masking import first_line
 from devops.postgres import Endpoint, TableStats
 from devops.sync import sql
-from devops.sync.decisions import LockTable
+from devops.sync.decisions import LockTable, Needs, Offers
 
 # What a plain custom-format dump roughly holds: the user tables (heap and TOAST), not their indexes.
 SIZE_QUERY = """
@@ -39,9 +39,11 @@ LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)
 SERVER = f"""
 SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
             THEN (SELECT system_identifier::text FROM pg_control_system()) END,
-       current_database(), lock_table.*
+       current_database(), lock_table.*, {sql.load("offers")}
 FROM ({sql.load("lock_table")}) AS lock_table
 """
+# What a restore of a database needs its target to have (decisions.Needs): read with the plan's counts.
+NEEDS = sql.load("extensions_and_policy_roles", own_schemas=sql.OWN_SCHEMAS)
 # The snapshot's transaction ids (xmin:xmax:in-progress), cluster-wide. Every write, DDL included, takes a
 # transaction id, so the same value later means no write committed or began in between (sequences excepted:
 # nextval takes none, so they are compared too). Read-only work leaves it; other databases of the same
@@ -89,6 +91,7 @@ class Database:
         self.version = 0  # server_version_num, once read_server ran
         self.identity: dict[str, Any] = {}  # which database this is (read_server)
         self.lock_table = LockTable(0, 0)  # its lock table's size, once read_server ran
+        self.offers = Offers.of([], None, [])  # what a restore into it can use, once read_server ran
         self._conn: Any = None
 
     @property
@@ -136,7 +139,7 @@ class Database:
             return
         with self.errors_named(reading), conn.cursor() as cur:
             cur.execute(SERVER)
-            identifier, database = cur.fetchone()[:2]
+            identifier, database = cur.fetchone()[:2]  # SERVER: the identity first
         if (identifier, database) != (self.identity["system_identifier"], self.identity["database"]):
             raise DevopsError(f"{self.label} closed the connection and, opened again, leads to another database "
                               f"than the plan read ({database}, system {identifier}): nothing was written; run "
@@ -154,18 +157,21 @@ class Database:
 
     def read_server(self) -> None:
         """The server's version, identity and lock table (preflight)."""
-        identifier, database, max_locks, slots = self._one("the server identity", SERVER)
+        identifier, database, max_locks, slots, extensions, allowed, roles = self._one("the server identity",
+                                                                                       SERVER)
         self.version = int(self._conn.server_version)
         self.identity = {"system_identifier": identifier, "database": database,
                          "host": f"{self.endpoint.host}:{self.endpoint.port}"}
         self.lock_table = LockTable(max_locks, slots)
+        self.offers = Offers.of(extensions, allowed, roles)
 
-    def counts(self) -> tuple[dict[str, TableStats], int, int]:
+    def counts(self) -> tuple[dict[str, TableStats], int, int, Needs]:
         """Every table's rows, without checksums (the plan's counts of a source); how many objects of its own
-        it holds (what a restore of it creates); and the estimate of a dump's size (the tables' sizes)."""
-        tables, objects, size = self._one("the tables", sql.read_tables(
-            f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY})", checksums=False))
-        return _stats(tables), int(objects), int(size)
+        it holds (what a restore of it creates); the estimate of a dump's size (the tables' sizes); and what a
+        restore of it needs of its target."""
+        tables, objects, size, extensions, roles = self._one("the tables", sql.read_tables(
+            f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY}), {NEEDS}", checksums=False))
+        return _stats(tables), int(objects), int(size), Needs(self.label, tuple(extensions), roles)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Snapshot"]:

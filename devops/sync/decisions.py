@@ -26,15 +26,15 @@ class Outcome(enum.Enum):
     PROCEED = "proceed"
     DRY_RUN = "dry-run"  # the plan was all that was asked for
     REFUSE = "refuse"    # the guard's verdict: the target was written to since
-    TOO_MANY_LOCKS = "too-many-locks"  # the restore's transaction would not fit in the target's lock table
+    UNFIT = "unfit"  # the target cannot take the restore: its lock table is too small, or it lacks what it needs
 
 
-def after_plan(verdict: Verdict, dry_run: bool, locks_fit: bool = True) -> Outcome:
+def after_plan(verdict: Verdict, dry_run: bool, fits: bool = True) -> Outcome:
     if dry_run:
         return Outcome.DRY_RUN
     if verdict == Verdict.DIVERGED:
         return Outcome.REFUSE
-    return Outcome.PROCEED if locks_fit else Outcome.TOO_MANY_LOCKS
+    return Outcome.PROCEED if fits else Outcome.UNFIT
 
 
 # ---- the lock table ----------------------------------------------------------------------------------------
@@ -78,6 +78,57 @@ def too_many_locks(needed: int, table: LockTable, label: str) -> str | None:
     return (f"refused: the restore replaces everything in {label} in one transaction, which needs about {needed:,} "
             f"locks, and {label}'s lock table holds {table.capacity:,} (max_locks_per_transaction {table.max_locks} x "
             f"{table.slots} slots); nothing was changed. To sync this database, {fix}, or sync fewer objects")
+
+
+# ---- what the target must have already --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What a restore of a source needs its target to have already (sql/extensions_and_policy_roles.sql): the
+    extensions it creates, and the roles its row-level security policies name, each with those policies."""
+    of: str  # the source, as a refusal names it: Neon, RDS, the dump
+    extensions: tuple[str, ...] = ()
+    policy_roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Offers:
+    """What a database offers a restore (sql/offers.sql): the extensions its server can create, RDS's
+    rds.allowed_extensions (None: no such limit), its roles."""
+    extensions: frozenset[str]
+    allowed: frozenset[str] | None
+    roles: frozenset[str]
+
+    @classmethod
+    def of(cls, extensions: list[str], allowed: str | None, roles: list[str]) -> "Offers":
+        names = {name.strip() for name in (allowed or "").split(",") if name.strip()}
+        return cls(frozenset(extensions), None if not names or "*" in names else frozenset(names), frozenset(roles))
+
+
+def what_target_lacks(needs: Needs, offers: Offers, label: str) -> str | None:
+    """The refusal when the target lacks something the restore creates or names (before anything is written):
+    every problem at once, each with what it concerns and its fix. None when it lacks nothing."""
+    problems = []
+    missing = [name for name in needs.extensions if name not in offers.extensions]
+    if missing:
+        problems.append(f"{label} cannot create the extension(s) {', '.join(missing)} that {needs.of} has: drop them "
+                        f"on {needs.of} if the app does not use them (DROP EXTENSION {missing[0]}), or sync to a "
+                        "target that has them")
+    barred = [name for name in needs.extensions
+              if name in offers.extensions and offers.allowed is not None and name not in offers.allowed]
+    if barred:
+        problems.append(f"{label}'s rds.allowed_extensions leaves out {', '.join(barred)}: add them in its parameter "
+                        "group")
+    for role, policies in sorted(needs.policy_roles.items()):
+        if role not in offers.roles:
+            problems.append(f"{label} has no role {role}, which the row-level security policies of {needs.of} name "
+                            f"({', '.join(policies)}): create it on {label} (CREATE ROLE {role} NOLOGIN), or drop "
+                            f"those policies on {needs.of}")
+    if not problems:
+        return None
+    return (f"refused: {label} lacks what the restore needs; nothing was changed. "
+            + "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, start=1)))
 
 
 # ---- what a database holds ---------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from devops.masking import first_line
 from devops.sync import render
 from devops.sync.database import Database
 from devops.sync.decisions import (Outcome, after_plan, compare, downgrade, downgrade_hint, too_many_locks,
-                                   unexpected_target)
+                                   unexpected_target, what_target_lacks)
 from devops.sync.dumps import Verified, commit_verified, fingerprint
 from devops.sync.jobs import Job, Options
 from devops.sync.plan import Plan, plan_report, read
@@ -121,17 +121,19 @@ def plan_step(env: Environment, console: Console, job: Job, source: Source, targ
     if refusal:
         raise refusal
     render.divergence(console, report, judgement.divergence())
-    locks_refusal = too_many_locks(report.locks.needed, target.lock_table, target.label)
+    # What the target cannot take, all at once: its lock table, what it lacks.
+    unfit = [refusal for refusal in (too_many_locks(report.locks.needed, target.lock_table, target.label),
+                                     what_target_lacks(counts.needs, target.offers, target.label)) if refusal]
     console.line(RULE)
-    outcome = after_plan(judgement.verdict, options.dry_run, locks_fit=locks_refusal is None)
+    outcome = after_plan(judgement.verdict, options.dry_run, fits=not unfit)
     if outcome == Outcome.DRY_RUN:
-        render.dry_run_complete(console, report, locks_refusal)
+        render.dry_run_complete(console, report, unfit)
         report.status, report.seconds = Status.DRY_RUN, phases.seconds
     elif outcome != Outcome.PROCEED:
         refused = dataclasses.replace(report, status=Status.REFUSED, seconds=phases.seconds)
         if outcome == Outcome.REFUSE:
             raise render.refusal(refused)
-        raise DevopsError(locks_refusal, details=refused.to_json())
+        raise DevopsError(" ".join(unfit), details=refused.to_json())
     return Plan(report, state, judgement, counts)
 
 
@@ -191,7 +193,7 @@ def transfer_verified(env: Environment, console: Console, source: Source, target
                       batched=env.tools.major("psql") >= 15)
     with transfer(console, source.transfer_title, counts.size, target.endpoint, len(counts.rows),
                   env.settings.progress_interval) as progress:
-        streamed = source.stream(processes, (restore, progress), key)
+        streamed = source.stream(processes, (restore, progress), key, counts.needs)
     try:
         return streamed, commit_verified(restore, streamed.tables, streamed.sequences, console,
                                          env.settings.progress_interval)

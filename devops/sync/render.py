@@ -170,11 +170,11 @@ def refusal(report: Report) -> DevopsError:
                        details=report.to_json())
 
 
-def dry_run_complete(console: Console, report: Report, too_many_locks: str | None = None) -> None:
+def dry_run_complete(console: Console, report: Report, unfit: list[str] | None = None) -> None:
     if report.divergence.verdict == Verdict.DIVERGED:
         console.warn(f"A real run would stop here (pass --force to overwrite {report.sides['target'].label} anyway)")
-    elif too_many_locks is not None:
-        console.warn(f"A real run would stop here: {too_many_locks}")
+    elif unfit:
+        console.warn(f"A real run would stop here: {' '.join(unfit)}")
     console.info(f"Dry run complete. Run without --dry-run to {report.operation}.")
 
 

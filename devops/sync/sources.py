@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from devops.console import Console
 from devops.errors import DevopsError
 from devops.sync.database import Database
-from devops.sync.decisions import version_num
+from devops.sync.decisions import Needs, version_num
 from devops.sync.dumps import dump, manifest
 from devops.sync.jobs import Job, RestoreDump, Sync
 from devops.sync.preflight import Environment
@@ -28,6 +28,7 @@ class SourceCounts:
     rows: dict[str, int | None]  # by table
     objects: int  # sql/lockable_objects.sql: what a restore of it creates (decisions.locks_needed)
     size: int  # the bytes the transfer is expected to move
+    needs: Needs  # what a restore of it needs its target to have already (decisions.what_target_lacks)
 
 
 @dataclasses.dataclass
@@ -64,8 +65,8 @@ class SyncSource:
         return dump_key(self.db.side, when)
 
     def counts(self) -> SourceCounts:
-        tables, objects, size = self.db.counts()
-        return SourceCounts({name: t.rows for name, t in tables.items()}, objects, size)
+        tables, objects, size, needs = self.db.counts()
+        return SourceCounts({name: t.rows for name, t in tables.items()}, objects, size, needs)
 
     def plan_fields(self, target: Database, when: dt.datetime) -> dict[str, Any]:
         """What the plan's report says of this source (the dump's key a forecast: it is named under the lock)."""
@@ -77,10 +78,12 @@ class SyncSource:
     def announce(self, console: Console, target: Database, key: str | None) -> None:
         console.info(f"Dumping {self.db.label} -> {self.env.store.url(key)} and restoring into {target.label}...")
 
-    def stream(self, processes: Processes, sinks: tuple[Any, ...], key: str | None) -> Streamed:
-        """The source dumped to ``key`` and into ``sinks`` at once."""
+    def stream(self, processes: Processes, sinks: tuple[Any, ...], key: str | None, needs: Needs) -> Streamed:
+        """The source dumped to ``key`` and into ``sinks`` at once; its manifest records ``needs`` (the
+        plan's), so that a restore of it is checked against its target as this sync was."""
         result = dump(self.env, self.db, key, processes, extra_sinks=sinks)
         written = manifest(self.env, self.db, result, self.direction.name, f"sync {self.direction.name}")
+        written["needs"] = {"extensions": list(needs.extensions), "policy_roles": needs.policy_roles}
         return Streamed(written["tables"], result.sequences, Copy(self.env.store.url(key), result.size, result.sha256),
                         written)
 
@@ -128,9 +131,12 @@ class DumpSource:
 
     def counts(self) -> SourceCounts:
         tables = self.recorded.get("tables", {})
-        # A manifest without "objects" counts none: the lock-table check then counts the target's alone.
+        # A manifest without "objects" counts none: the lock-table check then counts the target's alone; one
+        # without "needs" (older) needs nothing that can be checked before the restore.
+        needs = self.recorded.get("needs") or {}
         return SourceCounts({name: t.get("rows") for name, t in tables.items()},
-                            int(self.recorded.get("objects") or 0), self.recorded.get("size", 0))
+                            int(self.recorded.get("objects") or 0), self.recorded.get("size", 0),
+                            Needs("the dump", tuple(needs.get("extensions", ())), needs.get("policy_roles", {})))
 
     def plan_fields(self, target: Database, when: dt.datetime) -> dict[str, Any]:
         return {"key": self.key, "to": target.side,
@@ -140,7 +146,7 @@ class DumpSource:
     def announce(self, console: Console, target: Database, key: str | None) -> None:
         console.info(f"Restoring {self.env.store.url(self.key)} into {target.label}...")
 
-    def stream(self, processes: Processes, sinks: tuple[Any, ...], key: str | None) -> Streamed:
+    def stream(self, processes: Processes, sinks: tuple[Any, ...], key: str | None, needs: Needs) -> Streamed:
         again = hashlib.sha256()
 
         def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
