@@ -62,6 +62,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # idle_session_timeout): a Neon compute suspends after 5 minutes without one (the default, and fixed on the
     # free plan) and closes its connections. RDS closes none. 0: never.
     "sandbox_neon_idle_seconds": 300,
+    # The Neon stand-in's project size limit in MB (neon.max_cluster_size, which a Neon compute enforces): the
+    # free plan's 0.5 GB. The stand-in reports it, as Neon's compute does; it does not enforce it. 0: none.
+    "sandbox_neon_max_cluster_size": 512,
     # The round-trip time, in milliseconds, that the sandbox's network (devops/sandbox/network.py) adds between
     # the tasks and the stand-ins of Neon, RDS and AWS: 20-80 from a laptop to the real services.
     "sandbox_rtt_ms": 0,
@@ -109,6 +112,7 @@ class Settings:
     sandbox_neon_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_neon_max_locks_per_transaction"]
     sandbox_rds_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_rds_max_locks_per_transaction"]
     sandbox_neon_idle_seconds: float = CONFIG_DEFAULTS["sandbox_neon_idle_seconds"]
+    sandbox_neon_max_cluster_size: int = CONFIG_DEFAULTS["sandbox_neon_max_cluster_size"]
     sandbox_rtt_ms: float = 0
     dump_compression: str = "auto"
     rds_address: str = ""
@@ -165,6 +169,8 @@ class Settings:
             **{name: _number(values[name], name, int) for name in SANDBOX_LIMITS},
             sandbox_neon_idle_seconds=_number(values["sandbox_neon_idle_seconds"], "sandbox_neon_idle_seconds", float,
                                               zero=True),
+            sandbox_neon_max_cluster_size=_number(values["sandbox_neon_max_cluster_size"],
+                                                  "sandbox_neon_max_cluster_size", int, zero=True),
             sandbox_rtt_ms=_number(values["sandbox_rtt_ms"], "sandbox_rtt_ms", float, zero=True),
             dump_compression=str(values["dump_compression"] or "auto"),
             rds_address=str(values["rds_address"] or ""),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import stat
 import subprocess
@@ -84,3 +86,28 @@ def redirect(env: dict[str, str], neon: str | None = None, rds: str | None = Non
         parts = urlsplit(rds)
         env["INVOKE_DEVOPS_RDS_ADDRESS"] = f"{parts.hostname}:{parts.port}"
     return env
+
+
+def on_a_terminal(env: dict, *args: str, before_answer=None, answer: str = "yes") -> tuple[int, str]:
+    """``inv ARGS`` with a pseudo-terminal for stdin and output; at the question, ``before_answer()``, then
+    ``answer``. Its exit code and everything it printed."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([*INV, *args], env={**env, "NO_COLOR": "1"}, cwd=REPO_ROOT,
+                               stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    output, answered = b"", False
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the task closed the terminal
+            break
+        if not data:
+            break
+        output += data
+        if not answered and b"Type 'yes' to overwrite" in output:
+            if before_answer:
+                before_answer()
+            os.write(main, answer.encode() + b"\n")
+            answered = True
+    os.close(main)
+    return process.wait(timeout=60), output.decode(errors="replace").replace("\r\n", "\n")

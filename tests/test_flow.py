@@ -308,7 +308,7 @@ def test_a_restore_checks_what_its_dump_recorded_that_it_needs(world):
     world.databases["neon"].needs = Needs("Neon", ("pg_session_jwt",), {})
     world.databases["rds"].offers = Offers.of(["pg_session_jwt"], None, ["app"])
     key = run(world, yes=True).dump.url.split("/", 3)[3]
-    assert world.store.manifest(key)["needs"] == {"extensions": ["pg_session_jwt"], "policy_roles": {}}
+    assert world.store.manifest(key)["needs"] == {"extensions": ["pg_session_jwt"], "policy_roles": {}, "bytes": 0}
     world.databases["neon"].offers = Offers.of(["pgcrypto"], "pgcrypto", ["app"])
     world.events.clear()
     error = refused(world, "Neon cannot create the extension", job=RestoreDump(key, "neon"), yes=True)

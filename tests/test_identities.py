@@ -262,6 +262,7 @@ def test_an_sso_session_signs_in_with_the_device_code_and_refreshes_its_token(us
     role_credentials[0].unlink()
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
     token_file.write_text(json.dumps({**token, "expiresAt": soon.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    expiring = json.loads(token_file.read_text())
     refreshes = sso.calls["CreateToken"]
     validated = user("validate", "--json", AWS_PROFILE="sso", AWS_ENDPOINT_URL_SSO=sso.url,
                      AWS_ENDPOINT_URL_SSO_OIDC=sso.url)
@@ -270,7 +271,8 @@ def test_an_sso_session_signs_in_with_the_device_code_and_refreshes_its_token(us
     assert checks["AWS credentials"]["detail"].startswith(arn.rsplit("/", 1)[0])
     assert sso.calls["CreateToken"] == refreshes + 1
     refreshed = json.loads(token_file.read_text())
-    assert refreshed["accessToken"] != token["accessToken"] and refreshed["expiresAt"] > token["expiresAt"]
+    assert refreshed["accessToken"] != token["accessToken"]
+    assert refreshed["expiresAt"] > expiring["expiresAt"]  # an hour ahead again, where 5 minutes were left
     # Expired, and the refresh token revoked (the role's credentials expired too): one line naming the profile
     # and the fix, in every task.
     for cached in (home / ".aws" / "cli" / "cache").glob("*.json"):

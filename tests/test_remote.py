@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from devops.config import REPO_ROOT
 from tests import dbtools
-from tests.helpers import INV, assert_no_secret, inv, s3_state, secrets_of
+from tests.helpers import INV, assert_no_secret, inv, on_a_terminal, s3_state, secrets_of
 
 
 def test_neon_to_rds_on_ecs_moves_the_data_and_streams_the_remote_lines(sandbox, private_env, prepared, neon_secret,
@@ -196,31 +195,6 @@ def test_an_empty_neon_secret_is_one_line_with_the_fix_before_anything_runs(sand
         remote.require_neon_url(settings, empty)
     finally:
         secrets.delete_secret(SecretId=empty, ForceDeleteWithoutRecovery=True)
-
-
-def on_a_terminal(env: dict, *args: str, before_answer=None, answer: str = "yes") -> tuple[int, str]:
-    """``inv ARGS`` with a pseudo-terminal for stdin and output; at the question, ``before_answer()``, then
-    ``answer``. Its exit code and everything it printed."""
-    main, child = pty.openpty()
-    process = subprocess.Popen([*INV, *args], env={**env, "NO_COLOR": "1"}, cwd=REPO_ROOT,
-                               stdin=child, stdout=child, stderr=child)
-    os.close(child)
-    output, answered = b"", False
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # EIO: the task closed the terminal
-            break
-        if not data:
-            break
-        output += data
-        if not answered and b"Type 'yes' to overwrite" in output:
-            if before_answer:
-                before_answer()
-            os.write(main, answer.encode() + b"\n")
-            answered = True
-    os.close(main)
-    return process.wait(timeout=60), output.decode(errors="replace").replace("\r\n", "\n")
 
 
 def test_without_yes_the_plan_is_computed_in_the_vpc_and_confirmed_here(private_env, prepared, neon_secret, neon,

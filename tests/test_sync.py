@@ -7,20 +7,16 @@ the databases with tests/dbtools.py, which reads them independently of the engin
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests import dbtools
-from devops.config import REPO_ROOT
 from devops.errors import DevopsError
 from devops.postgres import parse_url
 from devops.sync.database import Database
-from tests.helpers import INV, assert_no_secret, inv, s3_state
+from tests import dbtools
+from tests.helpers import assert_no_secret, inv, on_a_terminal, s3_state
 
 
 @pytest.fixture
@@ -279,39 +275,13 @@ def test_a_schema_change_on_the_target_is_a_divergence(sandbox_env, fresh, neon,
     assert (dbtools.snapshot(neon), dbtools.snapshot(rds)) == before
 
 
-def answered_late(env: dict, args: list[str], answer: str, after: float) -> tuple[int, str]:
-    """The task run on a terminal, as a person does: ``answer`` typed ``after`` seconds after the question."""
-    main, child = pty.openpty()
-    process = subprocess.Popen([*INV, *args], env={**env, "NO_COLOR": "1"}, cwd=REPO_ROOT, stdin=child, stdout=child,
-                               stderr=child)
-    os.close(child)
-    output = b""
-    try:
-        while True:
-            try:
-                data = os.read(main, 65536)
-            except OSError:  # EIO: the task closed the terminal
-                break
-            if not data:
-                break
-            output += data
-            if b"Type 'yes'" in data:
-                time.sleep(after)
-                os.write(main, answer.encode() + b"\n")
-        return process.wait(timeout=300), output.decode(errors="replace")
-    finally:
-        os.close(main)
-        if process.poll() is None:
-            process.kill()
-
-
 def test_a_person_who_answers_after_neon_closed_the_idle_connection_gets_a_complete_sync(sandbox_env, fresh,
                                                                                           neon, rds):
     """Neon closes connections idle past its suspend timeout (the stand-in: idle_session_timeout, here 1 s for
     the application's role); the sync's connection to it sat idle during the question, and is opened again."""
     dbtools.execute(neon, "ALTER ROLE CURRENT_USER SET idle_session_timeout = '1s'")
     try:
-        code, output = answered_late(sandbox_env, ["sync.neon-to-rds"], "yes", after=3)
+        code, output = on_a_terminal(sandbox_env, "sync.neon-to-rds", before_answer=lambda: time.sleep(3))
     finally:
         dbtools.execute(neon, "ALTER ROLE CURRENT_USER RESET idle_session_timeout")
     assert code == 0, output
@@ -371,3 +341,55 @@ def test_a_policy_naming_a_role_only_neon_has_is_refused_in_the_plan_before_anyt
                               "ALTER TABLE app.customers DISABLE ROW LEVEL SECURITY")
         dbtools.execute(rds, "DROP POLICY IF EXISTS customers_read ON app.customers")
         dbtools.execute(rds, "DROP ROLE IF EXISTS authenticated")
+
+
+def neon_setting(sandbox, name: str, value: str | None) -> None:
+    """A server setting of the Neon stand-in, as the service would set it (None: back to its file's)."""
+    conn = sandbox.server("neon").connect(as_superuser=True, database="neondb")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"ALTER SYSTEM SET {name} = '{value}'" if value is not None else f"ALTER SYSTEM RESET {name}")
+            cur.execute("SELECT pg_reload_conf()")
+    finally:
+        conn.close()
+
+
+def test_a_neon_project_too_small_for_the_replace_is_refused_in_the_plan(sandbox, sandbox_env, fresh, neon, rds):
+    """Until COMMIT the replace keeps Neon's data beside RDS's: a project limit (neon.max_cluster_size) that
+    cannot hold both is refused before anything is written, and the plan says so."""
+    before = dbtools.snapshot(neon)
+    neon_setting(sandbox, "neon.max_cluster_size", "1")
+    try:
+        time.sleep(0.3)  # the reload reaches new connections
+        planned = inv(sandbox_env, "sync.rds-to-neon", "--dry-run")
+        assert planned.returncode == 0, planned.stderr
+        assert "A real run would stop here: refused: Neon lacks what the restore needs" in planned.stdout
+        result = inv(sandbox_env, "sync.rds-to-neon", "--yes")
+        assert result.returncode == 1
+        assert "Neon's project is limited to 1 MB (neon.max_cluster_size, its plan's)" in result.stderr
+        assert dbtools.snapshot(neon) == before
+    finally:
+        neon_setting(sandbox, "neon.max_cluster_size", None)
+
+
+def test_an_extension_only_neon_has_is_refused_in_the_plan_before_anything_is_written(sandbox, sandbox_env,
+                                                                                       sandbox_settings, fresh, neon,
+                                                                                       rds):
+    """pg_session_jwt (the Neon stand-in's, as Neon's Data API has it; RDS has no such extension) created on Neon:
+    the plan says a real run would stop, the run refuses with nothing written."""
+    if int(dbtools.scalar(neon, "SHOW server_version_num")) < 180000:
+        pytest.skip("the Neon stand-in has Neon's own extensions from PostgreSQL 18 on (extension_control_path)")
+    dbtools.execute(neon, "CREATE EXTENSION pg_session_jwt")
+    bucket = sandbox_settings.bucket_name
+    before, objects = dbtools.snapshot(rds), s3_state(sandbox, bucket)["objects"]
+    try:
+        planned = inv(sandbox_env, "sync.neon-to-rds", "--dry-run")
+        assert "A real run would stop here: refused: RDS lacks what the restore needs" in planned.stdout, \
+            planned.stdout + planned.stderr
+        result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert result.returncode == 1
+        assert "RDS cannot create the extension(s) pg_session_jwt that Neon has" in result.stderr
+        assert dbtools.snapshot(rds) == before and s3_state(sandbox, bucket)["objects"] == objects
+    finally:
+        dbtools.execute(neon, "DROP EXTENSION IF EXISTS pg_session_jwt")

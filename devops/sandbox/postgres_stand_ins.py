@@ -42,6 +42,10 @@ def start_server(folder: Path, name: str, bin_dir: Path, run_as: str | None, ca:
                     version=cluster.version(), ca=ca)
     cluster.root.mkdir(parents=True, exist_ok=True)
     tls = certificates.issue(folder / "ca", cluster.root, [HOST, "localhost"], run_as)
+    if name == "neon" and int(server.version.split(".")[0]) >= 18:
+        # Extensions only Neon has (PostgreSQL 18's extension_control_path: a directory of the Neon stand-in's
+        # own; an older server has no such setting, and no such extension).
+        limits = {**limits, "extension_control_path": f"{NEON_EXTENSIONS}:$system"}
     cluster.init(server, limits, tls)
     cluster.start()
     console.info(f"PostgreSQL {server.version} for the {name} stand-in on {HOST}:{server.port}")
@@ -68,6 +72,8 @@ def create_app_database(server: Server, user: str, password: str, database: str)
     server.user, server.password, server.database = user, password, database
 
 
+# Extensions the Neon stand-in can create and the RDS stand-in cannot (neon_extensions/extension/*.control).
+NEON_EXTENSIONS = Path(__file__).parent / "neon_extensions"
 # The roles Neon's Data API creates in a project (its requests run as one of them, and row-level security
 # policies name them): RDS has no such roles.
 NEON_DATA_API_ROLES = ("authenticated", "anonymous")

@@ -43,7 +43,7 @@ SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECU
 FROM ({sql.load("lock_table")}) AS lock_table
 """
 # What a restore of a database needs its target to have (decisions.Needs): read with the plan's counts.
-NEEDS = sql.load("extensions_and_policy_roles", own_schemas=sql.OWN_SCHEMAS)
+NEEDS = sql.load("needs", own_schemas=sql.OWN_SCHEMAS)
 # The snapshot's transaction ids (xmin:xmax:in-progress), cluster-wide. Every write, DDL included, takes a
 # transaction id, so the same value later means no write committed or began in between (sequences excepted:
 # nextval takes none, so they are compared too). Read-only work leaves it; other databases of the same
@@ -157,21 +157,21 @@ class Database:
 
     def read_server(self) -> None:
         """The server's version, identity and lock table (preflight)."""
-        identifier, database, max_locks, slots, extensions, allowed, roles = self._one("the server identity",
-                                                                                       SERVER)
+        identifier, database, max_locks, slots, *offers = self._one("the server identity", SERVER)
         self.version = int(self._conn.server_version)
         self.identity = {"system_identifier": identifier, "database": database,
                          "host": f"{self.endpoint.host}:{self.endpoint.port}"}
         self.lock_table = LockTable(max_locks, slots)
-        self.offers = Offers.of(extensions, allowed, roles)
+        self.offers = Offers.of(*offers)
 
     def counts(self) -> tuple[dict[str, TableStats], int, int, Needs]:
         """Every table's rows, without checksums (the plan's counts of a source); how many objects of its own
         it holds (what a restore of it creates); the estimate of a dump's size (the tables' sizes); and what a
         restore of it needs of its target."""
-        tables, objects, size, extensions, roles = self._one("the tables", sql.read_tables(
+        tables, objects, size, extensions, roles, database_bytes = self._one("the tables", sql.read_tables(
             f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY}), {NEEDS}", checksums=False))
-        return _stats(tables), int(objects), int(size), Needs(self.label, tuple(extensions), roles)
+        return _stats(tables), int(objects), int(size), Needs(self.label, tuple(extensions), roles,
+                                                              int(database_bytes))
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Snapshot"]:

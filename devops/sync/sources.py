@@ -83,7 +83,8 @@ class SyncSource:
         plan's), so that a restore of it is checked against its target as this sync was."""
         result = dump(self.env, self.db, key, processes, extra_sinks=sinks)
         written = manifest(self.env, self.db, result, self.direction.name, f"sync {self.direction.name}")
-        written["needs"] = {"extensions": list(needs.extensions), "policy_roles": needs.policy_roles}
+        written["needs"] = {"extensions": list(needs.extensions), "policy_roles": needs.policy_roles,
+                            "bytes": needs.bytes}
         return Streamed(written["tables"], result.sequences, Copy(self.env.store.url(key), result.size, result.sha256),
                         written)
 
@@ -136,7 +137,8 @@ class DumpSource:
         needs = self.recorded.get("needs") or {}
         return SourceCounts({name: t.get("rows") for name, t in tables.items()},
                             int(self.recorded.get("objects") or 0), self.recorded.get("size", 0),
-                            Needs("the dump", tuple(needs.get("extensions", ())), needs.get("policy_roles", {})))
+                            Needs("the dump", tuple(needs.get("extensions", ())), needs.get("policy_roles", {}),
+                                  int(needs.get("bytes") or 0)))
 
     def plan_fields(self, target: Database, when: dt.datetime) -> dict[str, Any]:
         return {"key": self.key, "to": target.side,

@@ -1,7 +1,8 @@
 -- What a restore of this database needs its target to have already: the extensions it creates (pg_dump's
--- CREATE EXTENSION; plpgsql is in every database), and the roles its row-level security policies name, each
--- with those policies ("schema.table policy"): owners and grants are left out of the dump on purpose, but a
--- policy keeps the roles it names. Two columns, for read_tables' {columns}. Slot: {own_schemas}.
+-- CREATE EXTENSION; plpgsql is in every database); the roles its row-level security policies name, each with
+-- those policies ("schema.table policy"): owners and grants are left out of the dump on purpose, but a policy
+-- keeps the roles it names; and the room its data takes (the database's size). Three columns, for
+-- read_tables' {columns}. Slot: {own_schemas}.
 (SELECT coalesce(jsonb_agg(extname ORDER BY extname), '[]') FROM pg_extension WHERE extname <> 'plpgsql'),
 (SELECT coalesce(jsonb_object_agg(rolname, policies), '{}')
  FROM (SELECT r.rolname, jsonb_agg(format('%s.%s %s', n.nspname, c.relname, p.polname)
@@ -12,4 +13,5 @@
        CROSS JOIN LATERAL unnest(p.polroles) AS named(oid)
        JOIN pg_roles r ON r.oid = named.oid
        WHERE {own_schemas}
-       GROUP BY r.rolname) AS named_roles)
+       GROUP BY r.rolname) AS named_roles),
+pg_database_size(current_database())
