@@ -88,8 +88,8 @@ MB = 1024 * 1024
 
 @dataclasses.dataclass(frozen=True)
 class Needs:
-    """What a restore of a source needs its target to have already (sql/extensions_and_policy_roles.sql): the
-    extensions it creates, and the roles its row-level security policies name, each with those policies."""
+    """What a restore of a source needs its target to have already (sql/needs.sql): the extensions it creates,
+    the roles its row-level security policies name (each with those policies), and room for its data."""
     of: str  # the source, as a refusal names it: Neon, RDS, the dump
     extensions: tuple[str, ...] = ()
     policy_roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)
@@ -99,7 +99,7 @@ class Needs:
 @dataclasses.dataclass(frozen=True)
 class Offers:
     """What a database offers a restore (sql/offers.sql): the extensions its server can create, RDS's
-    rds.allowed_extensions (None: no such limit), its roles."""
+    rds.allowed_extensions (None: no such limit), its roles, and Neon's size limit with what counts against it."""
     extensions: frozenset[str]
     allowed: frozenset[str] | None
     roles: frozenset[str]
