@@ -77,10 +77,13 @@ class Identity:
             frozen = credentials.get_frozen_credentials()  # refreshed here when it nears its expiry
         except (BotoCoreError, ClientError) as exc:
             raise DevopsError(failure(exc, self.label)) from None
+        return ServedCredentials(frozen.access_key, frozen.secret_key, frozen.token, self.expiry())
+
+    def expiry(self) -> datetime.datetime | None:
+        """When the credentials expire (an assumed role's, SSO's); None for keys."""
         # botocore keeps a refreshable credential's expiry in this attribute only (no public accessor).
-        expiry = getattr(credentials, "_expiry_time", None)
-        return ServedCredentials(frozen.access_key, frozen.secret_key, frozen.token,
-                                 expiry if isinstance(expiry, datetime.datetime) else None)
+        expiry = getattr(self.session.get_credentials(), "_expiry_time", None)
+        return expiry if isinstance(expiry, datetime.datetime) else None
 
 
 _identities: dict[tuple[str, ...], Identity] = {}

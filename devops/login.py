@@ -9,12 +9,10 @@ tasks that follow (devops/credentials.py). Either way the line at the end says w
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
 
-import botocore.session
 from botocore.exceptions import BotoCoreError
 
 from devops import aws, credentials
@@ -29,8 +27,8 @@ def run_login(settings: Settings, console: Console) -> None:
     if _uses_sso(settings):
         _sso_login(profile, console)
     who = aws.identity(settings, aws.client(settings, "sts"))
-    until = _expiry(credentials.session(settings))
-    cached = f"; its session lasts until {until:%Y-%m-%d %H:%M %Z}" if until else ""
+    until = credentials.identity(settings).expiry()
+    cached = f"; its session lasts until {until.astimezone():%Y-%m-%d %H:%M %Z}" if until else ""
     console.passed(f"signed in as {who['arn']} (account {who['account']}){cached}")
 
 
@@ -57,7 +55,3 @@ def _sso_login(profile: str, console: Console) -> None:
         raise DevopsError(f"`aws sso login` for AWS profile {profile!r} failed (exit {code}, output above): check "
                           "the profile's sso_session in ~/.aws/config and try again")
 
-
-def _expiry(boto: botocore.session.Session) -> datetime.datetime | None:
-    expiry = getattr(boto.get_credentials(), "_expiry_time", None)  # see credentials.Identity._served
-    return expiry.astimezone() if isinstance(expiry, datetime.datetime) else None

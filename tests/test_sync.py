@@ -359,7 +359,7 @@ def test_a_neon_project_too_small_for_the_replace_is_refused_in_the_plan(sandbox
     """Until COMMIT the replace keeps Neon's data beside RDS's: a project limit (neon.max_cluster_size) that
     cannot hold both is refused before anything is written, and the plan says so."""
     before = dbtools.snapshot(neon)
-    neon_setting(sandbox, "neon.max_cluster_size", "1")
+    neon_setting(sandbox, "neon.max_cluster_size", "1MB")
     try:
         time.sleep(0.3)  # the reload reaches new connections
         planned = inv(sandbox_env, "sync.rds-to-neon", "--dry-run")

@@ -237,12 +237,12 @@ def test_rds_allowed_extensions_limits_only_when_it_names_some():
 def test_a_neon_project_too_small_for_old_and_new_data_together_is_refused():
     """The replace keeps the target's data and the source's until COMMIT: both must fit Neon's limit."""
     mb = 1024 * 1024
-    offers = Offers.of([], None, [], "512", 300 * mb)
-    assert offers.size_limit_mb == 512
+    offers = Offers.of([], None, [], 512 * mb, 300 * mb)
+    assert offers.size_limit == 512 * mb
     assert what_target_lacks(Needs("RDS", bytes=200 * mb), offers, "Neon") is None
     refusal = what_target_lacks(Needs("RDS", bytes=300 * mb), offers, "Neon")
     assert refusal.endswith("(1) Neon's project is limited to 512 MB (neon.max_cluster_size, its plan's), and the "
                             "replace keeps what Neon holds (300 MB) beside RDS's data (300 MB) until it commits: "
                             "about 600 MB; raise the project's limit (a bigger plan), or make room on Neon first")
-    for unlimited in (None, "", "0", "-1"):  # RDS has no such setting; Neon's 0 or -1: none
-        assert Offers.of([], None, [], unlimited, 300 * mb).size_limit_mb is None
+    for unlimited in (None, 0, -1):  # RDS has no such setting; Neon's 0 or -1: none
+        assert Offers.of([], None, [], unlimited, 300 * mb).size_limit is None

@@ -392,18 +392,20 @@ def test_verbose_shows_neons_size_and_objects_with_the_figures_the_sync_reads(sa
     lines = result.stdout.splitlines()
     [at] = [i for i, line in enumerate(lines) if line.startswith("[PASS] Neon answers as ")]
     detail = lines[at + 1]
-    assert re.match(r" {7}PostgreSQL \d+\.\d+; database \d+\.\d MB, no ceiling known \(the server has no "
+    # The stand-in's ceiling, shown as Neon shows it ("512MB", sandbox_neon_max_cluster_size): the size against it.
+    assert re.match(r" {7}PostgreSQL \d+\.\d+; database \d+\.\d MB of a 512 MB ceiling \(\d+%, "
                     r"neon\.max_cluster_size\); ", detail), detail
     assert f"; {lock_table}; " in detail, detail
-    # A server with Neon's ceiling (shown as Neon shows it, "512MB"): the size against it.
-    superuser_sql(sandbox, "ALTER DATABASE neondb SET neon.max_cluster_size = '512MB'")
+    # A project on a bigger plan.
+    superuser_sql(sandbox, "ALTER DATABASE neondb SET neon.max_cluster_size = '10GB'")
     try:
         payload, code = report(sandbox_env, "--verbose")
     finally:
         superuser_sql(sandbox, "ALTER DATABASE neondb RESET neon.max_cluster_size")
     assert code == 0
     detail = {c["name"]: c["detail"] for c in payload["checks"]}["Neon"]
-    assert re.search(r"; database \d+\.\d MB of a 512 MB ceiling \(\d+%, neon\.max_cluster_size\); ", detail), detail
+    assert re.search(r"; database \d+\.\d MB of a 10,240 MB ceiling \(\d+%, neon\.max_cluster_size\); ", detail), \
+        detail
 
 
 # --------------------------------------------------------------------------------------------------

@@ -81,15 +81,15 @@ class Sandbox:
         return {"neon": self.settings.sandbox_neon_major,
                 "rds": self.settings.sandbox_rds_major or terraform_default(self.settings, "db_engine_version")}
 
-    def limits(self, name: str) -> dict[str, int]:
+    def limits(self, name: str) -> dict[str, int | str]:
         """The server limits of the stand-in ``name`` (neon, rds), as the real service sets them; Neon's also
         closes idle connections (idle_session_timeout, in milliseconds), as its compute does when it suspends,
-        and reports its project's size limit (neon.max_cluster_size, in MB: a placeholder setting here)."""
+        and reports its project's size limit (neon.max_cluster_size: a placeholder setting here)."""
         limits = {setting: getattr(self.settings, f"sandbox_{name}_{setting}")
                   for setting in ("max_connections", "max_locks_per_transaction")}
         if name == "neon":
             limits["idle_session_timeout"] = round(self.settings.sandbox_neon_idle_seconds * 1000)
-            limits["neon.max_cluster_size"] = self.settings.sandbox_neon_max_cluster_size
+            limits["neon.max_cluster_size"] = f"{self.settings.sandbox_neon_max_cluster_size}MB"  # as Neon shows it
         return limits
 
     # ---- status ------------------------------------------------------------------------------

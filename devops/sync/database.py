@@ -39,7 +39,7 @@ LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)
 SERVER = f"""
 SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
             THEN (SELECT system_identifier::text FROM pg_control_system()) END,
-       current_database(), lock_table.*, {sql.load("offers")}
+       current_database(), lock_table.*, {sql.load("offers", neon_size_limit=sql.NEON_SIZE_LIMIT)}
 FROM ({sql.load("lock_table")}) AS lock_table
 """
 # What a restore of a database needs its target to have (decisions.Needs): read with the plan's counts.

@@ -103,16 +103,15 @@ class Offers:
     extensions: frozenset[str]
     allowed: frozenset[str] | None
     roles: frozenset[str]
-    size_limit_mb: int | None = None  # Neon's neon.max_cluster_size (its plan's); None: no limit
+    size_limit: int | None = None  # Neon's neon.max_cluster_size in bytes (its plan's); None: no limit
     used_bytes: int = 0  # what counts against that limit now (the databases' sizes)
 
     @classmethod
-    def of(cls, extensions: list[str], allowed: str | None, roles: list[str], size_limit_mb: str | None = None,
+    def of(cls, extensions: list[str], allowed: str | None, roles: list[str], size_limit: int | None = None,
            used_bytes: int | None = None) -> "Offers":
         names = {name.strip() for name in (allowed or "").split(",") if name.strip()}
-        limit = int(size_limit_mb) if (size_limit_mb or "").strip().lstrip("-").isdigit() else 0
         return cls(frozenset(extensions), None if not names or "*" in names else frozenset(names), frozenset(roles),
-                   limit if limit > 0 else None, int(used_bytes or 0))
+                   size_limit if size_limit and size_limit > 0 else None, int(used_bytes or 0))
 
 
 def what_target_lacks(needs: Needs, offers: Offers, label: str) -> str | None:
@@ -134,12 +133,13 @@ def what_target_lacks(needs: Needs, offers: Offers, label: str) -> str | None:
             problems.append(f"{label} has no role {role}, which the row-level security policies of {needs.of} name "
                             f"({', '.join(policies)}): create it on {label} (CREATE ROLE {role} NOLOGIN), or drop "
                             f"those policies on {needs.of}")
-    needed_mb = math.ceil((offers.used_bytes + needs.bytes) / MB)
-    if offers.size_limit_mb is not None and needs.bytes and needed_mb > offers.size_limit_mb:
-        problems.append(f"{label}'s project is limited to {offers.size_limit_mb:,} MB (neon.max_cluster_size, its "
-                        f"plan's), and the replace keeps what {label} holds ({math.ceil(offers.used_bytes / MB):,} MB) "
-                        f"beside {needs.of}'s data ({math.ceil(needs.bytes / MB):,} MB) until it commits: about "
-                        f"{needed_mb:,} MB; raise the project's limit (a bigger plan), or make room on {label} first")
+    needed = offers.used_bytes + needs.bytes
+    if offers.size_limit is not None and needs.bytes and needed > offers.size_limit:
+        problems.append(f"{label}'s project is limited to {math.ceil(offers.size_limit / MB):,} MB "
+                        f"(neon.max_cluster_size, its plan's), and the replace keeps what {label} holds "
+                        f"({math.ceil(offers.used_bytes / MB):,} MB) beside {needs.of}'s data "
+                        f"({math.ceil(needs.bytes / MB):,} MB) until it commits: about {math.ceil(needed / MB):,} MB; "
+                        f"raise the project's limit (a bigger plan), or make room on {label} first")
     if not problems:
         return None
     return (f"refused: {label} lacks what the restore needs; nothing was changed. "

@@ -48,13 +48,12 @@ NOT_CONFIGURED = frozenset({"NoSuchLifecycleConfiguration", "NoSuchPublicAccessB
                             "ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucketPolicy"})
 # Neon in one query, one round trip after the login: the tables the sync reads (postgres.USER_TABLES) and which
 # of them this role cannot read (a schema's USAGE first: has_table_privilege errs on a schema it may not use);
-# the database's size and Neon's ceiling for the branch in bytes (neon.max_cluster_size, which Neon's servers
-# show as "512MB", -1 for none; NULL on a server without it); and the figures the sync's plan weighs, the
-# objects a restore drops and creates (sql/lockable_objects.sql) and the server's lock table (sql/lock_table.sql).
+# the database's size and Neon's ceiling for the branch in bytes (sql/neon_size_limit.sql); and the figures the
+# sync's plan weighs, the objects a restore drops and creates (sql/lockable_objects.sql) and the server's lock
+# table (sql/lock_table.sql).
 NEON_READ = f"""
 SELECT tables.*, pg_database_size(current_database()),
-       (SELECT CASE WHEN v = '-1' THEN -1 ELSE pg_size_bytes(v) END
-        FROM current_setting('neon.max_cluster_size', true) AS v),
+       {sql.NEON_SIZE_LIMIT},
        ({sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)}), lock_table.*
 FROM (SELECT count(*),
              coalesce(array_agg(format('%s.%s', t.nspname, t.relname)) FILTER (WHERE NOT CASE

@@ -42,6 +42,7 @@ PARALLEL = "\n".join(
     f"ELSE defaults[{index}] END, true);"
     for index, (name, on) in enumerate(zip(PARALLEL_SETTINGS, PARALLEL_ON), start=1))
 OWN_SCHEMAS = load("own_schemas")
+NEON_SIZE_LIMIT = load("neon_size_limit")
 SCHEMA_HASH = load("schema_hash", own_schemas=OWN_SCHEMAS)
 # Every sequence's last value (None when never used), as one jsonb object.
 SEQUENCES = ("SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{}') "
