@@ -35,11 +35,13 @@ WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_s
 """
 LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)
 # Which database this is: the cluster's system identifier (NULL where pg_control_system() is not granted, as
-# some managed services do), the database's name; and the server's lock table (sql/lock_table.sql).
-SERVER = f"""
+# some managed services do), the database's name (a reopened connection checks these alone); the server's read
+# adds its lock table (sql/lock_table.sql) and what it offers a restore (sql/offers.sql).
+IDENTITY = """
 SELECT CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
             THEN (SELECT system_identifier::text FROM pg_control_system()) END,
-       current_database(), lock_table.*, {sql.load("offers", neon_size_limit=sql.NEON_SIZE_LIMIT)}
+       current_database()"""
+SERVER = f"""{IDENTITY}, lock_table.*, {sql.load("offers", neon_size_limit=sql.NEON_SIZE_LIMIT)}
 FROM ({sql.load("lock_table")}) AS lock_table
 """
 # What a restore of a database needs its target to have (decisions.Needs): read with the plan's counts.
@@ -138,8 +140,8 @@ class Database:
         if not self.identity:
             return
         with self.errors_named(reading), conn.cursor() as cur:
-            cur.execute(SERVER)
-            identifier, database = cur.fetchone()[:2]  # SERVER: the identity first
+            cur.execute(IDENTITY)
+            identifier, database = cur.fetchone()
         if (identifier, database) != (self.identity["system_identifier"], self.identity["database"]):
             raise DevopsError(f"{self.label} closed the connection and, opened again, leads to another database "
                               f"than the plan read ({database}, system {identifier}): nothing was written; run "
