@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import signal
 import sys
 import time
 import traceback
@@ -48,18 +49,23 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
         terminal.install()
         with _run_log(args[0] if args else None, func.__name__) as log:
             try:
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    terminal.ending()
             except DevopsError as exc:
+                if signum := terminal.interrupted_by():
+                    # A child that the same Ctrl-C stopped (the whole process group gets it) failed first.
+                    runlog.section("failure after the interrupt", mask(exc))
+                    _interrupted(signum, kwargs, log)
                 _fail(f"{mask(exc)}{_where(log)}", kwargs, log, {**exc.details, "error": mask(exc)})
                 raise Exit(code=exc.exit_code) from None
             except terminal.OutputClosed:
                 _output_closed(log)
             except terminal.Interrupted as exc:
-                _fail(f"interrupted by {exc}{_where(log)}", kwargs, log, {"error": f"interrupted by {exc}"})
-                raise Exit(code=exc.exit_code) from None
+                _interrupted(exc.signum, kwargs, log)
             except KeyboardInterrupt:
-                _fail(f"interrupted{_where(log)}", kwargs, log, {"error": "interrupted"})
-                raise Exit(code=130) from None
+                _interrupted(signal.SIGINT, kwargs, log)
             except Exit:
                 raise
             except Exception as exc:  # noqa: BLE001 - the catch-all: a bug, reported as one line
@@ -77,6 +83,13 @@ def handled(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise Exit(code=BUG_EXIT) from None
 
     return wrapper
+
+
+def _interrupted(signum: int, kwargs: dict[str, Any], log: runlog.RunLog | None) -> None:
+    """Ctrl-C: ``interrupted``, exit 130; SIGTERM, SIGHUP: ``interrupted by SIGTERM``, 128 + the number."""
+    what = "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
+    _fail(f"{what}{_where(log)}", kwargs, log, {"error": what})
+    raise Exit(code=128 + signum) from None
 
 
 def _output_closed(log: runlog.RunLog | None) -> None:

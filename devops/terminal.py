@@ -9,14 +9,20 @@ has gone (``inv sync.list | head -1``).
   (``output_gone`` tells it from a broken pipe to a child process, which stays an error). In the toolbox the
   task's stdout is the engine's pipe, which never breaks: toolbox/inv sends SIGPIPE and leaves a note
   (/tmp/devops-output-closed-TOKEN) saying that this SIGPIPE is about the task's output.
+- A signal that lands while a finalizer runs (a pipe's buffered writer flushed as it is collected, whose write
+  the signal interrupts) raises inside that finalizer, and Python only prints it ("Exception ignored in ...")
+  and goes on as if no one had pressed Ctrl-C. ``install``'s unraisable hook sends the signal again, to be
+  raised where the task is.
 """
 
 from __future__ import annotations
 
 import os
+import _thread
 import select
 import signal
 import sys
+import threading
 from typing import Any
 
 # 128 + the signal's number: the exit code a shell reports for a process that a signal ended.
@@ -28,35 +34,67 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
+        self.signum = signum
 
 
 class OutputClosed(KeyboardInterrupt):
     """The task's reader has gone: end quietly (no line could reach anyone), exit 141."""
 
 
-_interrupted = False
+# The signal that interrupted the task (SIGINT, SIGTERM, SIGHUP), or None.
+_interrupted: int | None = None
+_ending = False
+_python_unraisable_hook = sys.unraisablehook
 
 
 def install() -> None:
     """The handlers, once per process (each task's wrapper calls it)."""
+    global _python_unraisable_hook, _ending
+    _ending = False
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
     # Python ignores SIGPIPE (a write then fails with EPIPE); this handler only acts on toolbox/inv's note.
     signal.signal(signal.SIGPIPE, _on_sigpipe)
+    if sys.unraisablehook is not _unraisable:
+        _python_unraisable_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+
+
+def interrupted_by() -> int | None:
+    """The signal that interrupted this task, if one did (what a failure right after it owes to it)."""
+    return _interrupted
+
+
+def ending() -> None:
+    """The task is saying how it ended, its cleanup done: a signal now (a second Ctrl-C, or one sent again
+    after a finalizer swallowed it) has nothing left to stop, and would only turn the last line into a
+    traceback."""
+    global _ending
+    _ending = True
 
 
 def _on_signal(signum: int, frame: Any) -> None:
     global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+    _interrupted = _interrupted or signum
+    if not _ending:
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def _unraisable(unraisable: Any) -> None:
+    """An interrupt that a finalizer swallowed is sent again to the main thread. Not from this hook, which
+    would raise it right here (and be ignored again), but from a thread of its own, which needs the GIL that
+    the main thread holds until this hook and the finalizer have returned."""
+    signum = signal.SIGPIPE if isinstance(unraisable.exc_value, OutputClosed) else _interrupted
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and signum is not None:
+        _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, signum))
+        return
+    _python_unraisable_hook(unraisable)
 
 
 def _on_sigpipe(signum: int, frame: Any) -> None:
     token = os.environ.get("DEVOPS_TOOLBOX_TOKEN", "")
     # After an interrupt the task is already ending: its cleanup must not be cut short (Ctrl-C on
     # `inv ... | tee log` ends tee too, and the task's next line finds no reader).
-    if token and not _interrupted and os.path.exists(f"/tmp/devops-output-closed-{token}"):
+    if token and not (_interrupted or _ending) and os.path.exists(f"/tmp/devops-output-closed-{token}"):
         raise OutputClosed
 
 
