@@ -38,6 +38,7 @@ sandbox_engine = _Lazy("devops.sandbox")
 sync_flow = _Lazy("devops.sync.flow")
 sync_jobs = _Lazy("devops.sync.jobs")
 sync_listing = _Lazy("devops.sync.listing")
+sync_scope = _Lazy("devops.sync.scope")
 validate_engine = _Lazy("devops.validate.runner")
 
 
@@ -83,6 +84,10 @@ SYNC = FlagSet(
     Flag("expect_target", "Refuse unless the target still holds what a plan showed: the plan's Target fingerprint "
                           "(16 hex digits), or a file holding its --dry-run --json report (--on ecs passes it after "
                           "asking here).", takes_value=True),
+    Flag("exclude_schema", "Leave these schemas alone on both sides (comma-separated, e.g. neon_auth): not dumped, "
+                           "not replaced, not compared; adds to devops.exclude_schemas.", takes_value=True),
+    Flag("exclude_extension", "Leave these extensions alone (e.g. pg_session_jwt, which RDS cannot create); adds to "
+                              "devops.exclude_extensions.", takes_value=True),
 )
 
 
@@ -91,6 +96,8 @@ def _remote(c, on, args, flags):
     settings = Settings.from_context(c)
     if environment.runner(settings, on) != "ecs":
         return False  # and the runner's imports (docker, the sync's rendering) are not needed
+    if "exclude_schema" in flags:  # a sync's: what the settings here leave alone, told to the ECS task
+        flags = {**flags, **sync_scope.LeftAlone.of_run(settings, flags).as_flags()}
     code = remote.dispatch(settings, on, args, flags)
     if code:
         raise Exit(code=code)  # the remote said why, in its own [ERROR] line

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from devops.errors import DevopsError
+from devops.sync.scope import names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,13 +64,24 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # free plan) and closes its connections. RDS closes none. 0: never.
     "sandbox_neon_idle_seconds": 300,
     # The Neon stand-in's project size limit in MB (neon.max_cluster_size, which a Neon compute enforces): the
-    # free plan's 0.5 GB. The stand-in reports it, as Neon's compute does; it does not enforce it. 0: none.
+    # free plan's 0.5 GB. The stand-in reports it and, as Neon's compute does, refuses to grow past it
+    # (devops/sandbox/neon_size_limit.c). 0: none.
     "sandbox_neon_max_cluster_size": 512,
+    # The RDS stand-in's storage in MB as the emulator's CloudWatch counts it (FreeStorageSpace: this less what the
+    # stand-in's data folder takes); 0: the emulated instance's allocated storage (db_allocated_storage, 20 GiB).
+    # A test makes it small to see a sync into RDS refused for want of room.
+    "sandbox_rds_storage_mb": 0,
     # The round-trip time, in milliseconds, that the sandbox's network (devops/sandbox/network.py) adds between
     # the tasks and the stand-ins of Neon, RDS and AWS: 20-80 from a laptop to the real services.
     "sandbox_rtt_ms": 0,
     # pg_dump --compress for the dumps in S3; "auto" picks by pg_dump's version (see devops/sync/tools.py).
     "dump_compression": "auto",
+    # What every sync and restore leaves alone on both sides (devops/sync/scope.py): schemas and extensions,
+    # comma-separated or a list, e.g. neon_auth (Neon Auth's users, which Neon writes on every sign-in) and
+    # pg_session_jwt (Neon's Data API; RDS cannot create it). Not dumped, not dropped or replaced on the
+    # target, not compared; the sync tasks' --exclude-schema and --exclude-extension add to them.
+    "exclude_schemas": "",
+    "exclude_extensions": "",
     # Where `inv TASK` runs on a host with Python: "container" re-runs it inside the toolbox image
     # (devops/toolbox.py); "host" keeps it here (the host-native test run sets INVOKE_DEVOPS_TOOLBOX=host).
     "toolbox": "container",
@@ -113,8 +125,11 @@ class Settings:
     sandbox_rds_max_locks_per_transaction: int = CONFIG_DEFAULTS["sandbox_rds_max_locks_per_transaction"]
     sandbox_neon_idle_seconds: float = CONFIG_DEFAULTS["sandbox_neon_idle_seconds"]
     sandbox_neon_max_cluster_size: int = CONFIG_DEFAULTS["sandbox_neon_max_cluster_size"]
+    sandbox_rds_storage_mb: int = CONFIG_DEFAULTS["sandbox_rds_storage_mb"]
     sandbox_rtt_ms: float = 0
     dump_compression: str = "auto"
+    exclude_schemas: tuple[str, ...] = ()
+    exclude_extensions: tuple[str, ...] = ()
     rds_address: str = ""
     alb_address: str = ""
     neon_ca_file: str = ""
@@ -171,8 +186,11 @@ class Settings:
                                               zero=True),
             sandbox_neon_max_cluster_size=_number(values["sandbox_neon_max_cluster_size"],
                                                   "sandbox_neon_max_cluster_size", int, zero=True),
+            sandbox_rds_storage_mb=_number(values["sandbox_rds_storage_mb"], "sandbox_rds_storage_mb", int, zero=True),
             sandbox_rtt_ms=_number(values["sandbox_rtt_ms"], "sandbox_rtt_ms", float, zero=True),
             dump_compression=str(values["dump_compression"] or "auto"),
+            exclude_schemas=names(values["exclude_schemas"], "devops.exclude_schemas"),
+            exclude_extensions=names(values["exclude_extensions"], "devops.exclude_extensions"),
             rds_address=str(values["rds_address"] or ""),
             alb_address=str(values["alb_address"] or ""),
             neon_ca_file=_ca_file(values["neon_ca_file"], "neon_ca_file"),

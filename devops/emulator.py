@@ -28,28 +28,38 @@ sts:AssumeRole only with aws:MultiFactorAuthPresent "true" is refused to a reque
 ECS tasks run for real: a Fargate `run_task` starts its container through the local Docker engine
 (devops/emulator_tasks.py).
 
+CloudWatch reports RDS's FreeStorageSpace, as RDS publishes it every minute (moto publishes no metric of
+RDS's): for the instance the sandbox's RDS stand-in plays, its allocated storage less what the stand-in's data
+folder takes, computed when CloudWatch is read (devops/sandbox/rds_storage.py), with the newest minute's
+timestamp.
+
 Run as ``python -m devops.emulator -H HOST -p PORT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import threading
 from typing import Any, Callable, Iterable
 
+from moto.cloudwatch.models import MetricDatum
+from moto.core.common_models import CloudWatchMetricProvider
 from moto.core.exceptions import AccessDeniedError
+from moto.core.utils import utcnow
 from moto.iam import access_control
 from moto.iam.exceptions import NotFoundException
 from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.rds.models import DBParameterGroup
+from moto.rds.models import DBParameterGroup, rds_backends
 from moto.sts.responses import TokenResponse
 from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 
 from devops.emulator_tasks import TaskRunner
+from devops.sandbox.rds_storage import free_storage_space
 from devops.sandbox.totp import valid as valid_mfa_code
 
 _is_action_permitted = access_control.IAMPolicyStatement.is_action_permitted
@@ -142,6 +152,24 @@ def _assume_role_checking_mfa(self: TokenResponse) -> Any:
 
 
 TokenResponse.assume_role = _assume_role_checking_mfa
+
+
+class RdsFreeStorage(CloudWatchMetricProvider):
+    """AWS/RDS FreeStorageSpace of the RDS stand-in's instance (moto asks every provider whenever CloudWatch's
+    metrics are read): stamped with the last whole minute, as RDS's datapoints are, so that a read whose EndTime
+    is now finds it."""
+
+    @staticmethod
+    def get_cloudwatch_metrics(account_id: str, region: str) -> list[MetricDatum]:
+        try:
+            databases = rds_backends[account_id][region].databases
+            free = free_storage_space({name: int(db.allocated_storage or 0) for name, db in databases.items()})
+        except Exception:  # noqa: BLE001 - a metric that cannot be computed is a metric without a datapoint
+            return []
+        minute = utcnow().replace(second=0, microsecond=0) - datetime.timedelta(minutes=1)
+        return [MetricDatum("AWS/RDS", "FreeStorageSpace", float(value),
+                            [{"Name": "DBInstanceIdentifier", "Value": instance}], minute, "Bytes")
+                for instance, value in free.items()]
 
 
 # One request at a time; the ECS task runner (devops/emulator_tasks.py) takes it too to change a task's state.

@@ -116,7 +116,8 @@ def test_operations_resources_for_tasks_in_the_vpc(sandbox, sandbox_settings, ou
     # The Neon URL's secret exists empty: Terraform never holds the URL.
     secrets = sandbox.client("secretsmanager")
     assert not secrets.describe_secret(SecretId=ops["neon_url_secret_arn"]).get("VersionIdsToStages")
-    # The task role: the bucket's dump prefixes and lock, the RDS secret, RDS's status; nothing else.
+    # The task role: the bucket's dump prefixes and lock, the RDS secret, RDS's status and its free storage
+    # (CloudWatch's metric reads take no resource: "*", for that action alone); nothing else.
     task_policy = json.loads(json.dumps(iam.get_role_policy(RoleName=ops["task_role_arn"].split("/")[-1],
                                                             PolicyName="operations-task")["PolicyDocument"]))
     resources = {r for s in task_policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str)
@@ -124,6 +125,9 @@ def test_operations_resources_for_tasks_in_the_vpc(sandbox, sandbox_settings, ou
     bucket = outputs["db_backups_bucket_arn"]
     assert resources == {bucket, f"{bucket}/neon-dumps/*", f"{bucket}/rds-dumps/*", f"{bucket}/locks/*",
                          outputs["database_secret_arn"],
-                         f"arn:aws:rds:{sandbox_settings.region}:123456789012:db:{sandbox_settings.rds_instance_id}"}
+                         f"arn:aws:rds:{sandbox_settings.region}:123456789012:db:{sandbox_settings.rds_instance_id}",
+                         "*"}
+    assert [s["Action"] for s in task_policy["Statement"] if s["Resource"] == "*"] in (
+        ["cloudwatch:GetMetricStatistics"], [["cloudwatch:GetMetricStatistics"]])
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [outputs["vpc_id"]]}])["VpcEndpoints"]
     assert [e["VpcEndpointType"] for e in endpoints if e["ServiceName"].endswith(".s3")] == ["Gateway"]

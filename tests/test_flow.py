@@ -26,6 +26,7 @@ from devops.sync.jobs import DIRECTIONS, Options, RestoreDump, Sync, expected_fi
 from devops.sync.preflight import Environment
 from devops.sync.processes import pump
 from devops.sync.report import DumpList, Listed, Status
+from devops.sync.scope import LeftAlone
 from devops.sync.store import dump_key, manifest_key, newest_record, restore_record_key, utcnow
 from devops.sync.tools import ToolVersions
 
@@ -61,6 +62,8 @@ class FakeDatabase:
         self.tables = dict(tables)
         self.sequences = {"public.items_id_seq": sum(tables.values())}
         self.writes = 0
+        self.left_alone = LeftAlone()
+        self.kept_objects: list[str] = []  # what Database.kept_depending would find
 
     version_text = property(lambda self: "17.4")
     schema_by = property(lambda self: "catalog-1 17")
@@ -78,6 +81,9 @@ class FakeDatabase:
     def counts(self):
         self.world.events.append(f"count {self.side}")
         return self.stats(), 10 * len(self.tables), 1000 * sum(self.tables.values()), self.needs
+
+    def kept_depending(self) -> list[str]:
+        return self.kept_objects if self.left_alone else []
 
     def write(self, table: str, rows: int) -> None:
         self.tables[table] = rows
@@ -304,6 +310,58 @@ def test_what_the_target_lacks_is_refused_all_at_once_before_anything_is_written
     assert "(2) RDS has no role authenticated" in out.getvalue()
 
 
+class FakeCloudWatch:
+    """CloudWatch's FreeStorageSpace of the target RDS: ``free`` bytes (None: no datapoint), and the requests."""
+
+    def __init__(self, free: int | None):
+        self.free, self.asked = free, []
+
+    def get_metric_statistics(self, **request):
+        self.asked.append(request)
+        return {"Datapoints": [] if self.free is None else [{"Timestamp": utcnow(), "Minimum": float(self.free)}]}
+
+
+def test_rds_without_room_for_the_replace_is_refused_with_the_other_problems_before_anything_is_written(world):
+    """RDS's free storage (CloudWatch's FreeStorageSpace, one request) against Neon's data and its WAL: in the
+    one refusal beside what else RDS lacks, and in the plan; with room, the sync goes on."""
+    mb = 1024 * 1024
+    world.databases["neon"].needs = Needs("Neon", ("pg_session_jwt", "pgcrypto"), {}, 300 * mb)
+    cloudwatch = FakeCloudWatch(100 * mb)
+    world.env.rds_instance = {"DBInstanceIdentifier": "app-dev-db", "AllocatedStorage": 20}
+    world.env.clients = {"cloudwatch": cloudwatch}.__getitem__
+    error = refused(world, "RDS lacks what the restore needs", yes=True)
+    assert "(1) RDS cannot create the extension(s) pg_session_jwt that Neon has" in str(error)
+    assert ("(2) RDS has 100 MB free (CloudWatch's FreeStorageSpace; 20 GiB allocated, no storage autoscaling), and "
+            "the replace keeps what RDS holds beside Neon's data (300 MB) and its WAL until it commits: about 600 MB "
+            "more") in str(error)
+    assert error.details["storage"]["needed"] == 600 * mb
+    (asked,) = cloudwatch.asked
+    assert (asked["Namespace"], asked["MetricName"], asked["Dimensions"], asked["Statistics"]) == \
+        ("AWS/RDS", "FreeStorageSpace", [{"Name": "DBInstanceIdentifier", "Value": "app-dev-db"}], ["Minimum"])
+    out = io.StringIO()
+    assert run(world, console=Console(out=out), dry_run=True).status == Status.DRY_RUN
+    assert "A real run would stop here: refused: RDS lacks what the restore needs" in out.getvalue()
+    assert "Storage" in out.getvalue() and "about 600 MB needed until COMMIT" in out.getvalue()
+    world.databases["neon"].needs = Needs("Neon", ("pgcrypto",), {}, 300 * mb)
+    cloudwatch.free = 2 * 1024 * mb
+    report = run(world, yes=True)
+    assert report.status == Status.OK and report.storage.free == 2 * 1024 * mb
+
+
+def test_a_sync_into_neon_asks_nothing_of_rds_storage(world):
+    cloudwatch = FakeCloudWatch(0)
+    world.env.rds_instance = {"DBInstanceIdentifier": "app-dev-db", "AllocatedStorage": 20}
+    world.env.clients = {"cloudwatch": cloudwatch}.__getitem__
+    report = run(world, job=Sync(DIRECTIONS["rds-to-neon"]), yes=True)
+    assert report.status == Status.OK and report.storage is None and not cloudwatch.asked
+
+
+def test_an_rds_whose_instance_is_not_known_here_is_not_checked_and_the_plan_says_so(world):
+    out = io.StringIO()
+    report = run(world, console=Console(out=out), dry_run=True)
+    assert report.storage.not_checked and "Storage" in out.getvalue() and "not checked: " in out.getvalue()
+
+
 def test_a_restore_checks_what_its_dump_recorded_that_it_needs(world):
     world.databases["neon"].needs = Needs("Neon", ("pg_session_jwt",), {})
     world.databases["rds"].offers = Offers.of(["pg_session_jwt"], None, ["app"])
@@ -470,3 +528,14 @@ def test_the_dump_list_fits_80_columns_and_wide_shows_every_detail():
     out = io.StringIO()
     render.dumps(Console(out=out), DumpList("dev-dumps", listed), wide=True)
     assert "safety copy of RDS before neon-to-rds (did not commit)" in out.getvalue() and "abababababab" in out.getvalue()
+
+
+def test_what_depends_across_what_is_left_alone_is_refused_before_anything_is_written(world):
+    world.databases["neon"].needs = Needs("Neon", on_left_alone=(
+        "constraint f on table public.items -> table neon_auth.users",))
+    world.databases["rds"].kept_objects = ["view neon_auth.v -> table public.items"]
+    error = refused(world, "refused: the sync leaves alone schema neon_auth, and on Neon", yes=True,
+                    exclude_schema="neon_auth")
+    assert "on RDS, what the sync leaves alone depends on what it replaces" in str(error)
+    planned = run(world, dry_run=True, exclude_schema="neon_auth")
+    assert planned.left_alone == {"schemas": ["neon_auth"], "extensions": []}

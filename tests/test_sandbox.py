@@ -105,6 +105,42 @@ def test_rds_stand_in_uses_the_password_rds_put_in_secrets_manager(sandbox, sand
 
 
 @pytest.mark.first
+def test_the_emulators_cloudwatch_reports_the_rds_stand_ins_free_storage(sandbox, rds):
+    """FreeStorageSpace of the emulated instance, as RDS publishes it: its allocated storage (20 GiB) less what
+    the stand-in's data folder takes, computed when read, so a write shows; sandbox_rds_storage_mb sets it small."""
+    import datetime as dt
+
+    from tests import dbtools
+
+    instance = sandbox.terraform().outputs()["db_instance_identifier"]
+    cloudwatch = sandbox.client("cloudwatch")
+
+    def free() -> float:
+        now = dt.datetime.now(dt.timezone.utc)
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/RDS", MetricName="FreeStorageSpace", StartTime=now - dt.timedelta(minutes=15), EndTime=now,
+            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": instance}], Period=60, Statistics=["Minimum"])
+        (point,) = points["Datapoints"]
+        assert point["Unit"] == "Bytes" and point["Timestamp"] <= now
+        return point["Minimum"]
+
+    gib, mb = 1024 ** 3, 1024 * 1024
+    used = sandbox.rds_disk_usage()
+    assert abs(free() - (20 * gib - used)) < 64 * mb
+    dbtools.execute(rds, "CREATE TABLE storage_probe AS SELECT g, repeat('x', 1000) AS pad "
+                         "FROM generate_series(1, 40000) g")  # about 40 MB, and its WAL
+    try:
+        assert sandbox.rds_disk_usage() > used + 30 * mb  # the table (and its WAL) on disk
+        assert abs(free() - (20 * gib - sandbox.rds_disk_usage())) < 64 * mb
+        sandbox.set_rds_storage(sandbox.rds_disk_usage() // mb + 100)
+        assert 36 * mb < free() < 164 * mb
+        sandbox.set_rds_storage(1)
+        assert free() == 0
+    finally:
+        sandbox.set_rds_storage(0)
+        dbtools.execute(rds, "DROP TABLE IF EXISTS storage_probe")
+
+
 def test_env_lines_work_in_a_posix_shell_with_psql(sandbox, sandbox_settings):
     psql = shutil.which("psql")
     if psql is None:

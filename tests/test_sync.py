@@ -373,6 +373,46 @@ def test_a_neon_project_too_small_for_the_replace_is_refused_in_the_plan(sandbox
         neon_setting(sandbox, "neon.max_cluster_size", None)
 
 
+def test_an_rds_without_room_for_the_replace_is_refused_in_the_plan_with_the_other_problems(
+        sandbox, sandbox_env, sandbox_settings, fresh, neon, rds):
+    """RDS's free storage as the emulator's CloudWatch reports it (FreeStorageSpace: the stand-in's storage less
+    its data folder), with no room for Neon's data and its WAL: one refusal names it beside a role RDS lacks, and
+    nothing is written (RDS's content, the bucket: no dump, no lock); the dry run says a real run would stop.
+    With the instance's 20 GiB, the sync goes on and its report says what it found."""
+    dbtools.execute(neon, "ALTER TABLE app.customers ENABLE ROW LEVEL SECURITY; "
+                          "CREATE POLICY customers_read ON app.customers FOR SELECT TO authenticated USING (true)")
+    bucket = sandbox_settings.bucket_name
+    before, objects = dbtools.snapshot(rds), s3_state(sandbox, bucket)["objects"]
+    sandbox.set_rds_storage(1)  # less than the stand-in's data folder already takes: nothing free
+    try:
+        planned = inv(sandbox_env, "sync.neon-to-rds", "--dry-run")
+        assert planned.returncode == 0, planned.stderr
+        assert "A real run would stop here: refused: RDS lacks what the restore needs" in planned.stdout
+        assert "0 MB free on RDS (CloudWatch's FreeStorageSpace; 20 GiB allocated, no storage autoscaling)" in \
+            planned.stdout
+        result = inv(sandbox_env, "sync.neon-to-rds", "--yes")
+        assert result.returncode == 1
+        (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+        assert line.startswith("[ERROR] refused: RDS lacks what the restore needs; nothing was changed. (1) RDS has "
+                               "no role authenticated"), line
+        assert ("(2) RDS has 0 MB free (CloudWatch's FreeStorageSpace; 20 GiB allocated, no storage autoscaling), "
+                "and the replace keeps what RDS holds beside Neon's data") in line
+        assert "raise db_allocated_storage, or turn on storage autoscaling with db_max_allocated_storage" in line
+        after = s3_state(sandbox, bucket)
+        assert dbtools.snapshot(rds) == before and after["objects"] == objects and not after["uploads"]
+        assert "locks/sync.lock" not in after["objects"]
+    finally:
+        sandbox.set_rds_storage(0)
+        dbtools.execute(neon, "DROP POLICY IF EXISTS customers_read ON app.customers; "
+                              "ALTER TABLE app.customers DISABLE ROW LEVEL SECURITY")
+    synced = inv(sandbox_env, "sync.neon-to-rds", "--yes", "--json")
+    assert synced.returncode == 0, synced.stderr
+    storage = json.loads(synced.stdout)["storage"]
+    assert storage["measured"] == "CloudWatch's FreeStorageSpace" and storage["allocated_gib"] == 20
+    assert 0 < storage["needed"] < storage["free"] < 20 * 1024 ** 3
+    assert dbtools.snapshot(rds) == dbtools.snapshot(neon)
+
+
 def test_an_extension_only_neon_has_is_refused_in_the_plan_before_anything_is_written(sandbox, sandbox_env,
                                                                                        sandbox_settings, fresh, neon,
                                                                                        rds):

@@ -11,6 +11,7 @@ from devops.postgres import TableStats
 from devops.sync.decisions import (LockTable, Needs, Offers, Outcome, after_plan, compare, compare_sequences,
                                    content_hash, downgrade, downgrade_hint, locks_needed, must_look_again,
                                    reusable_dump, too_many_locks, unexpected_target, version_num, what_target_lacks)
+from devops.sync.decisions import RdsStorage, amount, rds_room
 from devops.sync.guard import changes, judge, same_database
 from devops.sync.report import (Change, Copy, PlanRow, Report, Side, Status, TableResult, TargetState, Verdict,
                                 Versions)
@@ -246,3 +247,142 @@ def test_a_neon_project_too_small_for_old_and_new_data_together_is_refused():
                             "about 600 MB; raise the project's limit (a bigger plan), or make room on Neon first")
     for unlimited in (None, 0, -1):  # RDS has no such setting; Neon's 0 or -1: none
         assert Offers.of([], None, [], unlimited, 300 * mb).size_limit is None
+
+
+MB, GIB = 1024 * 1024, 1024 ** 3
+
+
+def rds_plan(report_storage, label="RDS") -> str:
+    """The plan's Storage field as render shows it."""
+    from devops.sync import render
+
+    report = Report("sync", False, "sandbox", {"target": Side(label, "u", "w", "15")}, {}, TargetState(0, 0, "f"),
+                    None, Versions("18", "15", True), Copy("s3://b/k"), storage=report_storage)
+    fields = render._storage(report)
+    return fields[0][1] if fields else ""
+
+
+def test_rds_without_room_for_old_and_new_data_and_their_wal_is_refused_with_its_numbers_and_fixes():
+    """CloudWatch's FreeStorageSpace against the new data and its WAL (the old data is already counted as used)."""
+    offers = Offers.of([], None, ["app"], None, 300 * MB)
+    storage = RdsStorage("app-dev-db", 20, None, 500 * MB)
+    room = rds_room(Needs("Neon", bytes=200 * MB), offers, storage)
+    assert (room.needed, room.free, room.room, room.max_allocated_gib) == (400 * MB, 500 * MB, 500 * MB, None)
+    assert room.measured == "CloudWatch's FreeStorageSpace"
+    assert what_target_lacks(Needs("Neon", bytes=200 * MB), offers, "RDS", room) is None
+    assert "about 400 MB needed until COMMIT" in rds_plan(room) and "500 MB free on RDS (CloudWatch's" in rds_plan(room)
+    needs = Needs("Neon", bytes=300 * MB)
+    refusal = what_target_lacks(needs, offers, "RDS", rds_room(needs, offers, storage))
+    assert refusal == ("refused: RDS lacks what the restore needs; nothing was changed. (1) RDS has 500 MB free "
+                       "(CloudWatch's FreeStorageSpace; 20 GiB allocated, no storage autoscaling), and the replace "
+                       "keeps what RDS holds beside Neon's data (300 MB) and its WAL until it commits: about 600 MB "
+                       "more (an estimate); raise db_allocated_storage, or turn on storage autoscaling with "
+                       "db_max_allocated_storage, in terraform/environments/dev, or make room on RDS first")
+    # The WAL counted is as much as the data, up to max_wal_size's 2 GB: 10 GiB of data needs 12 GiB.
+    assert rds_room(Needs("Neon", bytes=10 * GIB), offers, storage).needed == 12 * GIB
+
+
+def test_rds_storage_with_the_other_problems_in_one_refusal():
+    offers = Offers.of(["pgcrypto"], None, ["app"], None, 0)
+    needs = Needs("Neon", ("vector",), {"authenticated": ["public.t p"]}, 2 * GIB)
+    refusal = what_target_lacks(needs, offers, "RDS", rds_room(needs, offers, RdsStorage("db", 20, None, GIB)))
+    assert "(1) RDS cannot create the extension(s) vector" in refusal
+    assert "(2) RDS has no role authenticated" in refusal
+    assert "(3) RDS has 1.0 GiB free (CloudWatch's FreeStorageSpace; 20 GiB allocated, no storage autoscaling)" in \
+        refusal and "Neon's data (2.0 GiB) and its WAL until it commits: about 4.0 GiB more" in refusal
+
+
+def test_without_a_datapoint_rds_counts_its_allocated_storage_less_its_databases():
+    offers = Offers.of([], None, ["app"], None, 19 * GIB + 924 * MB)  # 100 MB of 20 GiB left
+    why = "CloudWatch has no FreeStorageSpace of the last 15 minutes"
+    room = rds_room(Needs("Neon", bytes=60 * MB), offers, RdsStorage("db", 20, None, None, why))
+    assert (room.free, room.needed) == (100 * MB, 120 * MB)
+    assert room.measured == f"allocated storage less its databases' sizes (WAL and logs not counted), since {why}"
+    refusal = what_target_lacks(Needs("Neon", bytes=60 * MB), offers, "RDS", room)
+    assert (f"RDS has 100 MB free (allocated storage less its databases' sizes (WAL and logs not counted), since "
+            f"{why}; 20 GiB allocated, no storage autoscaling)") in refusal
+    # Databases larger than the allocated storage (it was shrunk? a snapshot restored bigger): nothing free.
+    assert rds_room(Needs("Neon", bytes=MB), Offers.of([], None, [], None, 30 * GIB), RdsStorage("db", 20)).free == 0
+
+
+def test_storage_autoscaling_raises_the_ceiling_to_max_allocated_storage_and_the_plan_says_what_that_means():
+    offers = Offers.of([], None, ["app"], None, 0)
+    storage = RdsStorage("db", 20, 100, 1 * GIB)
+    room = rds_room(Needs("Neon", bytes=5 * GIB), offers, storage)
+    assert (room.room, room.max_allocated_gib) == (81 * GIB, 100)
+    assert what_target_lacks(Needs("Neon", bytes=5 * GIB), offers, "RDS", room) is None
+    line = rds_plan(room)
+    assert "20 GiB allocated; storage autoscaling may grow it to 100 GiB: room for 81.0 GiB" in line
+    assert "more than is free now: storage autoscaling grows the instance only once free space has stayed under 10% " \
+           "for 5 minutes" in line
+    needs = Needs("Neon", bytes=90 * GIB)
+    refusal = what_target_lacks(needs, offers, "RDS", rds_room(needs, offers, storage))
+    assert "RDS has 1.0 GiB free (CloudWatch's FreeStorageSpace; 20 GiB allocated, and storage autoscaling may grow " \
+           "it to 100 GiB: room for 81.0 GiB), and the replace keeps" in refusal
+    assert "Neon's data (90.0 GiB) and its WAL until it commits: about 92.0 GiB more (an estimate)" in refusal
+    assert "raise db_max_allocated_storage (storage autoscaling's ceiling) or db_allocated_storage" in refusal
+    # MaxAllocatedStorage no higher than the allocated storage: autoscaling is off.
+    assert rds_room(needs, offers, RdsStorage("db", 20, 20, GIB)).max_allocated_gib is None
+
+
+def test_rds_storage_not_known_is_not_checked_and_the_plan_says_so():
+    offers = Offers.of([], None, [], None, 0)
+    unknown = rds_room(Needs("Neon", bytes=GIB), offers, None)
+    assert unknown.room is None and "description was not read here" in unknown.not_checked
+    assert what_target_lacks(Needs("Neon", bytes=GIB), offers, "RDS", unknown) is None
+    assert rds_plan(unknown).startswith("not checked: the RDS instance's description was not read here")
+    older = rds_room(Needs("the dump"), offers, RdsStorage("db", 20, None, 0))  # a dump that records no size
+    assert older.not_checked == "the dump records no size (a dump made before this check)"
+    assert what_target_lacks(Needs("the dump"), offers, "RDS", older) is None
+    assert rds_plan(None) == ""  # a target Neon: no storage field
+
+
+def test_the_plan_report_carries_rds_storage_through_json():
+    room = rds_room(Needs("Neon", bytes=MB), Offers.of([], None, [], None, 0), RdsStorage("db", 20, None, GIB))
+    report = Report("sync", False, "sandbox", {"target": Side("RDS", "u", "w", "15")}, {}, TargetState(0, 0, "f"),
+                    None, Versions("18", "15", True), Copy("s3://b/k"), storage=room)
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["storage"] == {"needed": 2 * MB, "free": GIB, "room": GIB, "measured": "CloudWatch's FreeStorageSpace",
+                               "allocated_gib": 20}
+    assert Report.from_json(data).storage == room
+
+
+def test_free_storage_is_the_newest_minutes_lowest_and_a_cloudwatch_that_cannot_tell_is_said_why():
+    import datetime as dt
+
+    from botocore.exceptions import ClientError
+
+    from devops.sync.storage import free_storage
+
+    now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+    class CloudWatch:
+        def __init__(self, answer):
+            self.answer, self.asked = answer, []
+
+        def get_metric_statistics(self, **request):
+            self.asked.append(request)
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return {"Datapoints": self.answer}
+
+    points = [{"Timestamp": now - dt.timedelta(minutes=3), "Minimum": 5.0 * GIB},
+              {"Timestamp": now - dt.timedelta(minutes=1), "Minimum": 4.0 * GIB},
+              {"Timestamp": now - dt.timedelta(minutes=2), "Minimum": 3.0 * GIB}]
+    cloudwatch = CloudWatch(points)
+    assert free_storage(cloudwatch, "app-dev-db", now) == (4 * GIB, "")
+    (asked,) = cloudwatch.asked
+    assert asked["StartTime"] == now - dt.timedelta(minutes=15) and asked["EndTime"] == now and asked["Period"] == 60
+    assert free_storage(CloudWatch([]), "db", now) == (None,
+                                                       "CloudWatch has no FreeStorageSpace of the last 15 minutes")
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized to perform: "
+                                    "cloudwatch:GetMetricStatistics"}}, "GetMetricStatistics")
+    assert free_storage(CloudWatch(denied), "db", now) == (
+        None, "CloudWatch's FreeStorageSpace could not be read (AccessDenied: not authorized to perform: "
+              "cloudwatch:GetMetricStatistics)")
+
+
+def test_amounts_read_in_mb_below_a_gib_and_in_gib_above():
+    assert amount(0) == "0 MB" and amount(MB + 1) == "2 MB" and amount(MB + 1, up=False) == "1 MB"
+    assert amount(GIB) == "1.0 GiB" and amount(int(19.96 * GIB), up=False) == "19.9 GiB" and amount(1500 * GIB) == \
+        "1,500.0 GiB"

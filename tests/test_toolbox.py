@@ -84,7 +84,7 @@ def test_the_image_installs_only_the_locks_and_with_hashes():
     dockerfile = (REPO_ROOT / "toolbox" / "Dockerfile").read_text().replace("\\\n", " ")
     installs = [found.strip() for found in re.findall(r"pip install ([^&\n]*)", dockerfile)]
     assert sorted(installs) == sorted(f"--require-hashes -r /opt/devops/{lock}" for lock in LOCKS.values())
-    built_from = re.search(r'^BUILT_FROM="([^"]*)"', SHIM.read_text().replace("\\\n", " "), re.M).group(1).split()
+    built_from = _built_from()
     for lock in LOCKS.values():
         assert f"COPY {lock} /opt/devops/{lock}" in dockerfile
         assert lock in built_from
@@ -93,9 +93,14 @@ def test_the_image_installs_only_the_locks_and_with_hashes():
     assert {name for name in copied if not name.startswith("toolbox/certs")} <= set(built_from), copied
 
 
+def _built_from() -> list[str]:
+    """The files the image's tag hashes (the shim's BUILT_FROM)."""
+    return re.search(r'^BUILT_FROM="([^"]*)"', SHIM.read_text().replace("\\\n", " "), re.M).group(1).split()
+
+
 def _copy_built_from(destination: Path) -> Path:
     """The files the image's tag hashes, and the shim, in a folder of their own."""
-    for name in ("toolbox/inv", "toolbox/Dockerfile", "toolbox/entrypoint", *LOCKS, *LOCKS.values()):
+    for name in ("toolbox/inv", *_built_from()):
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / name, destination / name)
     return destination

@@ -18,10 +18,13 @@ The package, by what changes where:
   SERVER_SETTINGS there);
 - ``processes``: ports, PIDs, waiting, stopping a process group;
 - one module per component, each starting it and describing it for ``sandbox.status``:
-  ``postgres_stand_ins`` (the Neon and RDS servers, their application role and database, the sample data),
+  ``postgres_stand_ins`` (the Neon and RDS servers, their application role and database, the sample data;
+  ``neon_size_limit``: the library, neon_size_limit.c, that makes the Neon stand-in's server refuse to grow
+  past neon.max_cluster_size),
   ``aws_emulator`` (moto, its clients, what its ECS tasks need), ``app_stand_in``, ``network_launcher`` (the
   process of ``network``, the delaying, counting proxy), ``terraform_apply`` (Terraform against the emulator);
-  ``certificates``: the sandbox's CA and the servers' certificates;
+  ``certificates``: the sandbox's CA and the servers' certificates; ``rds_storage``: the RDS stand-in's
+  FreeStorageSpace, which the emulator's CloudWatch reports (its allocated storage less its data folder);
 - ``state_file``: state.json, the record of what runs where;
 - ``stand_ins``: the Sandbox, which starts the components in order, describes and stops them all (a new
   stand-in is a module of its own, started in Sandbox._start and listed in COMPONENTS);

@@ -19,6 +19,7 @@ from devops.console import Console
 from devops.emulator_tasks import CREDENTIALS as EMULATOR_CREDENTIALS
 from devops.emulator_tasks import TASKS_CONFIG_ENV
 from devops.errors import DevopsError
+from devops.sandbox import rds_storage
 from devops.sandbox.postgres import HOST
 from devops.sandbox.processes import free_port, http_ok, runs, wait_for
 
@@ -40,9 +41,10 @@ def start_emulator(folder: Path, console: Console) -> dict[str, Any]:
         # ECS services report one running task each (moto runs none by itself; the dev services want
         # one each, var.service_desired_count): `inv validate` then sees an active sandbox as healthy,
         # and an update_service to desiredCount=0 still shows as 0 running.
-        # ECS tasks it runs (devops/emulator_tasks.py) learn from this file how to reach the RDS stand-in.
+        # ECS tasks it runs (devops/emulator_tasks.py) learn from this file how to reach the RDS stand-in; its
+        # CloudWatch, from the other, which instance the stand-in plays and where its data is (FreeStorageSpace).
         env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ECS_SERVICE_RUNNING": "1",
-             TASKS_CONFIG_ENV: str(folder / TASKS_CONFIG)},
+             TASKS_CONFIG_ENV: str(folder / TASKS_CONFIG), rds_storage.CONFIG_ENV: str(folder / rds_storage.CONFIG)},
         cwd=REPO_ROOT,
     )
     log.close()

@@ -111,6 +111,10 @@ class Server:
 class PostgresCluster:
     """initdb / pg_ctl for one data directory, run as an unprivileged user (initdb refuses root)."""
 
+    # A library every start preloads into the server's processes when the cluster's folder holds it (the Neon
+    # stand-in's size limit: neon_size_limit.py).
+    PRELOAD = "preload.so"
+
     def __init__(self, bin_dir: Path, root: Path, run_as: str | None):
         self.bin_dir = bin_dir
         self.root = root
@@ -118,11 +122,12 @@ class PostgresCluster:
         self.log = root / "server.log"
         self.run_as = run_as
 
-    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, tool: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin_dir / tool), *args]
         if self.run_as:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              env={**os.environ, **env} if env else None)
 
     def init(self, server: Server, limits: dict[str, int] | None = None,
              tls: tuple[Path, Path] | None = None) -> None:
@@ -156,7 +161,9 @@ class PostgresCluster:
             + "".join(f"{kind} all all {net} scram-sha-256\n" for net in ("127.0.0.1/32", "::1/128")))
 
     def start(self) -> None:
-        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        preload = self.root / self.PRELOAD
+        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start",
+                           env={"LD_PRELOAD": str(preload)} if preload.exists() else None)
         if result.returncode != 0:
             raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
                               f" (see {self.log})")

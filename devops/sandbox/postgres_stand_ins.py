@@ -12,7 +12,7 @@ from typing import Any
 from psycopg2 import sql
 
 from devops.console import Console
-from devops.sandbox import certificates
+from devops.sandbox import certificates, neon_size_limit
 from devops.sandbox.postgres import HOST, PostgresCluster, Server, unprivileged_user
 from devops.sandbox.processes import free_port, port_open
 
@@ -47,6 +47,10 @@ def start_server(folder: Path, name: str, bin_dir: Path, run_as: str | None, ca:
         # own; an older server has no such setting, and no such extension).
         limits = {**limits, "extension_control_path": f"{NEON_EXTENSIONS}:$system"}
     cluster.init(server, limits, tls)
+    if name == "neon" and limits.get("neon.max_cluster_size") not in (None, "0MB"):
+        # Neon's compute refuses to grow past its project's size limit: so does the stand-in, where it can.
+        if why := neon_size_limit.enforce(cluster, folder):
+            console.warn(f"the Neon stand-in reports neon.max_cluster_size without enforcing it: {why}")
     cluster.start()
     console.info(f"PostgreSQL {server.version} for the {name} stand-in on {HOST}:{server.port}")
     return server

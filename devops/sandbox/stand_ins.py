@@ -16,7 +16,7 @@ from devops import aws, hints
 from devops.config import Settings
 from devops.console import Console
 from devops.errors import DevopsError
-from devops.sandbox import certificates
+from devops.sandbox import certificates, rds_storage
 from devops.sandbox.app_stand_in import describe_app, start_app
 from devops.sandbox.aws_emulator import (describe_emulator, emulator_client, emulator_settings, start_emulator,
                                          write_tasks_config)
@@ -154,6 +154,9 @@ class Sandbox:
         self._record(state, "network", start_network(self.dir, state, self.settings.sandbox_rtt_ms, self.console))
         write_tasks_config(self.dir, outputs["database_endpoint"], state["rds"]["port"], state["app"]["port"],
                            state["ca"])
+        # The emulator's CloudWatch reports the stand-in's free storage as RDS's FreeStorageSpace.
+        rds_storage.write_config(self.dir, outputs["db_instance_identifier"], cluster_of(self.dir, state, "rds").data,
+                                 self.settings.sandbox_rds_storage_mb)
         self.console.info(f"RDS stand-in: role {state['rds']['user']} has the password from "
                           f"{outputs['database_secret_arn']}")
         return state
@@ -186,6 +189,15 @@ class Sandbox:
         state["rds"] = record(rds)
         state["rds_endpoint"] = outputs["database_endpoint"]
         name_the_rds_endpoint(self.dir, state, outputs["database_endpoint"])
+
+    def set_rds_storage(self, storage_mb: int) -> None:
+        """The RDS stand-in's storage in MB as the emulator's CloudWatch counts it from now on (its FreeStorageSpace:
+        this less the stand-in's data folder); 0: the emulated instance's allocated storage."""
+        rds_storage.set_storage(self.dir, storage_mb)
+
+    def rds_disk_usage(self) -> int:
+        """The bytes the RDS stand-in's data folder takes on disk: what FreeStorageSpace counts as used."""
+        return rds_storage.disk_usage(self.cluster("rds").data)
 
     # ---- the app stand-in, for tests that take it away -----------------------------------------
 

@@ -25,13 +25,14 @@ from devops.masking import first_line
 from devops.postgres import Endpoint, TableStats
 from devops.sync import sql
 from devops.sync.decisions import LockTable, Needs, Offers
+from devops.sync.scope import LeftAlone
 
 # What a plain custom-format dump roughly holds: the user tables (heap and TOAST), not their indexes.
 SIZE_QUERY = """
 SELECT coalesce(sum(pg_table_size(c.oid)), 0)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_%'
+  AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> ALL ({left_alone_schemas})
 """
 LOCKABLE_OBJECTS = sql.load("lockable_objects", own_schemas=sql.OWN_SCHEMAS)
 # Which database this is: the cluster's system identifier (NULL where pg_control_system() is not granted, as
@@ -53,6 +54,8 @@ NEEDS = sql.load("needs", own_schemas=sql.OWN_SCHEMAS)
 TRANSACTIONS_SEEN = "pg_current_snapshot()::text"
 # The probe's and the dump's read, in the snapshot: tables, transactions seen, objects, sequences, schema.
 READ_STATE = f", {TRANSACTIONS_SEEN}, ({LOCKABLE_OBJECTS}), ({sql.SEQUENCES}), ({sql.SCHEMA_HASH})"
+# What depends across the boundary of what the sync leaves alone (sql/crossing.sql).
+CROSSING = sql.load("crossing", own_schemas=sql.OWN_SCHEMAS)
 
 
 def closed_by_server(conn: Any) -> bool:
@@ -86,10 +89,12 @@ class Reading:
 
 
 class Database:
-    def __init__(self, side: str, endpoint: Endpoint):
+    def __init__(self, side: str, endpoint: Endpoint, left_alone: LeftAlone = LeftAlone()):
         self.side = side
         self.endpoint = endpoint
         self.label = endpoint.label
+        # What the operation leaves alone (scope.py): every read of the database's own objects skips it.
+        self.left_alone = left_alone
         self.version = 0  # server_version_num, once read_server ran
         self.identity: dict[str, Any] = {}  # which database this is (read_server)
         self.lock_table = LockTable(0, 0)  # its lock table's size, once read_server ran
@@ -102,8 +107,10 @@ class Database:
 
     @property
     def schema_by(self) -> str:
-        """How its schema hash is taken: hashes compare only when taken the same way (guard.changes)."""
-        return f"catalog-1 {self.version // 10000}"
+        """How its schema hash is taken: hashes compare only when taken the same way (guard.changes), which
+        includes what was left out of it."""
+        left_alone = "".join(f" -{name}" for name in sorted(self.left_alone.schemas + self.left_alone.extensions))
+        return f"catalog-1 {self.version // 10000}{left_alone}"
 
     @contextlib.contextmanager
     def errors_named(self, reading: str) -> Iterator[None]:
@@ -149,7 +156,7 @@ class Database:
 
     def _one(self, reading: str, query: str) -> tuple[Any, ...]:
         with self.session(reading) as cur:
-            cur.execute(query)
+            cur.execute(self.left_alone.fill(query))
             return cur.fetchone()
 
     def close(self) -> None:
@@ -169,11 +176,12 @@ class Database:
     def counts(self) -> tuple[dict[str, TableStats], int, int, Needs]:
         """Every table's rows, without checksums (the plan's counts of a source); how many objects of its own
         it holds (what a restore of it creates); the estimate of a dump's size (the tables' sizes); and what a
-        restore of it needs of its target."""
-        tables, objects, size, extensions, roles, database_bytes = self._one("the tables", sql.read_tables(
-            f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY}), {NEEDS}", checksums=False))
+        restore of it needs of its target (with what depends across the boundary of what is left alone)."""
+        crossing = f"({CROSSING})" if self.left_alone else "'[[], []]'::jsonb"
+        tables, objects, size, extensions, roles, database_bytes, crossing = self._one("the tables", sql.read_tables(
+            f", ({LOCKABLE_OBJECTS}), ({SIZE_QUERY}), {NEEDS}, {crossing}", checksums=False))
         return _stats(tables), int(objects), int(size), Needs(self.label, tuple(extensions), roles,
-                                                              int(database_bytes))
+                                                              int(database_bytes), tuple(crossing[0]))
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["Snapshot"]:
@@ -193,7 +201,8 @@ class Database:
         first statement) and that ends with it (an implicit one): one round trip, where a snapshot to share
         costs three (BEGIN and the export, the read, ROLLBACK)."""
         with self.session("the tables") as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n" + sql.read_tables(READ_STATE))
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+                        + self.left_alone.fill(sql.read_tables(READ_STATE)))
             return _reading(cur.fetchone())
 
     def still_holds(self, seen: str, sequences: dict[str, Any]) -> bool:
@@ -201,6 +210,11 @@ class Database:
         ``sequences`` (no transaction id taken since, the sequences where they were)."""
         now_seen, now_sequences = self._one("the transactions", f"SELECT {TRANSACTIONS_SEEN}, ({sql.SEQUENCES})")
         return now_seen == seen and now_sequences == sequences
+
+    def kept_depending(self) -> list[str]:
+        """What is left alone but depends on what a replace of this database drops ("dependent -> what it
+        depends on", sql/crossing.sql); nothing to read when nothing is left alone."""
+        return self._one("the dependencies", f"SELECT ({CROSSING})")[0][1] if self.left_alone else []
 
     def settings_and_kept_schemas(self, kept_schemas_query: str) -> tuple[set[str], set[str]]:
         """The server's setting names (so that the restore sends none it lacks) and the schemas the full
@@ -223,7 +237,7 @@ class Snapshot:
         transactions: their value now) and the schema's hash, as the snapshot sees them: one round trip.
         ``parallel``: a large table's checksum may use the server's parallel workers (not beside a dump)."""
         with self.database.errors_named("the tables"):
-            self.cur.execute(sql.read_tables(READ_STATE, parallel=parallel))
+            self.cur.execute(self.database.left_alone.fill(sql.read_tables(READ_STATE, parallel=parallel)))
             return _reading(self.cur.fetchone())
 
 

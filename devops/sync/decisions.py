@@ -12,12 +12,13 @@ import enum
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from devops.errors import DevopsError
 from devops.postgres import TableStats
 from devops.sync.guard import Judgement
-from devops.sync.report import TableResult, Verdict
+from devops.sync.report import Storage, TableResult, Verdict
 from devops.sync.store import Known
 
 
@@ -94,6 +95,8 @@ class Needs:
     extensions: tuple[str, ...] = ()
     policy_roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     bytes: int = 0  # its database's size: what the restore writes beside the target's data until COMMIT
+    # What of its own depends on what the sync leaves alone (sql/crossing.sql; a source database's only).
+    on_left_alone: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +117,10 @@ class Offers:
                    size_limit if size_limit and size_limit > 0 else None, int(used_bytes or 0))
 
 
-def what_target_lacks(needs: Needs, offers: Offers, label: str) -> str | None:
+def what_target_lacks(needs: Needs, offers: Offers, label: str, storage: Storage | None = None) -> str | None:
     """The refusal when the target lacks something the restore creates or names (before anything is written):
-    every problem at once, each with what it concerns and its fix. None when it lacks nothing."""
+    every problem at once, each with what it concerns and its fix. None when it lacks nothing.
+    ``storage``: RDS's room for the replace (rds_room), for a target RDS."""
     problems = []
     missing = [name for name in needs.extensions if name not in offers.extensions]
     if missing:
@@ -140,10 +144,88 @@ def what_target_lacks(needs: Needs, offers: Offers, label: str) -> str | None:
                         f"({math.ceil(offers.used_bytes / MB):,} MB) beside {needs.of}'s data "
                         f"({math.ceil(needs.bytes / MB):,} MB) until it commits: about {math.ceil(needed / MB):,} MB; "
                         f"raise the project's limit (a bigger plan), or make room on {label} first")
+    if storage is not None and storage.room is not None and storage.needed > storage.room:
+        problems.append(too_little_storage(needs, storage, label))
     if not problems:
         return None
     return (f"refused: {label} lacks what the restore needs; nothing was changed. "
             + "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, start=1)))
+
+
+# ---- RDS's storage -----------------------------------------------------------------------------------------
+
+GIB = 1024 ** 3
+# The WAL the restore writes beside its data: with RDS's wal_level (replica, for its backups) every row and
+# every index page it creates, so about as much again as the data. It stays on the instance's storage until a
+# checkpoint recycles it, at most max_wal_size between checkpoints (RDS's default: 2 GB; more while WAL
+# archiving lags): an estimate, as is the data's size (the source database's, indexes included).
+WAL_KEPT = 2 * GIB
+
+
+@dataclasses.dataclass(frozen=True)
+class RdsStorage:
+    """An RDS instance's storage as AWS reports it (devops/sync/storage.py): its allocated storage and storage
+    autoscaling's ceiling (its description, in GiB), and what is free (CloudWatch's FreeStorageSpace; None when
+    CloudWatch had no datapoint or did not answer, ``unmeasured`` saying which)."""
+    instance: str
+    allocated_gib: int
+    max_allocated_gib: int | None = None  # MaxAllocatedStorage: storage autoscaling up to this; None: off
+    free_bytes: int | None = None
+    unmeasured: str = ""
+
+
+def rds_room(needs: Needs, offers: Offers, storage: RdsStorage | None) -> Storage:
+    """RDS's room for the replace against what the replace needs, for the plan (what_target_lacks refuses when
+    ``needed`` exceeds ``room``).
+
+    The replace runs in one transaction: until COMMIT RDS keeps its old data (already counted as used) beside
+    the new (the source database's size) and the WAL the new data writes (WAL_KEPT). Free is CloudWatch's
+    FreeStorageSpace (the whole volume: WAL and logs counted), else the allocated storage less the sizes of the
+    databases the role sees (offers.used_bytes: WAL and logs not counted, so more than is really free). With
+    storage autoscaling on (MaxAllocatedStorage above the allocated storage) the room goes up to that ceiling.
+    """
+    if storage is None:
+        return Storage(not_checked="the RDS instance's description was not read here, so its storage is unknown")
+    if not needs.bytes:
+        return Storage(not_checked=f"{needs.of} records no size (a dump made before this check)")
+    if storage.free_bytes is not None:
+        free, measured = max(storage.free_bytes, 0), "CloudWatch's FreeStorageSpace"
+    elif storage.allocated_gib:
+        free = max(storage.allocated_gib * GIB - offers.used_bytes, 0)
+        measured = "allocated storage less its databases' sizes (WAL and logs not counted)" + \
+            (f", since {storage.unmeasured}" if storage.unmeasured else "")
+    else:
+        return Storage(not_checked=f"RDS {storage.instance} reports no storage: {storage.unmeasured or 'none'}")
+    ceiling = storage.max_allocated_gib if (storage.max_allocated_gib or 0) > storage.allocated_gib else None
+    room = free + ((ceiling - storage.allocated_gib) * GIB if ceiling else 0)
+    return Storage(needs.bytes + min(needs.bytes, WAL_KEPT), free, room, measured, storage.allocated_gib, ceiling)
+
+
+def amount(size: int, up: bool = True) -> str:
+    """A size as the plan says it: GiB (one decimal) from 1 GiB on, else MB; rounded ``up`` (what is needed)
+    or down (what is free)."""
+    rounding = math.ceil if up else math.floor
+    if size >= GIB:
+        return f"{rounding(size * 10 / GIB) / 10:,.1f} GiB"
+    return f"{rounding(size / MB):,} MB"
+
+
+def too_little_storage(needs: Needs, storage: Storage, label: str) -> str:
+    """The refusal's problem when RDS has no room for the replace: the numbers, and the fixes."""
+    has = (f"{label} has {amount(storage.free or 0, up=False)} free ({storage.measured}; {storage.allocated_gib} GiB "
+           "allocated")
+    if storage.max_allocated_gib:
+        has += (f", and storage autoscaling may grow it to {storage.max_allocated_gib} GiB: room for "
+                f"{amount(storage.room or 0, up=False)})")
+        fix = ("raise db_max_allocated_storage (storage autoscaling's ceiling) or db_allocated_storage in "
+               "terraform/environments/dev")
+    else:
+        has += ", no storage autoscaling)"
+        fix = ("raise db_allocated_storage, or turn on storage autoscaling with db_max_allocated_storage, in "
+               "terraform/environments/dev")
+    return (f"{has}, and the replace keeps what {label} holds beside {needs.of}'s data ({amount(needs.bytes)}) and "
+            f"its WAL until it commits: about {amount(storage.needed)} more (an estimate); {fix}, or make room on "
+            f"{label} first")
 
 
 # ---- what a database holds ---------------------------------------------------------------------------------
@@ -254,3 +336,52 @@ def downgrade_hint(majors: tuple[int, int] | None, label: str) -> str:
            "instance)" if label == "RDS" else f"use a Neon project on PostgreSQL {newer}")
     return (f" -- the data comes from PostgreSQL {newer} and {label} runs {older}, which lacks what this object "
             f"uses: {fix}, or change the object in the source")
+
+
+# ---- a restore that stopped midway -------------------------------------------------------------------------
+
+# The target refused to grow in the middle of the restore: a Neon compute at its project's size limit (neon's
+# pagestore_smgr.c, as it extends a relation file), or a server out of storage (RDS at storage-full). Both are
+# SQLSTATE 53100, disk_full; the restore's transaction was rolled back.
+SIZE_LIMIT_MET = re.compile(r"project size limit \((\d+) MB\) has been exceeded")
+OUT_OF_STORAGE = re.compile(r"No space left on device")
+# psql's words when its connection went (the server restarted or stopped, or the connection was cut), and the
+# server's own farewell when it said one (a FATAL; a WARNING on an immediate shutdown).
+CONNECTION_LOST = re.compile(r"connection to server was lost|server closed the connection unexpectedly|"
+                             r"SSL SYSCALL error|SSL connection has been closed unexpectedly|"
+                             r"could not (?:receive data from|send data to) server")
+FAREWELL = re.compile(r"(?:FATAL|WARNING):\s+(terminating connection [^\n]*)")
+
+
+def room_ran_out(message: str, label: str, at: str = "") -> str | None:
+    """The line for a restore that the target refused to grow (``message``: the server's error; ``at``: the
+    archive entry it fell in, if known), with what to do; None for any other error."""
+    limit = SIZE_LIMIT_MET.search(message)
+    if limit:
+        what = f"{label}'s project size limit ({int(limit.group(1)):,} MB, neon.max_cluster_size) was met"
+        fix = "raise the project's limit (a bigger plan)"
+    elif OUT_OF_STORAGE.search(message):
+        what = f"{label} ran out of storage ({message.split(' (HINT: ')[0]})"
+        fix = ("give it more storage (db_allocated_storage, or storage autoscaling with db_max_allocated_storage, "
+               "in terraform/environments/dev)" if label == "RDS" else "give it more storage")
+    else:
+        return None
+    where = f" at {at}" if at else ""
+    return (f"restore into {label} stopped{where}: {what} in the middle of the restore; the restore was rolled "
+            f"back, {label} is as it was. Until it commits, the replace keeps what {label} holds beside the new "
+            f"data: {fix}, make room on {label}, or leave data out of the sync (--exclude-schema)")
+
+
+def connection_lost(stderr: str, label: str, committing: bool = False) -> str | None:
+    """The line for a restore whose connection to the target went midway (``stderr``: psql's), or None.
+    ``committing``: the verification had passed, so its COMMIT may have run before the connection went."""
+    if not CONNECTION_LOST.search(stderr):
+        return None
+    said = FAREWELL.search(stderr)
+    why = f"the server restarted, or the connection was cut{'; it said: ' + said.group(1).strip() if said else ''}"
+    if committing:
+        return (f"{label} closed the connection as the restore committed ({why}): {label} holds either what it "
+                "held or the restored data; run the sync again, whose plan says which (written since its last "
+                "sync: by this restore, unless someone else writes to it)")
+    return (f"{label} closed the connection in the middle of the restore ({why}): the restore was rolled back, "
+            f"{label} is as it was; it is safe to run the sync again")

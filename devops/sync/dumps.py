@@ -23,8 +23,10 @@ from devops.sync.store import utcnow, utcnow_precise
 
 def fingerprint(db: Database, tables: dict[str, TableStats], sequences: dict[str, Any], schema: str) -> dict[str, Any]:
     """What a database holds, compactly: rows and checksum per table, sequences, schema hash (and how it was
-    taken: Database.schema_by), and which database it is (Database.identity)."""
+    taken: Database.schema_by), and which database it is (Database.identity); and what was left alone
+    (scope.py), which none of these include."""
     return {"side": db.side, "where": db.endpoint.where(), "server": db.identity or None,
+            **({"left_alone": db.left_alone.as_record()} if db.left_alone else {}),
             "recorded": utcnow_precise(),
             "tables": {name: {"rows": t.rows, "checksum": t.checksum} for name, t in tables.items()},
             "sequences": sequences, "schema": schema, "schema_by": db.schema_by,
@@ -42,6 +44,8 @@ class State:
     tables: dict[str, TableStats]
     seen: str
     objects: int  # Database.lockable_objects
+    # What is left alone but depends on what the replace drops (Database.kept_depending), when the plan read it.
+    kept_depending: list[str] = dataclasses.field(default_factory=list)
 
     def still_current(self, db: Database) -> bool:
         """True when nothing was written since (no transaction id taken, sequences where they were)."""
@@ -82,7 +86,8 @@ def dump(env: Environment, db: Database, key: str, processes: Processes, extra_s
     with db.snapshot() as snapshot, ThreadPoolExecutor(max_workers=1) as pool:
         # Beside pg_dump, on the snapshot's own connection: no parallel workers (pg_dump needs those cores).
         reading = pool.submit(snapshot.read, parallel=False)
-        proc = processes.start("pg_dump", dump_args(env.compression, snapshot.name), endpoint=db.endpoint)
+        proc = processes.start("pg_dump", dump_args(env.compression, snapshot.name) + db.left_alone.pg_dump_args(),
+                               endpoint=db.endpoint)
         with env.store.writer(key) as writer:
             pump(read_chunks(proc.stdout), [writer, *extra_sinks])
             if proc.wait() != 0:
@@ -108,6 +113,8 @@ def manifest(env: Environment, db: Database, result: Dump, direction: str, reaso
         "tables": {name: {"rows": s.rows, "checksum": s.checksum} for name, s in result.tables.items()},
         "sequences": result.sequences,
         "objects": result.objects,  # the locks a restore of it takes to create them (decisions.locks_needed)
+        # What it left out (scope.py): a restore of it leaves that alone too.
+        "left_alone": db.left_alone.as_record(),
         "seconds": result.seconds,
         # The dumped database as it was in the dump's snapshot; a later sync compares against it.
         "fingerprint": fingerprint(db, result.tables, result.sequences, result.schema),

@@ -41,8 +41,8 @@ from devops.errors import DevopsError
 from devops.masking import first_line
 from devops.sync import render
 from devops.sync.database import Database
-from devops.sync.decisions import (Outcome, after_plan, compare, downgrade, downgrade_hint, too_many_locks,
-                                   unexpected_target, what_target_lacks)
+from devops.sync.decisions import (Outcome, after_plan, compare, downgrade, downgrade_hint, rds_room,
+                                   too_many_locks, unexpected_target, what_target_lacks)
 from devops.sync.dumps import Verified, commit_verified, fingerprint
 from devops.sync.jobs import Job, Options
 from devops.sync.plan import Plan, plan_report, read
@@ -52,7 +52,9 @@ from devops.sync.progress import transfer
 from devops.sync.report import Copy, Report, Status, Verdict
 from devops.sync.restore import Restore
 from devops.sync.safety import keep_target, look_again
+from devops.sync.scope import LeftAlone
 from devops.sync.sources import Source, SourceCounts, Streamed, source_for
+from devops.sync.storage import rds_storage
 from devops.sync.store import dump_key, utcnow
 from devops.threads import in_background
 
@@ -96,6 +98,9 @@ def run(settings: Settings, console: Console, job: Job, options: Options) -> Rep
 def run_steps(env: Environment, console: Console, job: Job, options: Options, phases: Phases) -> Report:
     """Steps 2 to 10, on what the preflight resolved."""
     target, source = env.databases[job.target], source_for(job, env)
+    left_alone = LeftAlone.of_run(env.settings, dataclasses.asdict(options)) | source.left_alone
+    for db in env.databases.values():
+        db.left_alone = left_alone
     plan = plan_step(env, console, job, source, target, options, phases)                  # 2-4
     if plan.report.status == Status.DRY_RUN:
         return plan.report
@@ -110,9 +115,12 @@ def plan_step(env: Environment, console: Console, job: Job, source: Source, targ
     if source.check_phase:
         with phases(source.check_phase):                                                  # 2. source check
             source.check(console)
+    storage = in_background(rds_storage, env, target)  # RDS's free storage (CloudWatch), beside the reads
     with phases("divergence check"):                                                      # 3. divergence
         state, judgement, counts = read(env, console, source, target, options)
     report = plan_report(env, job, source, target, counts, state, judgement, options)    # 4. plan
+    if target.side == "rds":
+        report.storage = rds_room(counts.needs, target.offers, storage.result())
     if options.expect_target:
         render.plan_confirmed(console, report, options.expect_target)
     else:
@@ -123,7 +131,9 @@ def plan_step(env: Environment, console: Console, job: Job, source: Source, targ
     render.divergence(console, report, judgement.divergence())
     # What the target cannot take, all at once: its lock table, what it lacks.
     unfit = [refusal for refusal in (too_many_locks(report.locks.needed, target.lock_table, target.label),
-                                     what_target_lacks(counts.needs, target.offers, target.label)) if refusal]
+                                     what_target_lacks(counts.needs, target.offers, target.label, report.storage),
+                                     target.left_alone.crossing_refusal(counts.needs.of, counts.needs.on_left_alone,
+                                                                        target.label, state.kept_depending)) if refusal]
     console.line(RULE)
     outcome = after_plan(judgement.verdict, options.dry_run, fits=not unfit)
     if outcome == Outcome.DRY_RUN:

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any
 
 from devops.sync.report import Change, Divergence, LastRecorded, Verdict
+from devops.sync.scope import LeftAlone
 from devops.sync.store import Known
 
 
@@ -43,9 +44,12 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[Change]:
     """
     found = []
     before, now = recorded.get("tables", {}), current.get("tables", {})
+    # A table in a schema this run leaves alone (scope.py) is not compared: it is not replaced. One that only the
+    # record left alone is (a "new table" to it): it was never synced, and this run would replace it.
+    left_alone = LeftAlone.recorded(current.get("left_alone"))
     for name in sorted(set(before) | set(now)):
         old, new = before.get(name), now.get(name)
-        if old == new:
+        if old == new or left_alone.ignores_table(name):
             continue
         old_rows, new_rows = (old or {}).get("rows"), (new or {}).get("rows")
         delta = (new_rows or 0) - (old_rows or 0)
@@ -62,7 +66,9 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[Change]:
 
 def moved_sequences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     before, now = recorded.get("sequences", {}), current.get("sequences", {})
-    return [name for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
+    left_alone = LeftAlone.recorded(current.get("left_alone"))
+    return [name for name in sorted(set(before) | set(now))
+            if before.get(name) != now.get(name) and not left_alone.ignores_table(name)]
 
 
 @dataclasses.dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devops.errors import DevopsError
+from devops.sync.scope import LeftAlone
 
 LABELS = {"neon": "Neon", "rds": "RDS"}
 FINGERPRINT = re.compile(r"[0-9a-f]{16}")  # decisions.content_hash
@@ -39,12 +40,19 @@ class Options:
     break_lock: bool = False
     force: bool = False  # overwrite a target written to since its last recorded sync
     expect_target: str = ""  # the confirmed plan's target_state.fingerprint: refuse if the target changed since
+    exclude_schema: str = ""  # comma-separated: what this run leaves alone besides the settings' (scope.py)
+    exclude_extension: str = ""
 
     @classmethod
     def of(cls, flags: dict[str, Any]) -> "Options":
         """From the sync tasks' flags (tasks.py: SYNC): those the flow reads, each of the form it takes."""
         options = cls(**{field.name: flags.get(field.name) or field.default for field in dataclasses.fields(cls)})
+        options.left_alone  # checked before anything is read
         return dataclasses.replace(options, expect_target=expected_fingerprint(options.expect_target))
+
+    @property
+    def left_alone(self) -> LeftAlone:
+        return LeftAlone.of(self.exclude_schema, self.exclude_extension, flags=True)
 
 
 def expected_fingerprint(value: str) -> str:

@@ -36,6 +36,7 @@ def read_target(env: Environment, target: Database, force: bool, pool: ThreadPoo
     from S3 while the probe runs)."""
     known = pool.submit(env.store.latest_fingerprint, target.side)
     state = probe(env, target, console)
+    state.kept_depending = target.kept_depending()
     return state, judge(known.result(), state.fingerprint, target.label, force)
 
 
@@ -64,6 +65,7 @@ def plan_report(env: Environment, job: Job, source: Source, target: Database, co
               for name in sorted(set(counts.rows) | set(target_rows))},
         target_state=TargetState(len(state.tables), rows_now, content_hash(state.fingerprint), rows_after),
         warnings=plan_warnings(target.label, rows_now, rows_after, source.dump_of, target.side),
+        left_alone=target.left_alone.as_record() if target.left_alone else None,
         divergence=judgement.divergence(),
         versions=Versions(version_text(source.version) if source.version else None, target.version_text,
                           majors is not None),

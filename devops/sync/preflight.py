@@ -24,6 +24,8 @@ class Environment:
     store: DumpStore
     tools: ToolVersions
     databases: dict[str, Database]  # by side: neon, rds
+    clients: aws.Clients | None = None  # the clients of the task's one AWS identity, for what comes later
+    rds_instance: dict[str, Any] | None = None  # RDS's description (describe_db_instances), when RDS is a side
 
     @property
     def compression(self) -> str:
@@ -57,10 +59,15 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
     terraform = Terraform(settings)
     guess = terraform.last_outputs() or {}
     opened: list[Database] = []
+    described: dict[str, dict[str, Any]] = {}  # RDS's description by instance: its storage, for the plan
+
+    def available(instance: str) -> dict[str, Any]:
+        described[instance] = aws.require_rds_available(settings, instance, clients("rds"))
+        return described[instance]
 
     def database(side: str, outputs: dict[str, Any]) -> Database:
         endpoint = neon_endpoint(settings, console) if side == "neon" else \
-            rds_endpoint(settings, outputs, clients("rds"), clients("secretsmanager"))
+            rds_endpoint(settings, outputs, clients("rds"), clients("secretsmanager"), available)
         db = Database(side, endpoint)
         opened.append(db)
         db.read_server()
@@ -90,4 +97,5 @@ def prepare(settings: Settings, console: Console, sides: tuple[str, ...]) -> Env
     for db in opened:  # the guess's, when it did not hold
         if db not in databases.values():
             db.close()
-    return Environment(settings, identity, outputs, store, tools.result(), databases)
+    return Environment(settings, identity, outputs, store, tools.result(), databases, clients,
+                       described.get(outputs.get("db_instance_identifier") or ""))

@@ -19,7 +19,9 @@ from devops import hints
 from devops.console import Console, age, cell
 from devops.errors import DevopsError
 from devops.progress import size
+from devops.sync.decisions import amount
 from devops.sync.report import Change, Divergence, DumpList, PlanRow, Report, Status, Verdict
+from devops.sync.scope import LeftAlone
 
 
 def banner(console: Console, title: str, when: datetime.datetime | None, target: str, dry_run: bool = False) -> None:
@@ -50,7 +52,9 @@ def sync_plan(console: Console, report: Report) -> None:
         ("Tools", ", ".join(f"{tool} {version}" for tool, version in (report.tools or {}).items())),
         _fingerprint(report),
         *_locks(report),
+        *_storage(report),
         *_downgrade(report),
+        *_left_alone(report),
     ])
     console.line()
     _rows(console, report.plan, f"{src.label} rows", f"{tgt.label} rows")
@@ -65,10 +69,20 @@ def restore_plan(console: Console, report: Report) -> None:
                     ("Safety copy", report.safety_copy.url),
                     _fingerprint(report),
                     *_locks(report),
-                    *_downgrade(report)])
+                    *_storage(report),
+                    *_downgrade(report),
+                    *_left_alone(report)])
     console.line()
     _rows(console, report.plan, "dump rows", f"{tgt.label} rows")
     _totals(console, report, "Dump rows", "the restore")
+
+
+def _left_alone(report: Report) -> list[tuple[str, str]]:
+    """The plan's 'Left alone' field (scope.py), when anything is."""
+    if not report.left_alone:
+        return []
+    named = LeftAlone.recorded(report.left_alone).describe()
+    return [("Left alone", f"{named} (on both sides: not dumped, not replaced, not compared)")]
 
 
 def _fingerprint(report: Report) -> tuple[str, str]:
@@ -106,6 +120,27 @@ def _locks(report: Report) -> list[tuple[str, str]]:
     return [("Locks", f"about {locks.needed:,} of {locks.capacity:,} in {report.sides['target'].label}'s lock "
                       f"table (max_locks_per_transaction {locks.max_locks} x {locks.slots} slots): the restore "
                       "drops and creates every object in one transaction")]
+
+
+def _storage(report: Report) -> list[tuple[str, str]]:
+    """The plan's 'Storage: about 20 MB needed until COMMIT, 19.9 GiB free on RDS (...)' field (a target RDS)."""
+    storage, label = report.storage, report.sides["target"].label
+    if storage is None:
+        return []
+    if storage.not_checked or storage.room is None:
+        return [("Storage", f"not checked: {storage.not_checked}")]
+    free = amount(storage.free or 0, up=False)
+    if storage.max_allocated_gib:
+        grows = (f"{storage.allocated_gib} GiB allocated; storage autoscaling may grow it to "
+                 f"{storage.max_allocated_gib} GiB: room for {amount(storage.room, up=False)}")
+    else:
+        grows = f"{storage.allocated_gib} GiB allocated, no storage autoscaling"
+    line = (f"about {amount(storage.needed)} needed until COMMIT (the new data and its WAL beside {label}'s own: "
+            f"an estimate), {free} free on {label} ({storage.measured}; {grows})")
+    if storage.free is not None and storage.needed > storage.free and storage.needed <= storage.room:
+        line += ("; more than is free now: storage autoscaling grows the instance only once free space has stayed "
+                 "under 10% for 5 minutes, so a restore that fills it sooner stops at storage-full and is rolled back")
+    return [("Storage", line)]
 
 
 def _downgrade(report: Report) -> list[tuple[str, str]]:
@@ -160,14 +195,28 @@ def divergence(console: Console, report: Report, found: Divergence) -> None:
     console.line(f"    {rerun:<{width}}overwrite anyway: the safety copy of {label} keeps these writes")
 
 
+# Schemas a service writes on its own, named in the guard's refusal when they hold every write it found.
+SERVICE_SCHEMAS = {"neon_auth": "Neon Auth"}
+
+
 def refusal(report: Report) -> DevopsError:
     """The error of a target the guard refuses to overwrite (a local plan's or an ECS task's dry run's)."""
     rerun, other_way = _commands(report)
     changed = ", ".join(c.table for c in report.divergence.changes)
     first = f"{other_way}, or " if other_way else ""
     return DevopsError(f"refused: {report.sides['target'].label} was written to since its last recorded sync "
-                       f"({changed}) and those writes would be lost; nothing was changed. Run {first}{rerun}",
-                       details=report.to_json())
+                       f"({changed}) and those writes would be lost; nothing was changed. Run {first}{rerun}"
+                       f"{_service_schema(report.divergence)}", details=report.to_json())
+
+
+def _service_schema(found: Divergence) -> str:
+    """A hint when every write is in a schema a service keeps (Neon Auth's neon_auth): leave it alone."""
+    schemas = {c.table.split(".", 1)[0] for c in found.changes if not c.table.startswith("(")}
+    if len(schemas) != 1 or not schemas <= SERVICE_SCHEMAS.keys() or len(found.changes) != len(found.changed_tables):
+        return ""
+    schema = schemas.pop()
+    return (f". Every write is in {schema}, which {SERVICE_SCHEMAS[schema]} writes itself: to sync around it, leave "
+            f"it alone (--exclude-schema {schema}, or the setting exclude_schemas)")
 
 
 def dry_run_complete(console: Console, report: Report, unfit: list[str] | None = None) -> None:

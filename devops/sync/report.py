@@ -73,6 +73,21 @@ class Locks:
 
 
 @dataclasses.dataclass
+class Storage:
+    """RDS's room for the replace, as the plan checked it (decisions.rds_room): about how many bytes the replace
+    writes until COMMIT (the new data and its WAL, beside the old data: an estimate), how many are free and how
+    that is known, and how far storage autoscaling may grow the instance (``room``: free plus that growth); or,
+    in ``not_checked``, why it was not checked."""
+    needed: int = 0
+    free: int | None = None
+    room: int | None = None
+    measured: str = ""  # how ``free`` is known: CloudWatch's FreeStorageSpace, or allocated less the databases
+    allocated_gib: int | None = None
+    max_allocated_gib: int | None = None  # storage autoscaling's ceiling (MaxAllocatedStorage); None: off
+    not_checked: str | None = None
+
+
+@dataclasses.dataclass
 class Change:
     """One thing written on a target since its newest record: a table, or "(schema)"."""
     table: str
@@ -140,8 +155,11 @@ class Report:
     versions: Versions
     safety_copy: Copy
     locks: Locks | None = None
+    storage: Storage | None = None  # RDS's room for the replace (a target RDS only)
     # What the plan would destroy beyond the ordinary (decisions.plan_warnings): said in the plan and the question.
     warnings: list[str] | None = None
+    # What the operation leaves alone on both sides (scope.py: {"schemas": [...], "extensions": [...]}).
+    left_alone: dict[str, list[str]] | None = None
     # A sync's
     direction: str | None = None
     source: str | None = None

@@ -29,7 +29,9 @@ from typing import Any, Callable
 from devops.masking import mask
 from devops.sync import sql
 from devops.sync.database import Database
+from devops.sync.decisions import connection_lost, room_ran_out
 from devops.sync.processes import PipelineError, Processes, read_chunks, read_file
+from devops.sync.scope import LeftAlone
 from devops.sync.script import (MARKER, TAIL, Script, in_batches, psql_error, without_final_commit,
                                 without_unknown_settings)
 from devops.threads import in_background
@@ -42,6 +44,7 @@ MANAGED_SERVICE_EXCLUSIONS = (
     re.compile(r" SUBSCRIPTION "),
 )
 TOC_SCHEMA = re.compile(r"^\d+; \d+ \d+ SCHEMA - (.+) \S*$")
+TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ (?:COMMENT - )?EXTENSION (?:- )?(\S+)")
 # The full replace's prelude (sql/prelude.sql): BEGIN, then everything of the target's own dropped inside
 # the restore's transaction; the schemas it keeps (sql/kept_schemas.sql) keep their CREATE SCHEMA out of the
 # restore too.
@@ -78,17 +81,23 @@ class VerificationFailed(PipelineError):
         self.found = found
 
 
-def restore_list(listing: str, kept_schemas: set[str]) -> tuple[list[str], list[str]]:
+def restore_list(listing: str, kept_schemas: set[str], left_alone: LeftAlone = LeftAlone()) -> \
+        tuple[list[str], list[str]]:
     """The archive's table of contents (pg_restore -l) as the restore's --use-list: (its lines, the entries
-    left out on purpose, described). An entry commented out (a leading ';') is skipped by pg_restore."""
+    left out on purpose, described). An entry commented out (a leading ';') is skipped by pg_restore. What the
+    operation leaves alone is not restored: an extension's entries here, a schema's CREATE SCHEMA here and its
+    contents by pg_restore's --exclude-schema (Restore), for a dump made before it was left alone."""
     lines, left_out = [], []
     for line in listing.splitlines():
         schema = TOC_SCHEMA.match(line)
+        extension = TOC_EXTENSION.match(line)
         if line and not line.startswith(";") and any(p.search(line) for p in MANAGED_SERVICE_EXCLUSIONS):
             left_out.append(describe_entry(line))
             lines.append(";" + line)
-        elif schema and schema.group(1) in kept_schemas:
-            lines.append(";" + line)  # the target keeps this schema (public, or it holds an extension)
+        elif schema and schema.group(1) in kept_schemas | set(left_alone.schemas):
+            lines.append(";" + line)  # the target keeps this schema (public, it holds an extension, left alone)
+        elif extension and extension.group(1) in left_alone.extensions:
+            lines.append(";" + line)
         else:
             lines.append(line)
     return lines, left_out
@@ -101,7 +110,7 @@ def describe_entry(line: str) -> str:
     return body.replace("COMMENT - ", "COMMENT ON ").replace(" - ", " ")
 
 
-def verification_sql(expected: dict[str, Any]) -> str:
+def verification_sql(expected: dict[str, Any], left_alone: LeftAlone = LeftAlone()) -> str:
     """VERIFY with ``expected`` as a jsonb literal (dollar-quoted with a tag no JSON text contains)."""
     literal = json.dumps({"tables": expected["tables"], "sequences": expected["sequences"]}, sort_keys=True)
     tag = "$devops_expected$"
@@ -109,7 +118,7 @@ def verification_sql(expected: dict[str, Any]) -> str:
     # The literal last: a table's name in it may read like a slot.
     return sql.load("verify", settings=sql.SETTINGS, parallel_defaults=sql.PARALLEL_DEFAULTS,
                     count_tables=sql.count_tables(progress=VERIFY_PROGRESS), sequences=sql.SEQUENCES,
-                    schema_hash=sql.SCHEMA_HASH,
+                    schema_hash=sql.SCHEMA_HASH, **left_alone.slots(),
                     expected=f"{tag}{literal}{tag}::jsonb")
 
 
@@ -150,7 +159,7 @@ class Restore:
                      "--file=-"],
             endpoint=self.target.endpoint, stdin=subprocess.PIPE, stdout=self._psql_out,
         )
-        self._send(PRELUDE.encode())
+        self._send(target.left_alone.fill(PRELUDE).encode())
         with contextlib.suppress(BrokenPipeError):  # psql gone already: the first write after says why
             self._psql.stdin.flush()
         # What the restore needs of the target once the table of contents has come, read now likewise.
@@ -183,7 +192,7 @@ class Restore:
             raise PipelineError(f"the dump is not a valid archive: {self.processes.error_of(self._probe)}")
         listing = (self._probe_out[0] if self._probe_out else b"").decode(errors="replace")
         settings, kept_schemas = self._target_settings.result()
-        lines, self.result.left_out = restore_list(listing, kept_schemas)
+        lines, self.result.left_out = restore_list(listing, kept_schemas, self.target.left_alone)
         list_file = os.path.join(self.workdir, "restore.list")
         with open(list_file, "w") as handle:
             handle.write("\n".join(lines) + "\n")
@@ -192,7 +201,8 @@ class Restore:
         # prelude's transaction halfway; its opening BEGIN and closing COMMIT are taken out on the way.
         self._restore = self.processes.start(
             "pg_restore",
-            ["pg_restore", "--no-owner", "--no-acl", "--single-transaction", f"--use-list={list_file}", "--file=-"],
+            ["pg_restore", "--no-owner", "--no-acl", "--single-transaction", f"--use-list={list_file}", "--file=-",
+             *(f"--exclude-schema={name}" for name in self.target.left_alone.schemas)],
             stdin=subprocess.PIPE,
         )
         self._copier = threading.Thread(target=self._copy_sql, args=(settings,), daemon=True, name="restore-sql")
@@ -246,8 +256,9 @@ class Restore:
             # One query (psql's \\; joins them): a marker that the restore's statements all ran (with the locks
             # its transaction holds), the verification, and COMMIT, which runs only if the verification raised
             # nothing.
+            verification = verification_sql(expected, self.target.left_alone).encode()
             self._send(RESTORED_MARKER.rstrip().removesuffix(b";") + b"\\;\n"
-                       + verification_sql(expected).encode().rstrip().removesuffix(b";") + b"\\;\nCOMMIT;\n")
+                       + verification.rstrip().removesuffix(b";") + b"\\;\nCOMMIT;\n")
             self._psql.stdin.close()
         except BrokenPipeError:
             raise self._failure() from None
@@ -292,8 +303,13 @@ class Restore:
         return PipelineError(f"restore into {self.target.label} stopped unexpectedly")
 
     def _psql_failure(self) -> PipelineError:
-        """psql's first error, named by the archive entry its line falls in."""
-        found = psql_error(self.processes.stderr_of(self._psql))
+        """psql's first error, named by the archive entry its line falls in; the connection lost (the target
+        restarted) and the target's room run out each said in words of their own, with what to do."""
+        stderr = self.processes.stderr_of(self._psql)
+        # Lost before the verification's last word (SCHEMA), COMMIT was never run: the server rolled back.
+        if lost := connection_lost(stderr, self.target.label, committing=bool(SCHEMA.search(stderr))):
+            return PipelineError(lost)
+        found = psql_error(stderr)
         if found is None:
             return PipelineError(f"restore into {self.target.label} failed: {self.processes.error_of(self._psql)}")
         line, message = found
@@ -309,6 +325,8 @@ class Restore:
         entry = self.script.entry_at(line)
         if entry is not None and not entry[0].startswith("TABLE DATA ") and (marked := self._last_marker()) is not None:
             entry = marked  # in a batch: the line is the batch's last; the marker names the statement's entry
+        if ran_out := room_ran_out(message, self.target.label, entry[0] if entry else ""):
+            return PipelineError(ran_out)
         if entry is None:
             return PipelineError(f"restore into {self.target.label} failed: {message}")
         what, statement = entry

@@ -18,6 +18,7 @@ from devops.sync.jobs import Job, RestoreDump, Sync
 from devops.sync.preflight import Environment
 from devops.sync.processes import Processes, pump
 from devops.sync.report import Copy, RestoredDump, Side
+from devops.sync.scope import LeftAlone
 from devops.sync.store import dump_key, utcnow
 
 
@@ -55,6 +56,7 @@ class SyncSource:
         self.db = env.databases[job.direction.source]
 
     dump_of = None  # a database, not a dump of one
+    left_alone = LeftAlone()  # nothing but what the settings and flags say
 
     @property
     def version(self) -> int:
@@ -116,6 +118,11 @@ class DumpSource:
     def dump_of(self) -> str | None:
         """The database it is a dump of (neon, rds), as its manifest says."""
         return self.recorded.get("source", {}).get("side")
+
+    @property
+    def left_alone(self) -> LeftAlone:
+        """What the dump left out: left alone on the target too (a restore of it must not drop the target's)."""
+        return LeftAlone.recorded(self.recorded.get("left_alone"))
 
     def dump_key(self, when: dt.datetime) -> None:
         return None  # a restore writes no dump of its source: it is one

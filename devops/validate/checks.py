@@ -30,6 +30,7 @@ from devops.masking import first_line
 from devops.modes import ACTIVE, BOTH, PILOT, mode_of
 from devops.postgres import USER_TABLES, parse_url
 from devops.sync import sql
+from devops.sync.scope import LeftAlone
 from devops.sync.store import DUMP_SUFFIX, DumpStore
 from devops.terraform import Terraform
 from devops.validate.report import CheckStatus, Finding
@@ -289,7 +290,8 @@ def neon(ctx: Context) -> Finding:
     try:
         conn.autocommit = True  # psycopg2 sends no BEGIN first: the query is the one round trip
         with conn.cursor() as cur:
-            cur.execute(NEON_READ)
+            # What the sync leaves alone (devops.exclude_schemas) is not what it reads.
+            cur.execute(LeftAlone.of(settings.exclude_schemas, settings.exclude_extensions).fill(NEON_READ))
             tables, unreadable, size, ceiling, objects, max_locks, slots = cur.fetchone()
         encrypted, version = conn.info.ssl_in_use, conn.server_version
     except psycopg2.Error as exc:

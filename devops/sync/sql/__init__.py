@@ -44,9 +44,9 @@ PARALLEL = "\n".join(
 OWN_SCHEMAS = load("own_schemas")
 NEON_SIZE_LIMIT = load("neon_size_limit")
 SCHEMA_HASH = load("schema_hash", own_schemas=OWN_SCHEMAS)
-# Every sequence's last value (None when never used), as one jsonb object.
+# Every sequence's last value (None when never used), as one jsonb object (but those the sync leaves alone).
 SEQUENCES = ("SELECT coalesce(jsonb_object_agg(schemaname || '.' || sequencename, last_value), '{}') "
-             "FROM pg_sequences")
+             "FROM pg_sequences WHERE schemaname <> ALL ({left_alone_schemas})")
 
 
 def count_tables(checksums: bool = True, parallel: bool = True, progress: str = "") -> str:

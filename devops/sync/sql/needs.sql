@@ -2,8 +2,9 @@
 -- CREATE EXTENSION; plpgsql is in every database); the roles its row-level security policies name, each with
 -- those policies ("schema.table policy"): owners and grants are left out of the dump on purpose, but a policy
 -- keeps the roles it names; and the room its data takes (the database's size). Three columns, for
--- read_tables' {columns}. Slot: {own_schemas}.
-(SELECT coalesce(jsonb_agg(extname ORDER BY extname), '[]') FROM pg_extension WHERE extname <> 'plpgsql'),
+-- read_tables' {columns}. Slots: {own_schemas}, {left_alone_extensions} (devops/sync/scope.py: not created).
+(SELECT coalesce(jsonb_agg(extname ORDER BY extname), '[]') FROM pg_extension
+ WHERE extname <> 'plpgsql' AND extname <> ALL ({left_alone_extensions})),
 (SELECT coalesce(jsonb_object_agg(rolname, policies), '{}')
  FROM (SELECT r.rolname, jsonb_agg(format('%s.%s %s', n.nspname, c.relname, p.polname)
                                    ORDER BY n.nspname, c.relname, p.polname) AS policies

@@ -3,7 +3,8 @@
 -- with type, collation, NOT NULL, identity, generation and default, views' queries, indexes, constraints,
 -- triggers, routines, types, sequences, policies, rules, comments) and per extension, sorted, md5'd. Any
 -- DDL changes it; the same schema gives the same hash on the same server major (guard.changes compares
--- hashes taken by the same method and major only). Slot: {own_schemas} (own_schemas.sql).
+-- hashes taken by the same method and major only). Slots: {own_schemas} (own_schemas.sql); what the sync leaves
+-- alone, {left_alone_schemas} and {left_alone_extensions} (devops/sync/scope.py).
 SELECT md5(coalesce(string_agg(line, E'\n' ORDER BY line), '')) FROM (
     WITH own AS (SELECT n.oid FROM pg_namespace n WHERE {own_schemas}),
     ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
@@ -55,8 +56,12 @@ SELECT md5(coalesce(string_agg(line, E'\n' ORDER BY line), '')) FROM (
     SELECT format('rule %s', pg_get_ruledef(w.oid)) FROM pg_rewrite w
     WHERE w.ev_class IN (SELECT oid FROM rel) AND w.rulename <> '_RETURN'
     UNION ALL
-    SELECT format('comment %s %s', (pg_identify_object(d.classoid, d.objoid, d.objsubid)).identity, d.description)
-    FROM pg_description d WHERE d.objoid >= 16384  -- FirstNormalObjectId: not the server's own objects
+    SELECT format('comment %s %s', o.identity, d.description)
+    FROM pg_description d CROSS JOIN LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) AS o
+    WHERE d.objoid >= 16384  -- FirstNormalObjectId: not the server's own objects
+      AND coalesce(o.schema, '') <> ALL ({left_alone_schemas})
+      AND NOT (d.classoid = 'pg_extension'::regclass AND o.identity = ANY ({left_alone_extensions}))
     UNION ALL
     SELECT format('extension %I %s %s', x.extname, x.extversion, x.extnamespace::regnamespace) FROM pg_extension x
+    WHERE x.extname <> ALL ({left_alone_extensions})
 ) AS definitions(line)

@@ -60,9 +60,10 @@ resource "aws_db_instance" "this" {
   instance_class       = var.db_instance_class
   parameter_group_name = aws_db_parameter_group.this.name
 
-  allocated_storage = var.db_allocated_storage
-  storage_type      = "gp3"
-  storage_encrypted = true
+  allocated_storage     = var.db_allocated_storage
+  max_allocated_storage = var.db_max_allocated_storage # 0: no storage autoscaling
+  storage_type          = "gp3"
+  storage_encrypted     = true
 
   db_name                     = var.db_name
   username                    = var.db_username
@@ -91,5 +92,10 @@ resource "aws_db_instance" "this" {
 
   lifecycle {
     prevent_destroy = true
+
+    precondition {
+      condition     = var.db_max_allocated_storage == 0 || var.db_max_allocated_storage >= var.db_allocated_storage
+      error_message = "db_max_allocated_storage must be 0 (storage autoscaling off) or at least db_allocated_storage."
+    }
   }
 }

@@ -178,6 +178,14 @@ data "aws_iam_policy_document" "operations_task" {
     actions   = ["rds:DescribeDBInstances"]
     resources = [aws_db_instance.this.arn]
   }
+
+  statement {
+    sid = "RdsFreeStorage"
+    # The plan's check of RDS's room for the replace reads its FreeStorageSpace (devops/sync/storage.py).
+    # CloudWatch's metric reads take no resource ARN in IAM: "*" is the only form they accept.
+    actions   = ["cloudwatch:GetMetricStatistics"]
+    resources = ["*"]
+  }
 }
 
 resource "aws_iam_role_policy" "operations_task" {

@@ -95,6 +95,22 @@ variable "db_allocated_storage" {
   default     = 20
 }
 
+# Storage autoscaling: RDS grows the instance's storage up to this many GiB when free space stays under 10% of
+# it for 5 minutes (at most once in 6 hours). 0 leaves it off, as before: the instance stays at
+# db_allocated_storage and goes to storage-full when that is used up. A sync's full replace keeps the old data
+# and the new until it commits, so it needs room for both (the sync's plan checks it: docs/sync.md). With
+# autoscaling on, Terraform ignores the allocated storage RDS has grown to.
+variable "db_max_allocated_storage" {
+  description = "Upper limit in GiB for RDS storage autoscaling (0: autoscaling off; else at least db_allocated_storage)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.db_max_allocated_storage >= 0 && floor(var.db_max_allocated_storage) == var.db_max_allocated_storage
+    error_message = "db_max_allocated_storage must be a whole number of GiB, 0 for no autoscaling."
+  }
+}
+
 variable "db_name" {
   description = "Name of the initial database (must be a valid PostgreSQL identifier)."
   type        = string
