@@ -20,6 +20,7 @@ from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import (HOST, PostgresCluster, Sandbox, Server, certificates, create_app_database, find_pg_bin,
                             free_port)
+from devops.sandbox.postgres_stand_ins import own_extensions
 from devops.sandbox.provider_mirror import use_provider_mirror
 from tests import dbtools
 from tests.faults import S3FaultProxy
@@ -213,7 +214,7 @@ def server_of_major(sandbox):
         # TLS only, with a certificate for the names the stand-in's has.
         files = (certificates.issue(ca_dir, root, [HOST, "localhost", state["rds_endpoint"]], state.get("run_as"))
                  if tls != "none" else None)
-        cluster.init(server, sandbox.limits(role), files)
+        cluster.init(server, {**sandbox.limits(role), **own_extensions(role, major)}, files)
         cluster.start()
         started.append((cluster, root))
         create_app_database(server, stand_in["user"], stand_in["password"], stand_in["database"])

@@ -1,6 +1,7 @@
 """The sandbox: real PostgreSQL stand-ins, the emulator, Terraform applied, and the shell environment."""
 
 import dataclasses
+import datetime as dt
 import io
 import os
 import re
@@ -18,6 +19,7 @@ from devops.console import Console
 from devops.errors import DevopsError
 from devops.sandbox import HOST, Sandbox, find_pg_bin, pid_alive, port_open, task_settings, terraform_default
 from devops.sandbox.state_file import StateFile
+from tests import dbtools
 from tests.helpers import INV, inv, inv_after_eval, without_log
 
 
@@ -104,14 +106,9 @@ def test_rds_stand_in_uses_the_password_rds_put_in_secrets_manager(sandbox, sand
                          dbname=outputs["database_name"], connect_timeout=5)
 
 
-@pytest.mark.first
 def test_the_emulators_cloudwatch_reports_the_rds_stand_ins_free_storage(sandbox, rds):
     """FreeStorageSpace of the emulated instance, as RDS publishes it: its allocated storage (20 GiB) less what
     the stand-in's data folder takes, computed when read, so a write shows; sandbox_rds_storage_mb sets it small."""
-    import datetime as dt
-
-    from tests import dbtools
-
     instance = sandbox.terraform().outputs()["db_instance_identifier"]
     cloudwatch = sandbox.client("cloudwatch")
 
@@ -141,6 +138,7 @@ def test_the_emulators_cloudwatch_reports_the_rds_stand_ins_free_storage(sandbox
         dbtools.execute(rds, "DROP TABLE IF EXISTS storage_probe")
 
 
+@pytest.mark.first
 def test_env_lines_work_in_a_posix_shell_with_psql(sandbox, sandbox_settings):
     psql = shutil.which("psql")
     if psql is None:

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests import dbtools
-from tests.helpers import inv, s3_state
+from tests.helpers import inv, redirect, s3_state
 
 # What Neon Auth keeps: its users, written by Neon on every sign-in.
 NEON_AUTH = """
@@ -108,3 +108,45 @@ def test_what_depends_across_the_boundary_is_refused_in_the_plan(sandbox, sandbo
     assert ("on Neon, what the sync leaves alone depends on what it replaces: view neon_auth.customers_seen -> "
             "table app.customers") in result.stderr, result.stderr
     assert dbtools.snapshot(neon) == before
+
+
+def test_a_dump_made_before_a_schema_was_left_alone_is_restored_without_it(sandbox_env, sandbox_settings,
+                                                                          neon_with_its_own, neon, rds):
+    """A dump of Neon that holds neon_auth, restored into RDS leaving neon_auth alone: the rest restored and
+    verified (the dump's record of neon_auth's rows not expected of RDS), RDS's own neon_auth kept."""
+    synced = inv(sandbox_env, "sync.neon-to-rds", "--exclude-extension", "pg_session_jwt", "--yes", "--json")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    key = json.loads(synced.stdout)["dump"]["url"].split(f"{sandbox_settings.bucket_name}/", 1)[1]
+    try:
+        assert dbtools.scalar(rds, "SELECT count(*) FROM neon_auth.users_sync") == 2  # it went along this time
+        dbtools.execute(rds, "INSERT INTO neon_auth.users_sync (id, name) VALUES ('r1', 'only on RDS')")
+        restored = inv(sandbox_env, "sync.restore", "--key", key, "--to", "rds", *LEAVE_ALONE, "--yes", "--json")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        report = json.loads(restored.stdout)
+        assert report["status"] == "ok" and "neon_auth.users_sync" not in {row["table"] for row in report["tables"]}
+        assert dbtools.scalar(rds, "SELECT count(*) FROM neon_auth.users_sync") == 3
+        assert tables_outside(dbtools.snapshot(rds), "neon_auth") == tables_outside(dbtools.snapshot(neon), "neon_auth")
+    finally:
+        dbtools.execute(rds, "DROP SCHEMA IF EXISTS neon_auth CASCADE")
+
+
+def test_an_extension_only_rds_has_is_refused_in_the_plan_and_synced_around_when_left_alone(
+        sandbox_env, databases, server_of_major, neon):
+    """aws_commons (the RDS stand-in's own on 18, as RDS has it; Neon has no such extension) created on RDS: the
+    plan into Neon refuses it with nothing written; left alone, the rest of RDS reaches Neon."""
+    databases(neon="rich")
+    rds = server_of_major("18", "rds")
+    env = redirect(sandbox_env, rds=rds)
+    dbtools.execute(rds, "CREATE EXTENSION aws_commons; CREATE TABLE public.uploads (id int PRIMARY KEY, uri text);"
+                         "INSERT INTO public.uploads SELECT 1, (aws_commons.create_s3_uri('b', 'k', 'r')).file_path")
+    before = dbtools.snapshot(neon)
+    planned = inv(env, "sync.rds-to-neon", "--dry-run")
+    assert "A real run would stop here: refused: Neon lacks what the restore needs" in planned.stdout, planned.stdout
+    refused = inv(env, "sync.rds-to-neon", "--yes")
+    assert refused.returncode == 1 and "Neon cannot create the extension(s) aws_commons that RDS has" in \
+        refused.stderr, refused.stdout + refused.stderr
+    assert dbtools.snapshot(neon) == before
+    synced = inv(env, "sync.rds-to-neon", "--exclude-extension", "aws_commons", "--yes")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert dbtools.snapshot(neon)["tables"] == dbtools.snapshot(rds)["tables"]
+    assert dbtools.scalar(neon, "SELECT count(*) FROM pg_extension WHERE extname = 'aws_commons'") == 0

@@ -42,11 +42,7 @@ def start_server(folder: Path, name: str, bin_dir: Path, run_as: str | None, ca:
                     version=cluster.version(), ca=ca)
     cluster.root.mkdir(parents=True, exist_ok=True)
     tls = certificates.issue(folder / "ca", cluster.root, [HOST, "localhost"], run_as)
-    if name == "neon" and int(server.version.split(".")[0]) >= 18:
-        # Extensions only Neon has (PostgreSQL 18's extension_control_path: a directory of the Neon stand-in's
-        # own; an older server has no such setting, and no such extension).
-        limits = {**limits, "extension_control_path": f"{NEON_EXTENSIONS}:$system"}
-    cluster.init(server, limits, tls)
+    cluster.init(server, {**limits, **own_extensions(name, server.version)}, tls)
     if name == "neon" and limits.get("neon.max_cluster_size") not in (None, "0MB"):
         # Neon's compute refuses to grow past its project's size limit: so does the stand-in, where it can.
         if why := neon_size_limit.enforce(cluster, folder):
@@ -76,8 +72,18 @@ def create_app_database(server: Server, user: str, password: str, database: str)
     server.user, server.password, server.database = user, password, database
 
 
-# Extensions the Neon stand-in can create and the RDS stand-in cannot (neon_extensions/extension/*.control).
-NEON_EXTENSIONS = Path(__file__).parent / "neon_extensions"
+# Extensions only one stand-in can create (neon_extensions/extension/*.control: Neon's pg_session_jwt;
+# rds_extensions: RDS's aws_commons).
+OWN_EXTENSIONS = {"neon": Path(__file__).parent / "neon_extensions", "rds": Path(__file__).parent / "rds_extensions"}
+
+
+def own_extensions(role: str, version: str) -> dict[str, str]:
+    """The server setting that gives a stand-in (``role``: neon, rds) the extensions only its service has:
+    PostgreSQL 18's extension_control_path, a directory of its own. An older server has no such setting, and
+    no such extension."""
+    if role not in OWN_EXTENSIONS or int(version.split(".")[0]) < 18:
+        return {}
+    return {"extension_control_path": f"{OWN_EXTENSIONS[role]}:$system"}
 # The roles Neon's Data API creates in a project (its requests run as one of them, and row-level security
 # policies name them): RDS has no such roles.
 NEON_DATA_API_ROLES = ("authenticated", "anonymous")

@@ -107,7 +107,7 @@ class DumpSource:
     check_phase, transfer_phase, transfer_title = "checksum", "restore + verify", "Restore"
 
     def __init__(self, env: Environment, job: RestoreDump):
-        self.env, self.key = env, job.key
+        self.env, self.key, self.to = env, job.key, job.to
         self.recorded = env.store.manifest(job.key)
 
     @property
@@ -137,8 +137,14 @@ class DumpSource:
                               "replaced (expected sha256 from its manifest); nothing was changed")
         console.passed(f"Checksum matches ({digest.hexdigest()[:16]}...)")
 
+    def _restored(self, named: dict[str, Any]) -> dict[str, Any]:
+        """Of the dump's tables or sequences, those the restore restores: not those in a schema it leaves alone
+        (a dump made before that schema was left alone holds them; pg_restore leaves them out)."""
+        left_alone = self.env.databases[self.to].left_alone
+        return {name: value for name, value in named.items() if not left_alone.ignores_table(name)}
+
     def counts(self) -> SourceCounts:
-        tables = self.recorded.get("tables", {})
+        tables = self._restored(self.recorded.get("tables", {}))
         # A manifest without "objects" counts none: the lock-table check then counts the target's alone; one
         # without "needs" (older) needs nothing that can be checked before the restore.
         needs = self.recorded.get("needs") or {}
@@ -166,7 +172,8 @@ class DumpSource:
         pump(hashed(self.env.store.read(self.key)), list(sinks))  # checked before the restore's COMMIT
         if again.hexdigest() != self.recorded["sha256"]:
             raise DevopsError(f"{self.env.store.url(self.key)} changed while it was read; nothing was changed")
-        return Streamed(self.recorded.get("tables", {}), self.recorded.get("sequences", {}))
+        return Streamed(self._restored(self.recorded.get("tables", {})),
+                        self._restored(self.recorded.get("sequences", {})))
 
     def record(self, target: Database, streamed: Streamed | None, restored: dict[str, Any] | None,
                when: dt.datetime) -> None:
