@@ -35,6 +35,7 @@ from devops import hints
 from devops.config import Settings
 from devops.credential_server import CredentialServer, ServedCredentials
 from devops.errors import DevopsError
+from devops.masking import last_line
 
 # What decides which identity a session resolves: the same values, the same identity (and session).
 IDENTITY_VARIABLES = (
@@ -198,14 +199,14 @@ def failure(exc: BaseException, label: str, profile: str = "PROFILE") -> str:
                 f"{hints.command()} ...`), or through the helper's container-credentials server (e.g. `aws-vault "
                 f"exec --ecs-server {profile} -- {hints.command()} ...`)")
     if isinstance(exc, CredentialRetrievalError) and "custom-process" in str(exc):
-        detail = _last_line(exc.kwargs.get("error_msg", "")) or "no message"
+        detail = last_line(exc.kwargs.get("error_msg", "")) or "no message"
         return f"the credential helper (credential_process) of {label} failed: {detail}"
     if isinstance(exc, (SSOError, TokenRetrievalError)):
         return (f"the SSO session of {label} has expired or was never signed in: sign in with `{login}` (or "
                 f"`aws sso login` where the AWS CLI is installed)")
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), _last_line(error.get("Message", ""))
+        code, message = error.get("Code", ""), last_line(error.get("Message", ""))
         if "MultiFactorAuthentication" in message:
             return (f"AWS refused the MFA code for {label} ({message.rstrip('. ')}): run the task again with the "
                     "current code")
@@ -215,10 +216,6 @@ def failure(exc: BaseException, label: str, profile: str = "PROFILE") -> str:
     if isinstance(exc, NoCredentialsError):
         return (f"no AWS credentials found for {label}: set AWS_PROFILE to a profile of ~/.aws/config, or sign in "
                 f"with `{login}`")
-    return f"cannot get AWS credentials for {label}: {_last_line(str(exc))}"
+    return f"cannot get AWS credentials for {label}: {last_line(str(exc))}"
 
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 

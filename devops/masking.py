@@ -45,3 +45,9 @@ def first_line(exc: Any) -> str:
     """The first non-blank line of an error (an exception or a message), masked; the type's name if empty."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return mask(lines[0].strip()) if lines else type(exc).__name__
+
+
+def last_line(text: Any, empty: str = "") -> str:
+    """The last non-blank line of a tool's output (where it says why it stopped), masked; ``empty`` if none."""
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return mask(lines[-1].strip()) if lines else empty

@@ -23,7 +23,7 @@ from invoke import Executor
 from devops import hints
 from devops.config import REPO_ROOT
 from devops.errors import DevopsError
-from devops.masking import first_line
+from devops.masking import first_line, last_line
 
 MARKER = "DEVOPS_TOOLBOX"
 MODES = ("container", "host")
@@ -96,9 +96,8 @@ def image(target: str = "toolbox") -> str:
         raise ToolboxError(f"could not run toolbox/inv: {exc}") from None
     tag = found.stdout.strip()
     if found.returncode != 0 or not tag:
-        lines = [line for line in found.stderr.splitlines() if line.strip()]
-        raise ToolboxError(lines[-1].removeprefix("[ERROR] ") if lines else
-                           f"toolbox/inv toolbox.image exited {found.returncode}")
+        raise ToolboxError(last_line(found.stderr).removeprefix("[ERROR] ")
+                           or f"toolbox/inv toolbox.image exited {found.returncode}")
     return tag
 
 

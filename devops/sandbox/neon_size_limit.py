@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devops.masking import last_line
 from devops.sandbox.postgres import PostgresCluster
 
 SOURCE = Path(__file__).with_name("neon_size_limit.c")
@@ -30,8 +31,7 @@ def library(folder: Path) -> tuple[Path | None, str]:
     result = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(SOURCE), "-ldl"],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
-        return None, f"building {SOURCE.name} failed: {lines[-1].strip()}"
+        return None, f"building {SOURCE.name} failed: {last_line(result.stderr, 'no output')}"
     return built, ""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg2
 
 from devops.errors import DevopsError
+from devops.masking import last_line
 from devops.files import write_private
 
 HOST = "127.0.0.1"
@@ -148,7 +149,7 @@ class PostgresCluster:
         finally:
             pwfile.unlink()
         if result.returncode != 0:
-            raise DevopsError(f"initdb for the {server.name} stand-in failed: {_last_line(result.stderr)}")
+            raise DevopsError(f"initdb for the {server.name} stand-in failed: {last_line(result.stderr, 'no output')}")
         settings = {**SERVER_SETTINGS, **{name: str(value) for name, value in (limits or {}).items()},
                     "port": str(server.port)}
         if tls:
@@ -165,8 +166,8 @@ class PostgresCluster:
         result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start",
                            env={"LD_PRELOAD": str(preload)} if preload.exists() else None)
         if result.returncode != 0:
-            raise DevopsError(f"PostgreSQL in {self.root} did not start: {_last_line(result.stderr or result.stdout)}"
-                              f" (see {self.log})")
+            said = last_line(result.stderr or result.stdout, "no output")
+            raise DevopsError(f"PostgreSQL in {self.root} did not start: {said} (see {self.log})")
 
     def reload(self) -> None:
         """Read the configuration and the certificate files again (a new certificate needs no restart)."""
@@ -179,11 +180,6 @@ class PostgresCluster:
 
     def version(self) -> str:
         return server_version(self.bin_dir) or "unknown"
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
 
 
 def unprivileged_user() -> str | None:
