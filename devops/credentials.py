@@ -217,5 +217,3 @@ def failure(exc: BaseException, label: str, profile: str = "PROFILE") -> str:
         return (f"no AWS credentials found for {label}: set AWS_PROFILE to a profile of ~/.aws/config, or sign in "
                 f"with `{login}`")
     return f"cannot get AWS credentials for {label}: {last_line(str(exc))}"
-
-

@@ -17,8 +17,8 @@ has gone (``inv sync.list | head -1``).
 
 from __future__ import annotations
 
-import os
 import _thread
+import os
 import select
 import signal
 import sys

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg2
 
 from devops.errors import DevopsError
-from devops.masking import last_line
 from devops.files import write_private
+from devops.masking import last_line
 
 HOST = "127.0.0.1"
 # Throwaway data: no crash safety needed, and restores run several times faster without fsync.

@@ -84,6 +84,8 @@ def own_extensions(role: str, version: str) -> dict[str, str]:
     if role not in OWN_EXTENSIONS or int(version.split(".")[0]) < 18:
         return {}
     return {"extension_control_path": f"{OWN_EXTENSIONS[role]}:$system"}
+
+
 # The roles Neon's Data API creates in a project (its requests run as one of them, and row-level security
 # policies name them): RDS has no such roles.
 NEON_DATA_API_ROLES = ("authenticated", "anonymous")
