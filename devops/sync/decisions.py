@@ -98,6 +98,17 @@ class Needs:
     # What of its own depends on what the sync leaves alone (sql/crossing.sql; a source database's only).
     on_left_alone: tuple[str, ...] = ()
 
+    def as_record(self) -> dict[str, Any]:
+        """As a dump's manifest records it ("needs"), for a restore of that dump (``recorded``)."""
+        return {"extensions": list(self.extensions), "policy_roles": self.policy_roles, "bytes": self.bytes}
+
+    @classmethod
+    def recorded(cls, of: str, record: dict[str, Any] | None) -> "Needs":
+        """From a manifest's "needs"; an older manifest without it needs nothing that can be checked."""
+        record = record or {}
+        return cls(of, tuple(record.get("extensions", ())), record.get("policy_roles", {}),
+                   int(record.get("bytes") or 0))
+
 
 @dataclasses.dataclass(frozen=True)
 class Offers:

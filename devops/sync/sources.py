@@ -85,8 +85,7 @@ class SyncSource:
         plan's), so that a restore of it is checked against its target as this sync was."""
         result = dump(self.env, self.db, key, processes, extra_sinks=sinks)
         written = manifest(self.env, self.db, result, self.direction.name, f"sync {self.direction.name}")
-        written["needs"] = {"extensions": list(needs.extensions), "policy_roles": needs.policy_roles,
-                            "bytes": needs.bytes}
+        written["needs"] = needs.as_record()
         return Streamed(written["tables"], result.sequences, Copy(self.env.store.url(key), result.size, result.sha256),
                         written)
 
@@ -145,13 +144,10 @@ class DumpSource:
 
     def counts(self) -> SourceCounts:
         tables = self._restored(self.recorded.get("tables", {}))
-        # A manifest without "objects" counts none: the lock-table check then counts the target's alone; one
-        # without "needs" (older) needs nothing that can be checked before the restore.
-        needs = self.recorded.get("needs") or {}
+        # A manifest without "objects" counts none: the lock-table check then counts the target's alone.
         return SourceCounts({name: t.get("rows") for name, t in tables.items()},
                             int(self.recorded.get("objects") or 0), self.recorded.get("size", 0),
-                            Needs("the dump", tuple(needs.get("extensions", ())), needs.get("policy_roles", {}),
-                                  int(needs.get("bytes") or 0)))
+                            Needs.recorded("the dump", self.recorded.get("needs")))
 
     def plan_fields(self, target: Database, when: dt.datetime) -> dict[str, Any]:
         return {"key": self.key, "to": target.side,
